@@ -1,0 +1,1 @@
+//! Wire protocol of the session service.

@@ -1,0 +1,124 @@
+//! `cargo xtask ci`: every check CI runs, in order, stopping at the first failure.
+//!
+//! All steps share one target directory and one set of flags (lints come from
+//! `[workspace.lints]`, never from `RUSTFLAGS`), so the workspace is compiled
+//! once for checking and once for testing; nothing is rebuilt with other flags.
+
+use std::time::Instant;
+
+use crate::cmd::{Error, cargo, exec};
+
+struct Step {
+    name: &'static str,
+    run: fn() -> Result<(), Error>,
+}
+
+const STEPS: &[Step] = &[
+    Step {
+        name: "format",
+        run: || {
+            let mut cmd = cargo();
+            cmd.args(["fmt", "--all", "--", "--check"]);
+            exec(cmd)
+        },
+    },
+    Step {
+        name: "clippy",
+        run: || {
+            let mut cmd = cargo();
+            cmd.args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ]);
+            exec(cmd)
+        },
+    },
+    Step {
+        name: "docs",
+        run: || {
+            let mut cmd = cargo();
+            cmd.env("RUSTDOCFLAGS", "-D warnings").args([
+                "doc",
+                "--workspace",
+                "--no-deps",
+                "--all-features",
+                "--locked",
+            ]);
+            exec(cmd)
+        },
+    },
+    Step {
+        name: "build tests and benches",
+        run: || {
+            let mut cmd = cargo();
+            cmd.args([
+                "test",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--locked",
+                "--no-run",
+            ]);
+            exec(cmd)
+        },
+    },
+    Step {
+        name: "tests",
+        run: || {
+            let mut cmd = cargo();
+            cmd.args(["test", "--workspace", "--all-features", "--locked"]);
+            exec(cmd)
+        },
+    },
+    Step {
+        name: "package",
+        run: || {
+            // `--workspace` packages the crates in dependency order and verifies
+            // each against the freshly packaged siblings, so a crate whose
+            // siblings are not on the registry yet is still built from exactly
+            // the files it would publish.
+            let mut cmd = cargo();
+            cmd.args(["package", "--workspace", "--locked", "--allow-dirty"]);
+            exec(cmd)
+        },
+    },
+];
+
+/// Runs every step; `--from NAME` skips the steps before NAME.
+pub(crate) fn run(args: &[String]) -> Result<(), Error> {
+    let from = match args {
+        [] => None,
+        [flag, name] if flag == "--from" => Some(name.as_str()),
+        _ => return Err("usage: cargo xtask ci [--from STEP]".into()),
+    };
+    let start_index = match from {
+        None => 0,
+        Some(name) => STEPS
+            .iter()
+            .position(|step| step.name == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = STEPS.iter().map(|step| step.name).collect();
+                format!("no step `{name}`; steps: {}", names.join(", "))
+            })?,
+    };
+    let started = Instant::now();
+    let total = STEPS.len();
+    for (index, step) in STEPS.iter().enumerate().skip(start_index) {
+        println!("\n==> [{}/{total}] {}", index + 1, step.name);
+        let step_started = Instant::now();
+        (step.run)().map_err(|err| format!("step `{}` failed: {err}", step.name))?;
+        println!(
+            "==> {} passed in {:.1}s",
+            step.name,
+            step_started.elapsed().as_secs_f64()
+        );
+    }
+    println!("\n==> ci passed in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
