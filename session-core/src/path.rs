@@ -225,7 +225,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_path() {
-        let message = validate_path("/a//b").unwrap_err().to_string();
+        let message = validate_path("/a//b")
+            .expect_err("invalid path")
+            .to_string();
         assert!(message.contains("\"/a//b\""), "{message}");
     }
 }

@@ -1,0 +1,732 @@
+//! The client's connection state machine, sans-IO in the quinn-proto style.
+//!
+//! [`ClientSession`] decides which server to connect to, when to send the
+//! handshake and pings, when to give up on a server and when the session is
+//! lost. It owns no socket and reads no clock; the driver (a tokio task in
+//! `session-client`, or a test harness with a virtual clock) moves bytes and
+//! time in and out.
+//!
+//! # States
+//!
+//! ```text
+//! NotConnected ─▶ Connecting ─▶ Connected ◀──────▶ Suspended ─▶ Expired
+//!                     │             │                   │
+//!                     └─────────────┴── close() ────────┴─▶ Closed
+//!        handshake refused: Expired or AuthFailed (from any live state)
+//! ```
+//!
+//! `Suspended` means nothing was heard from the server for 2/3·T (or the
+//! transport broke): the session may still be alive on the servers but locks
+//! are no longer safe (kazoo and Curator's SUSPENDED, Chubby's jeopardy). The
+//! client then tries the next host with the same id and password. After 4/3·T
+//! without hearing any server it declares the session `Expired` on its own
+//! (ZOOKEEPER-4508).
+
+use std::collections::VecDeque;
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use crate::{ClientTimings, ConnectString, SessionId, SessionPassword};
+
+/// Wait after trying every host once without success.
+const CYCLE_BACKOFF: Duration = Duration::from_secs(1);
+/// Upper bound (exclusive) of the random wait before each attempt but the first.
+const MAX_ATTEMPT_JITTER_MS: u64 = 1000;
+
+/// How a [`ClientSession`] is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Number of hosts in the connect string; actions name hosts by index.
+    pub hosts: NonZeroUsize,
+    /// The session timeout to request (the server negotiates it).
+    pub session_timeout: Duration,
+    /// Seed of the host shuffle and of the attempt delays, so runs replay.
+    pub rng_seed: u64,
+}
+
+impl ClientConfig {
+    /// A configuration for the hosts of `servers`.
+    #[must_use]
+    pub fn new(servers: &ConnectString, session_timeout: Duration, rng_seed: u64) -> Self {
+        Self {
+            hosts: NonZeroUsize::new(servers.hosts().len()).unwrap_or(NonZeroUsize::MIN),
+            session_timeout,
+            rng_seed,
+        }
+    }
+}
+
+/// Where the client stands with its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientState {
+    /// Created, no attempt made yet.
+    NotConnected,
+    /// Trying servers, no session yet.
+    Connecting,
+    /// A server holds the session and answers.
+    Connected,
+    /// Cut off from the server for 2/3·T or more: the session may be alive, but
+    /// do not trust locks. Reattaching elsewhere with the same id.
+    Suspended,
+    /// The session is gone: a server said so, or no server answered for 4/3·T.
+    /// Terminal.
+    Expired,
+    /// Closed by [`ClientSession::close`]. Terminal.
+    Closed,
+    /// A server refused the session's password. Terminal.
+    AuthFailed,
+}
+
+impl ClientState {
+    /// Whether no further change can happen.
+    #[must_use]
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Expired | Self::Closed | Self::AuthFailed)
+    }
+}
+
+/// What the first frame on a new transport asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Handshake {
+    /// `None` for a new session; the id and password to reattach otherwise.
+    pub session: Option<(SessionId, SessionPassword)>,
+    /// The timeout to request (negotiated again on every reattach).
+    pub requested_timeout: Duration,
+}
+
+/// Why a server refused the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// The session is expired (or unknown) on the servers.
+    Expired,
+    /// The password was wrong.
+    AuthFailed,
+}
+
+/// Something the driver must do, from [`ClientSession::poll_action`].
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    /// Open a transport to host `host` (an index into the connect string's
+    /// hosts, resolving the name again); report the outcome with
+    /// [`ClientSession::handle_connected`] or
+    /// [`ClientSession::handle_connect_failed`]. The state machine gives up on
+    /// its own at `deadline`.
+    Connect {
+        /// Index of the host in the connect string.
+        host: usize,
+        /// When this attempt is abandoned.
+        deadline: Instant,
+    },
+    /// Send the handshake as the first frame.
+    SendHandshake(Handshake),
+    /// Send a ping.
+    SendPing,
+    /// Send a close-session request.
+    SendClose,
+    /// Close the current transport (after sending anything queued before).
+    DropTransport,
+}
+
+/// Something the application may want to know, from [`ClientSession::poll_event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The state changed to this one (never twice the same in a row).
+    StateChanged(ClientState),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Link {
+    /// No transport; the next attempt starts at `at` (`None` when terminal).
+    Idle { at: Option<Instant> },
+    /// Waiting for the transport to `host` to open.
+    Connecting { host: usize, deadline: Instant },
+    /// Transport open, handshake sent, waiting for the reply.
+    Handshaking { host: usize, deadline: Instant },
+    /// Handshake accepted.
+    Established { host: usize },
+}
+
+/// The client side of one session: a sans-IO state machine.
+///
+/// Its methods come in four kinds:
+///
+/// - **getters** (`&self`): [`state`](Self::state), [`session_id`](Self::session_id),
+///   [`password`](Self::password), [`negotiated_timeout`](Self::negotiated_timeout),
+///   [`timings`](Self::timings), [`current_host`](Self::current_host),
+///   [`host_order`](Self::host_order);
+/// - **inputs** `handle_*(…, now)`: what happened on the transport, and
+///   [`handle_timeout`](Self::handle_timeout) when [`poll_timeout`](Self::poll_timeout)
+///   is reached (a spurious call is harmless);
+/// - **commands**: [`close`](Self::close);
+/// - **outputs** `poll_*`: after any input or command, drain
+///   [`poll_action`](Self::poll_action) until `None` and do each action in order,
+///   drain [`poll_event`](Self::poll_event), then sleep until
+///   [`poll_timeout`](Self::poll_timeout).
+///
+/// Hosts are shuffled once with the configured seed and tried round-robin;
+/// each attempt but the very first waits a random 0–999 ms, and one more
+/// second after a full cycle without success. Each attempt may take `T / hosts`
+/// to connect and `2/3·T` to get the handshake reply. While connected, a ping
+/// goes out when nothing was sent for `T/3`.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use session_core::{
+///     Action, ClientConfig, ClientEvent, ClientSession, ClientState, ConnectString,
+///     SessionId, SessionPassword,
+/// };
+///
+/// let servers: ConnectString = "a:2181,b:2181".parse()?;
+/// let start = Instant::now();
+/// let mut client = ClientSession::new(ClientConfig::new(&servers, Duration::from_secs(6), 7), start);
+///
+/// let Some(Action::Connect { host, .. }) = client.poll_action() else { panic!("connects first") };
+/// assert!(host < 2);
+/// client.handle_connected(start);
+/// let Some(Action::SendHandshake(handshake)) = client.poll_action() else { panic!("then handshakes") };
+/// assert!(handshake.session.is_none());
+///
+/// let id = SessionId::from_u64(0x0100_0000_0001_0000);
+/// client.handle_handshake_accepted(id, SessionPassword::from_bytes([1; 16]), Duration::from_secs(6), start);
+/// assert_eq!(client.state(), ClientState::Connected);
+/// assert_eq!(client.poll_event(), Some(ClientEvent::StateChanged(ClientState::Connecting)));
+/// assert_eq!(client.poll_event(), Some(ClientEvent::StateChanged(ClientState::Connected)));
+///
+/// // Nothing sent for T/3: a ping is due.
+/// let wake = client.poll_timeout().expect("a timer runs while connected");
+/// assert_eq!(wake, start + Duration::from_secs(2));
+/// client.handle_timeout(wake);
+/// assert!(matches!(client.poll_action(), Some(Action::SendPing)));
+/// # Ok::<(), session_core::ConnectStringError>(())
+/// ```
+#[derive(Debug)]
+pub struct ClientSession {
+    config: ClientConfig,
+    rng: fastrand::Rng,
+    /// Host indices in the order they are tried.
+    order: Vec<usize>,
+    /// Position in `order` of the current or next attempt.
+    cursor: usize,
+    /// Failed attempts since the last success or the last back-off.
+    failures_in_cycle: usize,
+    first_attempt: bool,
+    state: ClientState,
+    link: Link,
+    session: Option<(SessionId, SessionPassword)>,
+    negotiated: Option<Duration>,
+    timings: ClientTimings,
+    last_heard: Instant,
+    last_sent: Instant,
+    actions: VecDeque<Action>,
+    events: VecDeque<ClientEvent>,
+}
+
+impl ClientSession {
+    /// A client that starts its first connect attempt at once.
+    #[must_use]
+    pub fn new(config: ClientConfig, now: Instant) -> Self {
+        let mut rng = fastrand::Rng::with_seed(config.rng_seed);
+        let mut order: Vec<usize> = (0..config.hosts.get()).collect();
+        rng.shuffle(&mut order);
+        let mut client = Self {
+            config,
+            rng,
+            order,
+            cursor: 0,
+            failures_in_cycle: 0,
+            first_attempt: true,
+            state: ClientState::NotConnected,
+            link: Link::Idle { at: Some(now) },
+            session: None,
+            negotiated: None,
+            timings: ClientTimings::new(config.session_timeout, config.hosts.get()),
+            last_heard: now,
+            last_sent: now,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        client.handle_timeout(now);
+        client
+    }
+
+    // ----- getters -----
+
+    /// The current state.
+    #[must_use]
+    pub fn state(&self) -> ClientState {
+        self.state
+    }
+
+    /// The session id, once a server granted one.
+    #[must_use]
+    pub fn session_id(&self) -> Option<SessionId> {
+        self.session.map(|(id, _)| id)
+    }
+
+    /// The session password, once a server granted a session.
+    #[must_use]
+    pub fn password(&self) -> Option<SessionPassword> {
+        self.session.map(|(_, password)| password)
+    }
+
+    /// The timeout the last server negotiated.
+    #[must_use]
+    pub fn negotiated_timeout(&self) -> Option<Duration> {
+        self.negotiated
+    }
+
+    /// The timers in force (from the requested timeout until one is negotiated).
+    #[must_use]
+    pub fn timings(&self) -> ClientTimings {
+        self.timings
+    }
+
+    /// The host of the current transport or attempt.
+    #[must_use]
+    pub fn current_host(&self) -> Option<usize> {
+        match self.link {
+            Link::Connecting { host, .. }
+            | Link::Handshaking { host, .. }
+            | Link::Established { host } => Some(host),
+            Link::Idle { .. } => None,
+        }
+    }
+
+    /// The shuffled order in which hosts are tried.
+    #[must_use]
+    pub fn host_order(&self) -> &[usize] {
+        &self.order
+    }
+
+    // ----- inputs -----
+
+    /// The transport asked for by [`Action::Connect`] is open.
+    pub fn handle_connected(&mut self, now: Instant) {
+        if let Link::Connecting { host, .. } = self.link {
+            self.link = Link::Handshaking {
+                host,
+                deadline: now + self.timings.read_timeout,
+            };
+            self.last_sent = now;
+            self.actions.push_back(Action::SendHandshake(Handshake {
+                session: self.session,
+                requested_timeout: self.config.session_timeout,
+            }));
+        }
+    }
+
+    /// The transport asked for by [`Action::Connect`] could not be opened.
+    pub fn handle_connect_failed(&mut self, now: Instant) {
+        if let Link::Connecting { .. } = self.link {
+            self.attempt_failed(now, false);
+        }
+    }
+
+    /// The server accepted the handshake. A different id than the one being
+    /// reattached means the old session is gone: the client reports `Expired`
+    /// rather than silently carrying on with a new session.
+    pub fn handle_handshake_accepted(
+        &mut self,
+        id: SessionId,
+        password: SessionPassword,
+        negotiated_timeout: Duration,
+        now: Instant,
+    ) {
+        let Link::Handshaking { host, .. } = self.link else {
+            return;
+        };
+        if let Some((known, _)) = self.session {
+            if known != id {
+                self.handle_refused(Refusal::Expired, now);
+                return;
+            }
+        }
+        self.session = Some((id, password));
+        self.negotiated = Some(negotiated_timeout);
+        self.timings = ClientTimings::new(negotiated_timeout, self.config.hosts.get());
+        self.link = Link::Established { host };
+        self.failures_in_cycle = 0;
+        self.last_heard = now;
+        self.set_state(ClientState::Connected);
+    }
+
+    /// A server said the session is expired or the password wrong, in the
+    /// handshake reply or later. Terminal.
+    pub fn handle_refused(&mut self, refusal: Refusal, _now: Instant) {
+        if self.state.is_terminal() {
+            return;
+        }
+        self.drop_transport();
+        self.link = Link::Idle { at: None };
+        self.set_state(match refusal {
+            Refusal::Expired => ClientState::Expired,
+            Refusal::AuthFailed => ClientState::AuthFailed,
+        });
+    }
+
+    /// Any frame arrived from the server (replies, pongs, notifications).
+    pub fn handle_frame_received(&mut self, now: Instant) {
+        if matches!(self.link, Link::Established { .. }) {
+            self.last_heard = self.last_heard.max(now);
+        }
+    }
+
+    /// The driver sent a frame on the transport (requests count as much as pings).
+    pub fn handle_frame_sent(&mut self, now: Instant) {
+        self.last_sent = self.last_sent.max(now);
+    }
+
+    /// The transport broke (closed by the peer, reset, I/O error).
+    pub fn handle_transport_lost(&mut self, now: Instant) {
+        match self.link {
+            Link::Connecting { .. } | Link::Handshaking { .. } => self.attempt_failed(now, false),
+            Link::Established { .. } => self.lost_server(now, false),
+            Link::Idle { .. } => {}
+        }
+    }
+
+    /// Time has reached [`poll_timeout`](Self::poll_timeout) (or any time at all:
+    /// a call before anything is due changes nothing).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state.is_terminal() {
+            return;
+        }
+        if self.session.is_some()
+            && !matches!(self.link, Link::Established { .. })
+            && now >= self.last_heard + self.timings.expiry
+        {
+            self.drop_transport();
+            self.link = Link::Idle { at: None };
+            self.set_state(ClientState::Expired);
+            return;
+        }
+        match self.link {
+            Link::Idle { at: Some(at) } if now >= at => self.start_attempt(now),
+            Link::Connecting { deadline, .. } | Link::Handshaking { deadline, .. }
+                if now >= deadline =>
+            {
+                self.attempt_failed(now, true);
+            }
+            Link::Established { .. } => {
+                if now >= self.last_heard + self.timings.read_timeout {
+                    self.lost_server(now, true);
+                } else if now >= self.last_sent + self.timings.ping_interval {
+                    self.last_sent = now;
+                    self.actions.push_back(Action::SendPing);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ----- commands -----
+
+    /// Closes the session: asks the server to close it if connected, drops the
+    /// transport, and ends in `Closed`.
+    pub fn close(&mut self, _now: Instant) {
+        if self.state.is_terminal() {
+            return;
+        }
+        if matches!(self.link, Link::Established { .. }) {
+            self.actions.push_back(Action::SendClose);
+        }
+        self.drop_transport();
+        self.link = Link::Idle { at: None };
+        self.set_state(ClientState::Closed);
+    }
+
+    // ----- outputs -----
+
+    /// The next thing the driver must do, in order.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next state change to report, in order.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next; `None`
+    /// once terminal.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state.is_terminal() {
+            return None;
+        }
+        let link = match self.link {
+            Link::Idle { at } => at,
+            Link::Connecting { deadline, .. } | Link::Handshaking { deadline, .. } => {
+                Some(deadline)
+            }
+            Link::Established { .. } => {
+                let read = self.last_heard + self.timings.read_timeout;
+                let ping = self.last_sent + self.timings.ping_interval;
+                return Some(read.min(ping));
+            }
+        };
+        let expiry = self.session.map(|_| self.last_heard + self.timings.expiry);
+        match (link, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ----- internals -----
+
+    fn start_attempt(&mut self, now: Instant) {
+        let host = self.order[self.cursor];
+        self.first_attempt = false;
+        self.link = Link::Connecting {
+            host,
+            deadline: now + self.timings.connect_timeout,
+        };
+        if self.session.is_none() {
+            self.set_state(ClientState::Connecting);
+        }
+        self.actions.push_back(Action::Connect {
+            host,
+            deadline: now + self.timings.connect_timeout,
+        });
+    }
+
+    /// The current attempt failed; `drop` when a transport may be half-open.
+    fn attempt_failed(&mut self, now: Instant, drop: bool) {
+        if drop {
+            self.drop_transport();
+        }
+        self.failures_in_cycle += 1;
+        self.schedule_next(now);
+    }
+
+    /// The established server went silent (`drop`) or its transport broke.
+    fn lost_server(&mut self, now: Instant, drop: bool) {
+        if drop {
+            self.drop_transport();
+        }
+        self.set_state(ClientState::Suspended);
+        self.schedule_next(now);
+    }
+
+    fn schedule_next(&mut self, now: Instant) {
+        self.cursor = (self.cursor + 1) % self.order.len();
+        let mut delay = if self.first_attempt {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(self.rng.u64(0..MAX_ATTEMPT_JITTER_MS))
+        };
+        if self.failures_in_cycle >= self.order.len() {
+            self.failures_in_cycle = 0;
+            delay += CYCLE_BACKOFF;
+        }
+        self.link = Link::Idle {
+            at: Some(now + delay),
+        };
+    }
+
+    fn drop_transport(&mut self) {
+        if !matches!(self.link, Link::Idle { .. }) {
+            self.actions.push_back(Action::DropTransport);
+        }
+    }
+
+    fn set_state(&mut self, state: ClientState) {
+        if self.state != state {
+            self.state = state;
+            self.events.push_back(ClientEvent::StateChanged(state));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(value: u64) -> Duration {
+        Duration::from_millis(value)
+    }
+
+    fn client(hosts: usize, seed: u64, start: Instant) -> ClientSession {
+        let config = ClientConfig {
+            hosts: NonZeroUsize::new(hosts).expect("non-zero"),
+            session_timeout: ms(6000),
+            rng_seed: seed,
+        };
+        ClientSession::new(config, start)
+    }
+
+    fn actions(c: &mut ClientSession) -> Vec<Action> {
+        std::iter::from_fn(|| c.poll_action()).collect()
+    }
+
+    fn events(c: &mut ClientSession) -> Vec<ClientState> {
+        std::iter::from_fn(|| c.poll_event())
+            .map(|ClientEvent::StateChanged(s)| s)
+            .collect()
+    }
+
+    fn connect(c: &mut ClientSession, now: Instant) -> SessionId {
+        c.handle_connected(now);
+        let id = SessionId::from_u64(0x0100_0000_0000_0001);
+        c.handle_handshake_accepted(id, SessionPassword::from_bytes([3; 16]), ms(6000), now);
+        id
+    }
+
+    #[test]
+    fn shuffle_is_seeded_and_covers_every_host() {
+        let start = Instant::now();
+        let a = client(5, 1, start);
+        let b = client(5, 1, start);
+        assert_eq!(a.host_order(), b.host_order());
+        let mut sorted = a.host_order().to_vec();
+        sorted.sort_unstable();
+        assert_eq!(sorted, vec![0, 1, 2, 3, 4]);
+        let orders: std::collections::HashSet<Vec<usize>> = (0..20)
+            .map(|seed| client(5, seed, start).host_order().to_vec())
+            .collect();
+        assert!(orders.len() > 1, "the seed changes the order");
+    }
+
+    #[test]
+    fn round_robin_with_jitter_and_backoff_after_a_full_cycle() {
+        let start = Instant::now();
+        let mut c = client(3, 9, start);
+        let order = c.host_order().to_vec();
+        let mut now = start;
+        let mut tried = Vec::new();
+        let mut starts = Vec::new();
+        for _ in 0..6 {
+            let Some(Action::Connect { host, deadline }) = c.poll_action() else {
+                panic!("expected a connect")
+            };
+            // Reference: connect timeout T / hosts.
+            assert_eq!(deadline, now + ms(2000));
+            tried.push(host);
+            starts.push(now);
+            c.handle_connect_failed(now);
+            let wake = c.poll_timeout().expect("next attempt scheduled");
+            let delay = wake - now;
+            let cycle_done = tried.len() % 3 == 0;
+            let base = if cycle_done { ms(1000) } else { ms(0) };
+            assert!(delay >= base && delay < base + ms(1000), "delay {delay:?}");
+            now = wake;
+            c.handle_timeout(now);
+        }
+        assert_eq!(tried, [order.clone(), order].concat());
+        assert_eq!(starts[0], start, "the first attempt does not wait");
+        assert_eq!(events(&mut c), vec![ClientState::Connecting]);
+    }
+
+    #[test]
+    fn pings_when_idle_and_suspends_after_two_thirds_of_silence() {
+        let start = Instant::now();
+        let mut c = client(2, 3, start);
+        let _ = actions(&mut c);
+        connect(&mut c, start);
+        let _ = actions(&mut c);
+        // Sending a request postpones the ping.
+        c.handle_frame_sent(start + ms(1500));
+        assert_eq!(c.poll_timeout(), Some(start + ms(3500)));
+        c.handle_timeout(start + ms(3500));
+        assert!(matches!(actions(&mut c)[..], [Action::SendPing]));
+        // A spurious wake-up does nothing.
+        c.handle_timeout(start + ms(3600));
+        assert!(actions(&mut c).is_empty());
+        // Nothing heard for 2/3·T = 4 s: suspended, transport dropped.
+        c.handle_timeout(start + ms(4000));
+        assert!(matches!(actions(&mut c)[..], [Action::DropTransport]));
+        assert_eq!(c.state(), ClientState::Suspended);
+        // The next attempt reattaches with the same id and password.
+        let wake = c.poll_timeout().expect("next attempt");
+        c.handle_timeout(wake);
+        let Some(Action::Connect { host, .. }) = c.poll_action() else {
+            panic!("connect")
+        };
+        assert_eq!(host, c.host_order()[1], "the next host");
+        c.handle_connected(wake);
+        let Some(Action::SendHandshake(h)) = c.poll_action() else {
+            panic!("handshake")
+        };
+        assert_eq!(h.session.map(|(id, _)| id), c.session_id());
+        assert_eq!(h.session.map(|(_, p)| *p.as_bytes()), Some([3; 16]));
+        assert_eq!(h.requested_timeout, ms(6000));
+        assert_eq!(
+            events(&mut c),
+            vec![
+                ClientState::Connecting,
+                ClientState::Connected,
+                ClientState::Suspended
+            ]
+        );
+    }
+
+    #[test]
+    fn expires_itself_after_four_thirds_without_any_server() {
+        // ZOOKEEPER-4508: no looping forever against a dead ensemble.
+        let start = Instant::now();
+        let mut c = client(2, 5, start);
+        let _ = actions(&mut c);
+        connect(&mut c, start);
+        c.handle_transport_lost(start + ms(100));
+        let mut now = start + ms(100);
+        while let Some(wake) = c.poll_timeout() {
+            now = wake;
+            c.handle_timeout(now);
+            for action in actions(&mut c) {
+                if let Action::Connect { .. } = action {
+                    c.handle_connect_failed(now);
+                }
+            }
+        }
+        assert_eq!(c.state(), ClientState::Expired);
+        assert_eq!(now, start + ms(8000), "4/3·T after last hearing the server");
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn refusals_and_close_are_terminal_and_states_never_repeat() {
+        let start = Instant::now();
+        let mut c = client(1, 0, start);
+        let _ = actions(&mut c);
+        c.handle_connected(start);
+        c.handle_refused(Refusal::AuthFailed, start);
+        c.handle_refused(Refusal::Expired, start);
+        c.close(start);
+        assert_eq!(c.state(), ClientState::AuthFailed);
+        assert_eq!(
+            events(&mut c),
+            vec![ClientState::Connecting, ClientState::AuthFailed]
+        );
+
+        let mut c = client(1, 0, start);
+        let _ = actions(&mut c);
+        connect(&mut c, start);
+        let _ = actions(&mut c);
+        c.close(start);
+        assert!(matches!(
+            actions(&mut c)[..],
+            [Action::SendClose, Action::DropTransport]
+        ));
+        assert_eq!(c.state(), ClientState::Closed);
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_new_id_on_reattach_is_reported_as_expiry() {
+        // Reference "Known failures": reattach must keep the id or say Expired.
+        let start = Instant::now();
+        let mut c = client(1, 0, start);
+        let _ = actions(&mut c);
+        connect(&mut c, start);
+        c.handle_transport_lost(start);
+        let wake = c.poll_timeout().expect("retry");
+        c.handle_timeout(wake);
+        c.handle_connected(wake);
+        let other = SessionId::from_u64(0x0100_0000_0000_0002);
+        c.handle_handshake_accepted(other, SessionPassword::from_bytes([0; 16]), ms(6000), wake);
+        assert_eq!(c.state(), ClientState::Expired);
+        assert_ne!(c.session_id(), Some(other));
+    }
+}

@@ -1,0 +1,553 @@
+//! Bucketed expiry: ZooKeeper's `ExpiryQueue`, laid out for millions of keys.
+//!
+//! Deadlines become tick numbers relative to an origin `Instant` given at
+//! construction, always rounded **up** to the next tick boundary (an exact
+//! multiple too: a deadline at `origin + 3·tick` lands in bucket 4). A key is
+//! therefore handed out by [`ExpiryQueue::poll`] in
+//! `(deadline, deadline + tick]` if `poll` is called at [`ExpiryQueue::next_deadline`]:
+//! never early, at most one tick late.
+//!
+//! # Layout
+//!
+//! Keys live in a slab addressed by [`ExpiryHandle`] (a `u32` index and a
+//! generation), which the caller keeps in its own record, so a touch costs no
+//! hash lookup here. Each bucket is a vector of handles plus a count of the keys
+//! really in it. Moving a key to a later bucket only pushes its handle there and
+//! decrements the old bucket's count; the old handle becomes stale and is
+//! skipped when that bucket is polled, dropped with the bucket when its count
+//! reaches zero, or swept by an occasional compaction once stale handles
+//! outnumber keys. A touch is O(1) in the number of keys (and O(log b) in the
+//! number of non-empty buckets, which is bounded by the longest timeout divided
+//! by the tick).
+
+use std::collections::BTreeMap;
+use std::collections::btree_map;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+/// Why an expiry queue could not be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum ExpiryQueueError {
+    /// The tick is zero.
+    #[error("expiry tick must be longer than zero")]
+    ZeroTick,
+}
+
+/// A key's place in an [`ExpiryQueue`]; stale once the key is removed or polled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ExpiryHandle {
+    index: u32,
+    generation: u32,
+}
+
+#[derive(Debug)]
+struct Entry<K> {
+    key: Option<K>,
+    /// The bucket (tick number) holding the key, when `key` is `Some`.
+    tick: u64,
+    generation: u32,
+}
+
+#[derive(Debug, Default)]
+struct Bucket {
+    handles: Vec<ExpiryHandle>,
+    /// How many keys are really in this bucket; `handles` may also hold stale ones.
+    live: u32,
+}
+
+/// Keys with deadlines, grouped in tick-wide buckets and handed out a bucket at
+/// a time.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use session_core::ExpiryQueue;
+///
+/// let origin = Instant::now();
+/// let ms = Duration::from_millis;
+/// let mut queue = ExpiryQueue::new(origin, ms(2000))?;
+/// let a = queue.insert("a", origin + ms(4000)); // exact multiple: bucket 6000
+/// let _b = queue.insert("b", origin + ms(4500)); // bucket 6000 too
+/// assert_eq!(queue.next_deadline(), Some(origin + ms(6000)));
+///
+/// queue.touch(a, origin + ms(9000)); // bucket 10000
+/// assert!(queue.poll(origin + ms(5999)).is_empty());
+/// assert_eq!(queue.poll(origin + ms(6000)), vec!["b"]);
+/// assert_eq!(queue.poll(origin + ms(60_000)), vec!["a"]);
+/// assert!(queue.is_empty());
+/// # Ok::<(), session_core::ExpiryQueueError>(())
+/// ```
+#[derive(Debug)]
+pub struct ExpiryQueue<K> {
+    origin: Instant,
+    tick: Duration,
+    tick_nanos: u128,
+    entries: Vec<Entry<K>>,
+    free: Vec<u32>,
+    buckets: BTreeMap<u64, Bucket>,
+    len: usize,
+    /// Handles held by all buckets, stale ones included.
+    handles: usize,
+}
+
+impl<K> ExpiryQueue<K> {
+    /// An empty queue whose bucket boundaries are `origin + n·tick`.
+    pub fn new(origin: Instant, tick: Duration) -> Result<Self, ExpiryQueueError> {
+        if tick.is_zero() {
+            return Err(ExpiryQueueError::ZeroTick);
+        }
+        Ok(Self {
+            origin,
+            tick,
+            tick_nanos: tick.as_nanos(),
+            entries: Vec::new(),
+            free: Vec::new(),
+            buckets: BTreeMap::new(),
+            len: 0,
+            handles: 0,
+        })
+    }
+
+    /// The bucket width.
+    #[must_use]
+    pub fn tick(&self) -> Duration {
+        self.tick
+    }
+
+    /// The instant bucket boundaries are counted from.
+    #[must_use]
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// How many keys the queue holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the queue holds no key.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds `key`, due at `deadline` (rounded up to the next tick boundary).
+    ///
+    /// # Panics
+    ///
+    /// If the queue would hold more than `u32::MAX` keys at once.
+    pub fn insert(&mut self, key: K, deadline: Instant) -> ExpiryHandle {
+        let tick = self.bucket_of(deadline);
+        let handle = match self.free.pop() {
+            Some(index) => {
+                let entry = &mut self.entries[index as usize];
+                entry.key = Some(key);
+                entry.tick = tick;
+                ExpiryHandle {
+                    index,
+                    generation: entry.generation,
+                }
+            }
+            None => {
+                let index = u32::try_from(self.entries.len())
+                    .ok()
+                    .filter(|index| *index != u32::MAX)
+                    .expect("invariant: an expiry queue holds fewer than u32::MAX keys");
+                self.entries.push(Entry {
+                    key: Some(key),
+                    tick,
+                    generation: 0,
+                });
+                ExpiryHandle {
+                    index,
+                    generation: 0,
+                }
+            }
+        };
+        self.len += 1;
+        self.join(tick, handle);
+        handle
+    }
+
+    /// Moves the key of `handle` to the bucket of `deadline`; a no-op when the
+    /// bucket does not change. Returns `false` for a stale handle.
+    pub fn touch(&mut self, handle: ExpiryHandle, deadline: Instant) -> bool {
+        let tick = self.bucket_of(deadline);
+        let Some(entry) = self.entry_mut(handle) else {
+            return false;
+        };
+        let old = entry.tick;
+        if old != tick {
+            entry.tick = tick;
+            self.leave(old);
+            self.join(tick, handle);
+        }
+        true
+    }
+
+    /// Takes the key of `handle` out of the queue.
+    pub fn remove(&mut self, handle: ExpiryHandle) -> Option<K> {
+        let entry = self.entry_mut(handle)?;
+        let key = entry.key.take();
+        entry.generation = entry.generation.wrapping_add(1);
+        let tick = entry.tick;
+        self.leave(tick);
+        self.free.push(handle.index);
+        self.len -= 1;
+        key
+    }
+
+    /// The key of `handle`, if it is still in the queue.
+    #[must_use]
+    pub fn get(&self, handle: ExpiryHandle) -> Option<&K> {
+        self.entries
+            .get(handle.index as usize)
+            .filter(|entry| entry.generation == handle.generation)
+            .and_then(|entry| entry.key.as_ref())
+    }
+
+    /// The key of `handle`, mutably, if it is still in the queue.
+    #[must_use]
+    pub fn get_mut(&mut self, handle: ExpiryHandle) -> Option<&mut K> {
+        self.entry_mut(handle).and_then(|entry| entry.key.as_mut())
+    }
+
+    /// When the key of `handle` is due: the boundary of its bucket.
+    #[must_use]
+    pub fn deadline(&self, handle: ExpiryHandle) -> Option<Instant> {
+        self.get(handle)?;
+        self.instant_of(self.entries[handle.index as usize].tick)
+    }
+
+    /// When the earliest non-empty bucket is due; `None` when the queue is
+    /// empty (or its earliest bucket lies beyond what `Instant` can hold).
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let (&tick, _) = self.buckets.first_key_value()?;
+        self.instant_of(tick)
+    }
+
+    /// Removes and returns the keys of every bucket due at `now`, earliest bucket
+    /// first, each bucket whole and in the order its keys arrived.
+    #[must_use = "the keys handed out are no longer in the queue"]
+    pub fn poll(&mut self, now: Instant) -> Vec<K> {
+        let mut due = Vec::new();
+        self.poll_into(now, &mut due);
+        due
+    }
+
+    /// Like [`poll`](Self::poll), appending to `due`; returns how many were added.
+    pub fn poll_into(&mut self, now: Instant, due: &mut Vec<K>) -> usize {
+        let before = due.len();
+        let elapsed = now.saturating_duration_since(self.origin).as_nanos() / self.tick_nanos;
+        let now_tick = u64::try_from(elapsed).unwrap_or(u64::MAX);
+        while let Some(first) = self.buckets.first_entry() {
+            if *first.key() > now_tick {
+                break;
+            }
+            let (tick, bucket) = first.remove_entry();
+            self.handles -= bucket.handles.len();
+            for handle in bucket.handles {
+                let entry = &mut self.entries[handle.index as usize];
+                if entry.generation != handle.generation || entry.tick != tick {
+                    continue;
+                }
+                // A key that left this bucket and came back has two handles in it:
+                // the first one takes it, the second finds the slot empty.
+                if let Some(key) = entry.key.take() {
+                    entry.generation = entry.generation.wrapping_add(1);
+                    self.free.push(handle.index);
+                    self.len -= 1;
+                    due.push(key);
+                }
+            }
+        }
+        due.len() - before
+    }
+
+    /// Every key with its handle and due instant, in slab order.
+    pub fn iter(&self) -> impl Iterator<Item = (ExpiryHandle, &K, Option<Instant>)> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(index, entry)| {
+                let key = entry.key.as_ref()?;
+                let handle = ExpiryHandle {
+                    index: index as u32,
+                    generation: entry.generation,
+                };
+                Some((handle, key, self.instant_of(entry.tick)))
+            })
+    }
+
+    /// The non-empty buckets, earliest first, as (due instant, number of keys):
+    /// what an admin "dump" shows.
+    pub fn buckets(&self) -> impl Iterator<Item = (Option<Instant>, usize)> + '_ {
+        self.buckets
+            .iter()
+            .map(|(&tick, bucket)| (self.instant_of(tick), bucket.live as usize))
+    }
+
+    fn entry_mut(&mut self, handle: ExpiryHandle) -> Option<&mut Entry<K>> {
+        self.entries
+            .get_mut(handle.index as usize)
+            .filter(|entry| entry.generation == handle.generation && entry.key.is_some())
+    }
+
+    /// The tick number of the bucket for `deadline`: `floor(offset / tick) + 1`.
+    fn bucket_of(&self, deadline: Instant) -> u64 {
+        let offset = deadline.saturating_duration_since(self.origin).as_nanos();
+        u64::try_from(offset / self.tick_nanos).map_or(u64::MAX, |tick| tick.saturating_add(1))
+    }
+
+    fn instant_of(&self, tick: u64) -> Option<Instant> {
+        let nanos = self.tick_nanos.checked_mul(u128::from(tick))?;
+        let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
+        let offset = Duration::new(secs, (nanos % 1_000_000_000) as u32);
+        self.origin.checked_add(offset)
+    }
+
+    fn join(&mut self, tick: u64, handle: ExpiryHandle) {
+        let bucket = self.buckets.entry(tick).or_default();
+        bucket.handles.push(handle);
+        bucket.live += 1;
+        self.handles += 1;
+        if self.handles > 2 * self.len + 1024 {
+            self.compact();
+        }
+    }
+
+    fn leave(&mut self, tick: u64) {
+        if let btree_map::Entry::Occupied(mut bucket) = self.buckets.entry(tick) {
+            bucket.get_mut().live -= 1;
+            if bucket.get().live == 0 {
+                self.handles -= bucket.remove().handles.len();
+            }
+        }
+    }
+
+    /// Drops stale handles once they outnumber the keys, so memory stays
+    /// proportional to the number of keys; amortised O(1) per touch.
+    fn compact(&mut self) {
+        let entries = &self.entries;
+        let mut kept = 0;
+        for (&tick, bucket) in &mut self.buckets {
+            bucket.handles.retain(|handle| {
+                let entry = &entries[handle.index as usize];
+                entry.generation == handle.generation && entry.tick == tick && entry.key.is_some()
+            });
+            bucket.handles.shrink_to(bucket.handles.len() * 2);
+            kept += bucket.handles.len();
+        }
+        self.handles = kept;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn ms(value: u64) -> Duration {
+        Duration::from_millis(value)
+    }
+
+    fn queue(origin: Instant, tick: u64) -> ExpiryQueue<u32> {
+        ExpiryQueue::new(origin, ms(tick)).expect("non-zero tick")
+    }
+
+    #[test]
+    fn deadlines_round_up_even_on_exact_multiples() {
+        // Reference "Expiry (server)": bucket = (t / tick + 1) * tick.
+        let origin = Instant::now();
+        let mut q = queue(origin, 2000);
+        for (deadline, bucket) in [
+            (0, 2000),
+            (1, 2000),
+            (1999, 2000),
+            (2000, 4000),
+            (4000, 6000),
+            (4001, 6000),
+        ] {
+            let handle = q.insert(deadline as u32, origin + ms(deadline));
+            assert_eq!(q.deadline(handle), Some(origin + ms(bucket)), "{deadline}");
+        }
+        // A deadline before the origin lands in the first bucket, not in the past.
+        let handle = q.insert(99, origin.checked_sub(ms(5)).unwrap_or(origin));
+        assert_eq!(q.deadline(handle), Some(origin + ms(2000)));
+        assert_eq!(
+            ExpiryQueue::<u32>::new(origin, Duration::ZERO).err(),
+            Some(ExpiryQueueError::ZeroTick)
+        );
+    }
+
+    #[test]
+    fn touch_moves_only_when_the_bucket_changes() {
+        let origin = Instant::now();
+        let mut q = queue(origin, 1000);
+        let a = q.insert(1, origin + ms(4100));
+        let b = q.insert(2, origin + ms(4200));
+        assert!(q.touch(a, origin + ms(4900)));
+        assert_eq!(q.buckets.len(), 1);
+        assert_eq!(q.handles, 2, "same bucket: no handle pushed");
+        assert!(q.touch(a, origin + ms(5100)));
+        assert_eq!(q.buckets().map(|(_, n)| n).collect::<Vec<_>>(), vec![1, 1]);
+        assert_eq!(q.poll(origin + ms(5000)), vec![2]);
+        assert!(!q.touch(b, origin + ms(9000)), "polled handle is stale");
+        assert_eq!(q.remove(b), None);
+        assert_eq!(q.remove(a), Some(1));
+        assert!(q.is_empty());
+        assert_eq!(q.next_deadline(), None);
+        assert_eq!(q.handles, 0, "empty buckets are dropped with their handles");
+    }
+
+    #[test]
+    fn poll_hands_out_whole_buckets_in_order_after_a_stall() {
+        let origin = Instant::now();
+        let mut q = queue(origin, 100);
+        for key in 0..30u32 {
+            q.insert(key, origin + ms(u64::from(key % 3) * 100 + 50));
+        }
+        assert_eq!(q.next_deadline(), Some(origin + ms(100)));
+        // Stalled for several ticks: three buckets at once, earliest first.
+        let due = q.poll(origin + ms(1000));
+        let expected: Vec<u32> = (0..3)
+            .flat_map(|r| (0..30).filter(move |k| k % 3 == r))
+            .collect();
+        assert_eq!(due, expected);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn slots_are_reused_and_stale_handles_never_touch_new_keys() {
+        let origin = Instant::now();
+        let mut q = queue(origin, 10);
+        let old = q.insert(1, origin + ms(5));
+        assert_eq!(q.remove(old), Some(1));
+        let new = q.insert(2, origin + ms(5));
+        assert_eq!(new.index, old.index);
+        assert!(!q.touch(old, origin + ms(500)));
+        assert_eq!(q.get(old), None);
+        assert_eq!(q.get(new), Some(&2));
+        assert_eq!(q.iter().map(|(_, k, _)| *k).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn key_coming_back_to_a_bucket_is_handed_out_once() {
+        let origin = Instant::now();
+        let mut q = queue(origin, 10);
+        let _anchor = q.insert(0, origin + ms(100));
+        let a = q.insert(1, origin + ms(100));
+        q.touch(a, origin + ms(200));
+        q.touch(a, origin + ms(100));
+        assert_eq!(q.poll(origin + ms(1000)), vec![0, 1]);
+    }
+
+    #[test]
+    fn stale_handles_are_compacted() {
+        let origin = Instant::now();
+        let mut q = queue(origin, 1);
+        let anchor = q.insert(0, origin + ms(1_000_000));
+        let handles: Vec<_> = (1..100u32).map(|k| q.insert(k, origin)).collect();
+        for round in 1..200u64 {
+            for handle in &handles {
+                q.touch(*handle, origin + ms(round));
+            }
+            // Keep every visited bucket alive so stale handles cannot be dropped
+            // with an emptied bucket.
+            let _keep = q.insert(1000, origin + ms(round));
+        }
+        assert!(
+            q.handles <= 2 * q.len + 1024,
+            "{} handles for {} keys",
+            q.handles,
+            q.len
+        );
+        assert_eq!(q.get(anchor), Some(&0));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert { delay: u64 },
+        Touch { which: usize, delay: u64 },
+        Remove { which: usize },
+        Advance { by: u64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..500u64).prop_map(|delay| Op::Insert { delay }),
+            (any::<usize>(), 0..500u64).prop_map(|(which, delay)| Op::Touch { which, delay }),
+            any::<usize>().prop_map(|which| Op::Remove { which }),
+            (0..300u64).prop_map(|by| Op::Advance { by }),
+        ]
+    }
+
+    proptest! {
+        /// Against a naive model (key → exact deadline): nothing is handed out
+        /// before its deadline, nothing later than one tick after it when polled
+        /// at every step, and every key is handed out or removed exactly once.
+        #[test]
+        fn matches_naive_model(tick in 1..50u64, ops in proptest::collection::vec(op(), 1..300)) {
+            let origin = Instant::now();
+            let mut q = queue(origin, tick);
+            let mut model: BTreeMap<u32, (ExpiryHandle, Instant)> = BTreeMap::new();
+            let mut seen = HashSet::new();
+            let mut now = origin;
+            let mut next_key = 0u32;
+            for op in ops {
+                match op {
+                    Op::Insert { delay } => {
+                        let deadline = now + ms(delay);
+                        let handle = q.insert(next_key, deadline);
+                        model.insert(next_key, (handle, deadline));
+                        next_key += 1;
+                    }
+                    Op::Touch { which, delay } if !model.is_empty() => {
+                        let key = *model.keys().nth(which % model.len()).expect("in range");
+                        let deadline = now + ms(delay);
+                        let entry = model.get_mut(&key).expect("present");
+                        prop_assert!(q.touch(entry.0, deadline));
+                        entry.1 = deadline;
+                    }
+                    Op::Remove { which } if !model.is_empty() => {
+                        let key = *model.keys().nth(which % model.len()).expect("in range");
+                        let (handle, _) = model.remove(&key).expect("present");
+                        prop_assert_eq!(q.remove(handle), Some(key));
+                        prop_assert!(seen.insert(key));
+                    }
+                    Op::Advance { by } => now += ms(by),
+                    _ => {}
+                }
+                // Poll at every wake-up between the previous step and now.
+                while let Some(wake) = q.next_deadline().filter(|w| *w <= now) {
+                    for key in q.poll(wake) {
+                        let (_, deadline) = model.remove(&key).expect("handed out once, and only known keys");
+                        prop_assert!(deadline < wake, "early: {:?} < {:?}", wake, deadline);
+                        prop_assert!(wake <= deadline + ms(tick), "late");
+                        prop_assert!(seen.insert(key));
+                    }
+                }
+                prop_assert_eq!(q.len(), model.len());
+                if let Some(earliest) = model.values().map(|(_, d)| *d).min() {
+                    let wake = q.next_deadline().expect("non-empty queue has a deadline");
+                    prop_assert!(wake > earliest && wake <= earliest + ms(tick));
+                } else {
+                    prop_assert_eq!(q.next_deadline(), None);
+                }
+            }
+            // Nothing lost: far in the future everything left comes out.
+            let rest = q.poll(now + ms(10_000));
+            prop_assert_eq!(rest.len(), model.len());
+            for key in rest {
+                prop_assert!(model.remove(&key).is_some());
+                prop_assert!(seen.insert(key));
+            }
+            prop_assert_eq!(seen.len(), next_key as usize);
+        }
+    }
+}
