@@ -12,7 +12,7 @@
 //! [`PasswordSecret`] when needed. A session record in the expiry slab is 56
 //! bytes; with the id index, a tracker holds about 110 bytes per session.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
@@ -271,6 +271,9 @@ type IdMap<V> = HashMap<SessionId, V, BuildHasherDefault<IdHasher>>;
 pub struct SessionTracker {
     policy: TimeoutPolicy,
     ids: IdGenerator,
+    /// The first id this tracker could mint: ids of this server below it come
+    /// from an earlier run (or a snapshot) and are live only if held here.
+    first_id: Option<SessionId>,
     secret: PasswordSecret,
     origin: Instant,
     open: IdMap<ExpiryHandle>,
@@ -292,6 +295,7 @@ impl SessionTracker {
             .expect("invariant: a TimeoutPolicy's tick is never zero");
         Self {
             policy,
+            first_id: ids.peek(),
             ids,
             secret,
             origin,
@@ -439,6 +443,13 @@ impl SessionTracker {
     /// A client comes back on connection `owner` with its id and password and a
     /// newly requested timeout: checks the password (constant time, first),
     /// negotiates again, takes ownership and touches the session.
+    ///
+    /// One case is decided before the password: an id this tracker does not
+    /// hold and could not have minted (another server's, or one from before
+    /// this tracker started) is [`ReattachError::Unknown`]. Such an id is dead
+    /// whoever asks, so saying so reveals nothing, and it is how a client whose
+    /// server restarted with a new secret hears "expired" rather than
+    /// "wrong password".
     pub fn reattach(
         &mut self,
         id: SessionId,
@@ -447,6 +458,9 @@ impl SessionTracker {
         owner: OwnerId,
         now: Instant,
     ) -> Result<Reattached, ReattachError> {
+        if !self.contains(id) && !self.could_have_minted(id) {
+            return Err(ReattachError::Unknown { id });
+        }
         if !self.secret.verify(id, password) {
             return Err(ReattachError::WrongPassword { id });
         }
@@ -552,10 +566,31 @@ impl SessionTracker {
         open.chain(closing)
     }
 
-    /// The expiry buckets, earliest first, as (due instant, sessions): for an
-    /// admin dump.
-    pub fn expiry_buckets(&self) -> impl Iterator<Item = (Option<Instant>, usize)> + '_ {
-        self.queue.buckets()
+    /// Whether `id` is one this tracker minted or may still mint.
+    fn could_have_minted(&self, id: SessionId) -> bool {
+        id.server_id() == self.ids.server_id().get()
+            && self.first_id.is_some_and(|first| id >= first)
+    }
+
+    /// The expiry buckets, earliest first: each due instant with its sessions,
+    /// for an admin dump. (A deadline too far out for an `Instant` is listed
+    /// last, as `None`.) Walks every session: for admin use, not a hot path.
+    #[must_use]
+    pub fn expiry_buckets(&self) -> Vec<(Option<Instant>, Vec<SessionId>)> {
+        let mut buckets: BTreeMap<(bool, Option<Instant>), Vec<SessionId>> = BTreeMap::new();
+        for (_, record, due) in self.queue.iter() {
+            buckets
+                .entry((due.is_none(), due))
+                .or_default()
+                .push(record.id);
+        }
+        buckets
+            .into_iter()
+            .map(|((_, due), mut ids)| {
+                ids.sort_unstable();
+                (due, ids)
+            })
+            .collect()
     }
 
     fn schedule(&mut self, record: Record, now: Instant, timeout: Duration) {
@@ -770,8 +805,9 @@ mod tests {
             .expect_err("wrong password");
         assert_eq!(err, ReattachError::WrongPassword { id: s.id });
         assert!(!err.is_expired());
-        // A wrong password for an unknown id says the same: no probing for ids.
-        let unknown = SessionId::from_u64(0x0100_0000_0000_9999);
+        // A wrong password for an unknown id this tracker could mint says the
+        // same: no probing for live ids.
+        let unknown = SessionId::from_u64(s.id.as_u64() + 100);
         assert_eq!(
             t.reattach(unknown, &wrong, ms(4000), new, start),
             Err(ReattachError::WrongPassword { id: unknown })
@@ -862,10 +898,68 @@ mod tests {
             vec![(a.id, SessionState::Open), (b.id, SessionState::Closing)]
         );
         assert_eq!(
-            t.expiry_buckets().collect::<Vec<_>>(),
-            vec![(Some(start + ms(6000)), 1)]
+            t.expiry_buckets(),
+            vec![(Some(start + ms(6000)), vec![a.id])]
         );
         assert_eq!(t.remove(a.id).map(|i| i.state), Some(SessionState::Open));
         assert_eq!(t.sessions().count(), 1);
+    }
+
+    #[test]
+    fn expiry_buckets_list_ids_earliest_first() {
+        let start = Instant::now();
+        let mut t = tracker(start);
+        let late = t
+            .create(ms(8000), OwnerId::new(1), start)
+            .expect("ids left");
+        let early = t
+            .create(ms(4000), OwnerId::new(2), start)
+            .expect("ids left");
+        let early_too = t
+            .create(ms(4000), OwnerId::new(3), start + ms(100))
+            .expect("ids left");
+        assert_eq!(
+            t.expiry_buckets(),
+            vec![
+                (Some(start + ms(6000)), vec![early.id, early_too.id]),
+                (Some(start + ms(10_000)), vec![late.id]),
+            ]
+        );
+    }
+
+    #[test]
+    fn ids_from_before_this_tracker_are_unknown_whatever_the_password() {
+        // A restart: the first run's secret and ids are gone. Its clients must
+        // hear "expired" (Unknown), not "wrong password", although their
+        // passwords no longer verify under the new secret.
+        let start = Instant::now();
+        let mut first_run = tracker(start);
+        let old = first_run
+            .create(ms(4000), OwnerId::new(1), start)
+            .expect("ids left");
+        let policy = TimeoutPolicy::new(ms(2000)).expect("valid tick");
+        let ids = IdGenerator::new(ServerId::new(1).expect("valid"), 0x0003_42b8 + 60_000, None);
+        let secret = PasswordSecret::new(&[6; 32]).expect("long enough");
+        let mut second_run = SessionTracker::new(policy, ids, secret, start);
+        assert_eq!(
+            second_run.reattach(old.id, &old.password, ms(4000), OwnerId::new(2), start),
+            Err(ReattachError::Unknown { id: old.id })
+        );
+        // Another server's id is not this tracker's to judge by password either.
+        let foreign = SessionId::from_u64(0x0200_0003_42b8_0000);
+        let any = SessionPassword::from_bytes([0; 16]);
+        assert_eq!(
+            second_run.reattach(foreign, &any, ms(4000), OwnerId::new(2), start),
+            Err(ReattachError::Unknown { id: foreign })
+        );
+        // Ids of this run still need the right password.
+        let fresh = second_run
+            .create(ms(4000), OwnerId::new(3), start)
+            .expect("ids left");
+        let next = SessionId::from_u64(fresh.id.as_u64() + 1);
+        assert_eq!(
+            second_run.reattach(next, &any, ms(4000), OwnerId::new(4), start),
+            Err(ReattachError::WrongPassword { id: next })
+        );
     }
 }
