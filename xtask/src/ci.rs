@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use crate::cmd::{Error, cargo, exec};
+use crate::codegen;
 
 struct Step {
     name: &'static str,
@@ -21,6 +22,10 @@ const STEPS: &[Step] = &[
             cmd.args(["fmt", "--all", "--", "--check"]);
             exec(cmd)
         },
+    },
+    Step {
+        name: "codegen",
+        run: codegen::check,
     },
     Step {
         name: "clippy",

@@ -5,6 +5,7 @@
 
 mod ci;
 mod cmd;
+mod codegen;
 
 use std::process::ExitCode;
 
@@ -12,7 +13,9 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  ci                 fmt, clippy, docs, tests, benches compiled, package checks
+  ci                 fmt, codegen --check, clippy, docs, tests, benches compiled, package checks
+  codegen [--check]  regenerate session-wire/src/generated from the .proto files
+                     (--check: fail, naming the file, when the checked-in code is stale)
   help               this text
 ";
 
@@ -20,6 +23,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
+        Some("codegen") => codegen::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
