@@ -1,0 +1,253 @@
+//! The admin gRPC service (session-wire's `session.admin.v1.Admin`).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant as StdInstant;
+
+use futures_util::{Stream, StreamExt};
+use session_core::{SessionId, SessionInfo, SessionState};
+use session_wire::admin::v1::{
+    self as admin, DumpExpiryRequest, DumpExpiryResponse, ExpireSessionRequest,
+    ExpireSessionResponse, ExpiryBucket, GetSessionRequest, GetSessionResponse,
+    ListSessionsRequest, ListSessionsResponse, StatsRequest, StatsResponse,
+    WatchSessionEventsRequest,
+    admin_server::{Admin, AdminServer},
+};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use crate::metrics::OpKind;
+use crate::server::{SessionEvent, SessionEventKind, Shared, stopped};
+
+/// Serves the admin service on `listener` until `shutdown` resolves.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let service = AdminService {
+        shared,
+        shutdown: shutdown.clone(),
+    };
+    let result = tonic::transport::Server::builder()
+        .add_service(AdminServer::new(service))
+        .serve_with_incoming_shutdown(incoming, async move { stopped(&mut shutdown).await })
+        .await;
+    if let Err(err) = result {
+        warn!(error = %err, "admin service stopped");
+    }
+}
+
+struct AdminService {
+    shared: Arc<Shared>,
+    /// Ends event streams at shutdown, which waits for open streams.
+    shutdown: watch::Receiver<bool>,
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl AdminService {
+    fn describe(
+        &self,
+        info: &SessionInfo,
+        ephemerals: usize,
+        now: StdInstant,
+    ) -> admin::SessionInfo {
+        let connection = self.shared.connections.get(&info.id);
+        let state = match (info.state, connection.is_some()) {
+            (SessionState::Closing, _) => admin::SessionState::Closing,
+            (SessionState::Open, true) => admin::SessionState::Connected,
+            (SessionState::Open, false) => admin::SessionState::Disconnected,
+        };
+        admin::SessionInfo {
+            session_id: info.id.as_u64(),
+            negotiated_timeout_ms: u32::try_from(info.timeout.as_millis()).unwrap_or(u32::MAX),
+            remote_address: connection
+                .as_ref()
+                .map(|handle| handle.remote.to_string())
+                .unwrap_or_default(),
+            last_heard_ms_ago: millis(now.saturating_duration_since(info.last_touch)),
+            ephemeral_count: u32::try_from(ephemerals).unwrap_or(u32::MAX),
+            state: state.into(),
+            expires_in_ms: info.deadline.map_or(0, |deadline| {
+                millis(deadline.saturating_duration_since(now))
+            }),
+            client: connection
+                .as_ref()
+                .map(|handle| handle.client.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn session_id(raw: u64) -> Result<SessionId, Status> {
+    if raw == 0 {
+        return Err(Status::invalid_argument("session id 0 is not a session"));
+    }
+    Ok(SessionId::from_u64(raw))
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn list_sessions(
+        &self,
+        _request: Request<ListSessionsRequest>,
+    ) -> Result<Response<ListSessionsResponse>, Status> {
+        let now = Instant::now().into_std();
+        let rows: Vec<(SessionInfo, usize)> = {
+            let state = self.shared.state();
+            state
+                .tracker()
+                .sessions()
+                .map(|info| {
+                    let ephemerals = state.namespace().ephemeral_count(info.id.as_u64());
+                    (info, ephemerals)
+                })
+                .collect()
+        };
+        let mut sessions: Vec<_> = rows
+            .iter()
+            .map(|(info, ephemerals)| self.describe(info, *ephemerals, now))
+            .collect();
+        sessions.sort_by_key(|session| session.session_id);
+        Ok(Response::new(ListSessionsResponse { sessions }))
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<GetSessionRequest>,
+    ) -> Result<Response<GetSessionResponse>, Status> {
+        let id = session_id(request.into_inner().session_id)?;
+        let now = Instant::now().into_std();
+        let row = {
+            let state = self.shared.state();
+            state
+                .tracker()
+                .info(id)
+                .map(|info| (info, state.namespace().ephemeral_count(id.as_u64())))
+        };
+        let (info, ephemerals) =
+            row.ok_or_else(|| Status::not_found(format!("no session {id}")))?;
+        Ok(Response::new(GetSessionResponse {
+            session: Some(self.describe(&info, ephemerals, now)),
+        }))
+    }
+
+    async fn expire_session(
+        &self,
+        request: Request<ExpireSessionRequest>,
+    ) -> Result<Response<ExpireSessionResponse>, Status> {
+        let id = session_id(request.into_inner().session_id)?;
+        if !self.shared.expire_now(id) {
+            return Err(Status::not_found(format!("no session {id}")));
+        }
+        info!(session = %id, "session expired by the admin");
+        Ok(Response::new(ExpireSessionResponse {}))
+    }
+
+    async fn stats(
+        &self,
+        _request: Request<StatsRequest>,
+    ) -> Result<Response<StatsResponse>, Status> {
+        let (sessions, zxid, nodes) = {
+            let state = self.shared.state();
+            (
+                state.tracker().len(),
+                state.zxid(),
+                state.namespace().node_count(),
+            )
+        };
+        let metrics = &self.shared.metrics;
+        let ops_by_kind: HashMap<String, u64> = OpKind::ALL
+            .iter()
+            .map(|&kind| (kind.name().to_owned(), metrics.op_count(kind)))
+            .collect();
+        Ok(Response::new(StatsResponse {
+            sessions: sessions as u64,
+            connections: u64::try_from(metrics.connections.get()).unwrap_or(0),
+            sessions_expired: self.shared.expired_total.load(Ordering::Relaxed),
+            ops_by_kind,
+            uptime_ms: millis(self.shared.started.elapsed()),
+            server_id: u32::from(self.shared.config.server_id.get()),
+            zxid,
+            nodes: nodes as u64,
+        }))
+    }
+
+    async fn dump_expiry(
+        &self,
+        _request: Request<DumpExpiryRequest>,
+    ) -> Result<Response<DumpExpiryResponse>, Status> {
+        let now = Instant::now().into_std();
+        let buckets = {
+            let state = self.shared.state();
+            state
+                .tracker()
+                .expiry_buckets()
+                .into_iter()
+                .map(|(due, ids)| ExpiryBucket {
+                    due_in_ms: due
+                        .map_or(u64::MAX, |due| millis(due.saturating_duration_since(now))),
+                    session_ids: ids.into_iter().map(SessionId::as_u64).collect(),
+                })
+                .collect()
+        };
+        Ok(Response::new(DumpExpiryResponse {
+            tick_ms: u32::try_from(self.shared.config.timeouts.tick().as_millis())
+                .unwrap_or(u32::MAX),
+            buckets,
+        }))
+    }
+
+    type WatchSessionEventsStream =
+        Pin<Box<dyn Stream<Item = Result<admin::SessionEvent, Status>> + Send + 'static>>;
+
+    async fn watch_session_events(
+        &self,
+        _request: Request<WatchSessionEventsRequest>,
+    ) -> Result<Response<Self::WatchSessionEventsStream>, Status> {
+        let events = self.shared.session_events.subscribe();
+        let stream = futures_util::stream::unfold(events, |mut events| async move {
+            match events.recv().await {
+                Ok(event) => Some((Ok(session_event(&event)), events)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => Some((
+                    Err(Status::data_loss(format!(
+                        "{missed} session events were dropped because this watcher read too slowly"
+                    ))),
+                    events,
+                )),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        });
+        let mut shutdown = self.shutdown.clone();
+        let stream = stream.take_until(async move { stopped(&mut shutdown).await });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+fn session_event(event: &SessionEvent) -> admin::SessionEvent {
+    let kind = match event.kind {
+        SessionEventKind::Created => admin::SessionEventKind::Created,
+        SessionEventKind::Reattached => admin::SessionEventKind::Reattached,
+        SessionEventKind::Expired => admin::SessionEventKind::Expired,
+        SessionEventKind::Closed => admin::SessionEventKind::Closed,
+    };
+    admin::SessionEvent {
+        kind: kind.into(),
+        session_id: event.id.as_u64(),
+        remote_address: event
+            .remote
+            .map(|remote| remote.to_string())
+            .unwrap_or_default(),
+        negotiated_timeout_ms: event.timeout_ms,
+        zxid: event.zxid,
+    }
+}

@@ -1,0 +1,404 @@
+//! Server configuration: built-in defaults, an optional TOML file, and flags.
+//!
+//! Precedence is flag, then file, then default. [`ServerConfig::default`] is a
+//! working single node on 127.0.0.1; tests start from it and set port 0.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+use session_core::{ServerId, TimeoutPolicy};
+use thiserror::Error;
+
+use crate::namespace::NamespaceLimits;
+
+/// Why a configuration was refused. Each variant names the bad value.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The `--config` file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The `--config` file is not valid TOML for this server.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong, with its line and column.
+        source: Box<toml::de::Error>,
+    },
+    /// The server id is outside 1..=255.
+    #[error("invalid server id: {0}")]
+    ServerId(#[from] session_core::ServerIdError),
+    /// The tick or session timeout bounds do not form a valid policy.
+    #[error("invalid session timeouts: {0}")]
+    Timeouts(#[from] session_core::TimeoutPolicyError),
+    /// A limit that must be positive is zero.
+    #[error("limit {name} must be at least 1, got 0")]
+    ZeroLimit {
+        /// The flag name of the limit.
+        name: &'static str,
+    },
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Limits that protect the server from clients; each has a documented default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame accepted or sent, in bytes. Default 1 MiB.
+    pub max_frame_bytes: usize,
+    /// Connections open at once, in total. Default 10,000.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address. Default 1,000.
+    pub max_connections_per_ip: usize,
+    /// Time a new connection has to send its handshake. Default 5 s.
+    pub handshake_timeout: Duration,
+    /// Node paths, data sizes and ephemerals per session.
+    pub namespace: NamespaceLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 1024 * 1024,
+            max_connections: 10_000,
+            max_connections_per_ip: 1_000,
+            handshake_timeout: Duration::from_secs(5),
+            namespace: NamespaceLimits::default(),
+        }
+    }
+}
+
+/// Everything a [`Server`](crate::Server) needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Client protocol address. Default 127.0.0.1:7181.
+    pub listen: SocketAddr,
+    /// Admin gRPC address. Default 127.0.0.1:7182; `None` disables it.
+    pub admin_listen: Option<SocketAddr>,
+    /// Prometheus metrics address (`GET /metrics`). Default 127.0.0.1:7183;
+    /// `None` disables it.
+    pub metrics_listen: Option<SocketAddr>,
+    /// This server's id, the top byte of every session id it mints.
+    pub server_id: ServerId,
+    /// Tick and session timeout bounds (defaults: tick 2 s, 4 s..=40 s).
+    pub timeouts: TimeoutPolicy,
+    /// Protection limits.
+    pub limits: Limits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7181)),
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7182))),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7183))),
+            server_id: ServerId::new(1).expect("invariant: 1 is a valid server id"),
+            timeouts: TimeoutPolicy::new(Duration::from_millis(DEFAULT_TICK_MS))
+                .expect("invariant: the default tick is a valid policy"),
+            limits: Limits::default(),
+        }
+    }
+}
+
+const DEFAULT_TICK_MS: u64 = 2000;
+
+/// Command-line flags of the `session-server` binary.
+///
+/// Every flag may also be set in the `--config` TOML file under the same name
+/// (kebab-case, without the dashes); a flag overrides the file.
+#[derive(Debug, Default, Parser, Deserialize)]
+#[command(
+    name = "session-server",
+    version,
+    about = "A ZooKeeper-style session server"
+)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Args {
+    /// TOML file with any of the settings below; flags override it.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Client protocol address [default: 127.0.0.1:7181].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Admin gRPC address [default: 127.0.0.1:7182].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Prometheus metrics address, served at /metrics [default: 127.0.0.1:7183].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Server id, 1..=255: the top byte of every session id [default: 1].
+    #[arg(long, value_name = "ID")]
+    pub server_id: Option<u32>,
+    /// Tick in milliseconds: expiry granularity [default: 2000].
+    #[arg(long, value_name = "MS")]
+    pub tick_ms: Option<u64>,
+    /// Smallest session timeout granted [default: 2 × tick].
+    #[arg(long, value_name = "MS")]
+    pub min_session_timeout_ms: Option<u64>,
+    /// Largest session timeout granted [default: 20 × tick].
+    #[arg(long, value_name = "MS")]
+    pub max_session_timeout_ms: Option<u64>,
+    /// Connections open at once, in total [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one IP address [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Largest frame in bytes, either direction [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Milliseconds a new connection has to send its handshake [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub handshake_timeout_ms: Option<u64>,
+    /// Ephemeral nodes one session may own [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_ephemerals_per_session: Option<usize>,
+    /// Longest node path in bytes [default: 1024].
+    #[arg(long, value_name = "BYTES")]
+    pub max_path_bytes: Option<usize>,
+    /// Largest node data in bytes [default: 524288].
+    #[arg(long, value_name = "BYTES")]
+    pub max_data_bytes: Option<usize>,
+    /// Log line format; the RUST_LOG variable sets the filter [default: text].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Args {
+    /// Reads the `--config` file, if any, and lets the flags override it.
+    pub fn merged(self) -> Result<Args, ConfigError> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let file = Args::from_file(&path)?;
+        Ok(self.over(file))
+    }
+
+    fn from_file(path: &Path) -> Result<Args, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// `self`'s settings where given, `base`'s otherwise.
+    fn over(self, base: Args) -> Args {
+        Args {
+            config: self.config,
+            listen: self.listen.or(base.listen),
+            admin_listen: self.admin_listen.or(base.admin_listen),
+            metrics_listen: self.metrics_listen.or(base.metrics_listen),
+            server_id: self.server_id.or(base.server_id),
+            tick_ms: self.tick_ms.or(base.tick_ms),
+            min_session_timeout_ms: self.min_session_timeout_ms.or(base.min_session_timeout_ms),
+            max_session_timeout_ms: self.max_session_timeout_ms.or(base.max_session_timeout_ms),
+            max_connections: self.max_connections.or(base.max_connections),
+            max_connections_per_ip: self.max_connections_per_ip.or(base.max_connections_per_ip),
+            max_frame_bytes: self.max_frame_bytes.or(base.max_frame_bytes),
+            handshake_timeout_ms: self.handshake_timeout_ms.or(base.handshake_timeout_ms),
+            max_ephemerals_per_session: self
+                .max_ephemerals_per_session
+                .or(base.max_ephemerals_per_session),
+            max_path_bytes: self.max_path_bytes.or(base.max_path_bytes),
+            max_data_bytes: self.max_data_bytes.or(base.max_data_bytes),
+            log_format: self.log_format.or(base.log_format),
+        }
+    }
+
+    /// The log format chosen, or the default.
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format.unwrap_or_default()
+    }
+
+    /// Resolves the settings against the defaults and validates them.
+    pub fn into_config(self) -> Result<ServerConfig, ConfigError> {
+        let defaults = ServerConfig::default();
+        let server_id = match self.server_id {
+            None => defaults.server_id,
+            Some(raw) => ServerId::new(u64::from(raw))?,
+        };
+        let tick = Duration::from_millis(self.tick_ms.unwrap_or(DEFAULT_TICK_MS));
+        let timeouts = match (self.min_session_timeout_ms, self.max_session_timeout_ms) {
+            (None, None) => TimeoutPolicy::new(tick)?,
+            (min, max) => TimeoutPolicy::new(tick)?.with_bounds(
+                min.map_or(tick * 2, Duration::from_millis),
+                max.map_or(tick * 20, Duration::from_millis),
+            )?,
+        };
+        let mut limits = defaults.limits;
+        let positive = |value: Option<usize>, default: usize, name: &'static str| match value {
+            Some(0) => Err(ConfigError::ZeroLimit { name }),
+            Some(value) => Ok(value),
+            None => Ok(default),
+        };
+        limits.max_connections = positive(
+            self.max_connections,
+            limits.max_connections,
+            "max-connections",
+        )?;
+        limits.max_connections_per_ip = positive(
+            self.max_connections_per_ip,
+            limits.max_connections_per_ip,
+            "max-connections-per-ip",
+        )?;
+        limits.max_frame_bytes = positive(
+            self.max_frame_bytes,
+            limits.max_frame_bytes,
+            "max-frame-bytes",
+        )?;
+        if let Some(ms) = self.handshake_timeout_ms {
+            if ms == 0 {
+                return Err(ConfigError::ZeroLimit {
+                    name: "handshake-timeout-ms",
+                });
+            }
+            limits.handshake_timeout = Duration::from_millis(ms);
+        }
+        limits.namespace.max_ephemerals_per_session = positive(
+            self.max_ephemerals_per_session,
+            limits.namespace.max_ephemerals_per_session,
+            "max-ephemerals-per-session",
+        )?;
+        limits.namespace.max_path_bytes = positive(
+            self.max_path_bytes,
+            limits.namespace.max_path_bytes,
+            "max-path-bytes",
+        )?;
+        limits.namespace.max_data_bytes = positive(
+            self.max_data_bytes,
+            limits.namespace.max_data_bytes,
+            "max-data-bytes",
+        )?;
+        Ok(ServerConfig {
+            listen: self.listen.unwrap_or(defaults.listen),
+            admin_listen: self.admin_listen.or(defaults.admin_listen),
+            metrics_listen: self.metrics_listen.or(defaults.metrics_listen),
+            server_id,
+            timeouts,
+            limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_with(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "session-server-config-{}-{name}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).expect("temp file writable");
+        path
+    }
+
+    #[test]
+    fn no_flags_give_the_documented_defaults() {
+        let config = Args::default().into_config().expect("defaults are valid");
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 7181)));
+        assert_eq!(
+            config.admin_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 7182)))
+        );
+        assert_eq!(
+            config.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 7183)))
+        );
+        assert_eq!(config.server_id.get(), 1);
+        // Reference defaults: tick 2000 ms, min 2×tick, max 20×tick.
+        assert_eq!(config.timeouts.tick(), Duration::from_millis(2000));
+        assert_eq!(config.timeouts.min(), Duration::from_millis(4000));
+        assert_eq!(config.timeouts.max(), Duration::from_millis(40_000));
+        assert_eq!(config.limits, Limits::default());
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let path = file_with(
+            "precedence",
+            "listen = \"127.0.0.1:9000\"\ntick-ms = 1000\nmax-connections = 7\nlog-format = \"json\"\n",
+        );
+        let args = Args::parse_from([
+            "session-server",
+            "--config",
+            path.to_str().expect("utf-8 temp path"),
+            "--listen",
+            "127.0.0.1:9001",
+        ]);
+        let args = args.merged().expect("file readable");
+        assert_eq!(args.log_format(), LogFormat::Json);
+        let config = args.into_config().expect("valid");
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 9001)));
+        assert_eq!(config.timeouts.tick(), Duration::from_millis(1000));
+        assert_eq!(config.timeouts.min(), Duration::from_millis(2000));
+        assert_eq!(config.limits.max_connections, 7);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_what_was_wrong() {
+        let refused = |flags: &[&str]| {
+            let mut argv = vec!["session-server"];
+            argv.extend_from_slice(flags);
+            Args::parse_from(argv)
+                .into_config()
+                .expect_err("invalid")
+                .to_string()
+        };
+        assert!(refused(&["--server-id", "0"]).contains("server id"));
+        assert!(refused(&["--server-id", "256"]).contains("server id"));
+        assert!(refused(&["--tick-ms", "0"]).contains("session timeouts"));
+        let min_above_max = refused(&[
+            "--min-session-timeout-ms",
+            "9000",
+            "--max-session-timeout-ms",
+            "5000",
+        ]);
+        assert!(
+            min_above_max.contains("session timeouts"),
+            "{min_above_max}"
+        );
+        assert_eq!(
+            refused(&["--max-connections", "0"]),
+            "limit max-connections must be at least 1, got 0"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let path = file_with("unknown", "tick-ms = 1000\ntick_ms = 5\n");
+        let err = Args::parse_from(["session-server", "--config", path.to_str().expect("utf-8")])
+            .merged()
+            .expect_err("unknown key");
+        assert!(matches!(err, ConfigError::Parse { .. }));
+        assert!(err.to_string().contains("tick_ms"), "{err}");
+        let _ = std::fs::remove_file(path);
+        let missing = Args::parse_from(["session-server", "--config", "/nonexistent/session.toml"])
+            .merged()
+            .expect_err("missing file");
+        assert!(matches!(missing, ConfigError::Read { .. }));
+    }
+}

@@ -1,0 +1,319 @@
+//! Prometheus metrics: what the server counts, and the `/metrics` endpoint.
+//!
+//! Handles to every series are created once at start-up, so counting on the
+//! hot path (every frame) is an atomic add, never a label lookup.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The kinds of client operation the server counts and times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are Prometheus-style snake case
+pub enum OpKind {
+    /// Session handshake (create or reattach).
+    handshake,
+    /// Heartbeat.
+    ping,
+    /// Close session.
+    close,
+    /// Create node.
+    create,
+    /// Delete node.
+    delete,
+    /// Read node data.
+    get_data,
+    /// Write node data.
+    set_data,
+    /// Check existence.
+    exists,
+    /// List children.
+    get_children,
+    /// Re-register watches after reconnect.
+    set_watches,
+}
+
+impl OpKind {
+    /// Every kind, in a fixed order (the index of a kind is its position).
+    pub const ALL: [OpKind; 10] = [
+        OpKind::handshake,
+        OpKind::ping,
+        OpKind::close,
+        OpKind::create,
+        OpKind::delete,
+        OpKind::get_data,
+        OpKind::set_data,
+        OpKind::exists,
+        OpKind::get_children,
+        OpKind::set_watches,
+    ];
+
+    /// The label value, as Prometheus and the admin stats show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::handshake => "handshake",
+            OpKind::ping => "ping",
+            OpKind::close => "close",
+            OpKind::create => "create",
+            OpKind::delete => "delete",
+            OpKind::get_data => "get_data",
+            OpKind::set_data => "set_data",
+            OpKind::exists => "exists",
+            OpKind::get_children => "get_children",
+            OpKind::set_watches => "set_watches",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OpLabels {
+    op: OpKind,
+}
+
+/// Why a connection was closed by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are Prometheus-style snake case
+pub enum CloseReason {
+    /// Over the total connection limit.
+    too_many_connections,
+    /// Over the per-IP connection limit.
+    too_many_connections_per_ip,
+    /// No handshake within the deadline.
+    handshake_timeout,
+    /// A frame that could not be decoded, or too large.
+    bad_frame,
+    /// A message that is not allowed at that point of the protocol.
+    protocol_violation,
+    /// The client's session expired.
+    expired,
+    /// The session moved to another connection.
+    moved,
+    /// Reattach with a wrong password.
+    auth_failed,
+    /// The server is shutting down.
+    shutdown,
+}
+
+impl CloseReason {
+    /// Every reason, in a fixed order.
+    pub const ALL: [CloseReason; 9] = [
+        CloseReason::too_many_connections,
+        CloseReason::too_many_connections_per_ip,
+        CloseReason::handshake_timeout,
+        CloseReason::bad_frame,
+        CloseReason::protocol_violation,
+        CloseReason::expired,
+        CloseReason::moved,
+        CloseReason::auth_failed,
+        CloseReason::shutdown,
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CloseLabels {
+    reason: CloseReason,
+}
+
+/// Every metric the server keeps, registered once.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Sessions held (open or closing).
+    pub sessions: Gauge,
+    /// Client connections open.
+    pub connections: Gauge,
+    /// Sessions created.
+    pub sessions_created: Counter,
+    /// Sessions reattached to a new connection.
+    pub reattaches: Counter,
+    /// Sessions expired for lack of heartbeats.
+    pub sessions_expired: Counter,
+    /// Sessions closed by their client.
+    pub sessions_closed: Counter,
+    /// Bytes read from clients.
+    pub bytes_in: Counter,
+    /// Bytes written to clients.
+    pub bytes_out: Counter,
+    ops: Vec<Counter>,
+    latencies: Vec<Histogram>,
+    closes: Vec<Counter>,
+}
+
+impl Metrics {
+    /// Registers every series.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("session_server");
+        let sessions = Gauge::default();
+        registry.register(
+            "sessions",
+            "Sessions held (open or closing)",
+            sessions.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "connections",
+            "Client connections open",
+            connections.clone(),
+        );
+        let sessions_created = Counter::default();
+        registry.register(
+            "sessions_created",
+            "Sessions created",
+            sessions_created.clone(),
+        );
+        let reattaches = Counter::default();
+        registry.register(
+            "reattaches",
+            "Sessions reattached to a new connection",
+            reattaches.clone(),
+        );
+        let sessions_expired = Counter::default();
+        registry.register(
+            "sessions_expired",
+            "Sessions expired for lack of heartbeats",
+            sessions_expired.clone(),
+        );
+        let sessions_closed = Counter::default();
+        registry.register(
+            "sessions_closed",
+            "Sessions closed by their client",
+            sessions_closed.clone(),
+        );
+        let bytes_in = Counter::default();
+        registry.register(
+            "received_bytes",
+            "Bytes read from clients",
+            bytes_in.clone(),
+        );
+        let bytes_out = Counter::default();
+        registry.register("sent_bytes", "Bytes written to clients", bytes_out.clone());
+
+        let op_family = Family::<OpLabels, Counter>::default();
+        registry.register("ops", "Client operations by kind", op_family.clone());
+        let latency_family = Family::<OpLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "op_latency_seconds",
+            "Time from reading a request to queueing its reply, by kind",
+            latency_family.clone(),
+        );
+        let ops = OpKind::ALL
+            .iter()
+            .map(|&op| op_family.get_or_create_owned(&OpLabels { op }))
+            .collect();
+        let latencies = OpKind::ALL
+            .iter()
+            .map(|&op| latency_family.get_or_create_owned(&OpLabels { op }))
+            .collect();
+
+        let close_family = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            "connections_closed_by_server",
+            "Connections the server closed, by reason",
+            close_family.clone(),
+        );
+        let closes = CloseReason::ALL
+            .iter()
+            .map(|&reason| close_family.get_or_create_owned(&CloseLabels { reason }))
+            .collect();
+
+        Metrics {
+            registry,
+            sessions,
+            connections,
+            sessions_created,
+            reattaches,
+            sessions_expired,
+            sessions_closed,
+            bytes_in,
+            bytes_out,
+            ops,
+            latencies,
+            closes,
+        }
+    }
+
+    /// Counts one operation of `kind` that took `elapsed`.
+    pub fn observe_op(&self, kind: OpKind, elapsed: Duration) {
+        self.ops[kind.index()].inc();
+        self.latencies[kind.index()].observe(elapsed.as_secs_f64());
+    }
+
+    /// Operations of `kind` so far.
+    pub fn op_count(&self, kind: OpKind) -> u64 {
+        self.ops[kind.index()].get()
+    }
+
+    /// Counts one connection closed by the server for `reason`.
+    pub fn count_close(&self, reason: CloseReason) {
+        self.closes[reason as usize].inc();
+    }
+
+    /// Connections closed so far for `reason`.
+    pub fn close_count(&self, reason: CloseReason) -> u64 {
+        self.closes[reason as usize].get()
+    }
+
+    /// Every series in the Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("invariant: writing to a String cannot fail");
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// 10 µs to ~5 s in 20 doubling buckets.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_01, 2.0, 20))
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::http::header::CONTENT_TYPE;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                (
+                    [(
+                        CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The address the metrics endpoint listens on, for logs.
+pub(crate) fn describe(addr: SocketAddr) -> String {
+    format!("http://{addr}/metrics")
+}
