@@ -100,19 +100,23 @@ fn op() -> impl Strategy<Value = request::Op> {
                 sequential,
             })
         }),
-        (text(), any::<i32>()).prop_map(|(path, expected_version)| request::Op::Delete(Delete {
-            path,
-            expected_version
-        })),
-        (text(), any::<bool>())
-            .prop_map(|(path, watch)| request::Op::GetData(GetData { path, watch })),
-        (text(), data(), any::<i32>()).prop_map(|(path, data, expected_version)| {
-            request::Op::SetData(SetData {
+        (text(), proptest::option::of(any::<i32>())).prop_map(|(path, expected_version)| {
+            request::Op::Delete(Delete {
                 path,
-                data,
                 expected_version,
             })
         }),
+        (text(), any::<bool>())
+            .prop_map(|(path, watch)| request::Op::GetData(GetData { path, watch })),
+        (text(), data(), proptest::option::of(any::<i32>())).prop_map(
+            |(path, data, expected_version)| {
+                request::Op::SetData(SetData {
+                    path,
+                    data,
+                    expected_version,
+                })
+            }
+        ),
         (text(), any::<bool>())
             .prop_map(|(path, watch)| request::Op::Exists(Exists { path, watch })),
         (text(), any::<bool>())
