@@ -249,6 +249,24 @@ impl ClientSession {
         client
     }
 
+    /// A client that reattaches to a session opened earlier (by another
+    /// client, or before a restart of this process), starting its first
+    /// attempt at once. The state goes to `Connecting`; a refused password ends
+    /// in `AuthFailed`, an unknown session in `Expired`, and no server heard
+    /// for 4/3 of the requested timeout in `Expired` as well.
+    #[must_use]
+    pub fn resume(
+        config: ClientConfig,
+        id: SessionId,
+        password: SessionPassword,
+        now: Instant,
+    ) -> Self {
+        let mut client = Self::new(config, now);
+        client.session = Some((id, password));
+        client.set_state(ClientState::Connecting);
+        client
+    }
+
     // ----- getters -----
 
     /// The current state.
@@ -711,6 +729,45 @@ mod tests {
         ));
         assert_eq!(c.state(), ClientState::Closed);
         assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn resume_reattaches_with_the_given_id_and_password() {
+        let start = Instant::now();
+        let config = ClientConfig {
+            hosts: NonZeroUsize::MIN,
+            session_timeout: ms(6000),
+            rng_seed: 0,
+        };
+        let id = SessionId::from_u64(0x0100_0000_0000_0007);
+        let mut c = ClientSession::resume(config, id, SessionPassword::from_bytes([9; 16]), start);
+        assert!(matches!(c.poll_action(), Some(Action::Connect { .. })));
+        c.handle_connected(start);
+        let Some(Action::SendHandshake(h)) = c.poll_action() else {
+            panic!("handshake")
+        };
+        assert_eq!(h.session.map(|(id, _)| id), Some(id));
+        assert_eq!(h.session.map(|(_, p)| *p.as_bytes()), Some([9; 16]));
+        c.handle_refused(Refusal::AuthFailed, start);
+        assert_eq!(
+            events(&mut c),
+            vec![ClientState::Connecting, ClientState::AuthFailed]
+        );
+
+        // Never answered: expired on its own after 4/3 of the requested timeout.
+        let mut c = ClientSession::resume(config, id, SessionPassword::from_bytes([9; 16]), start);
+        let mut now = start;
+        while let Some(wake) = c.poll_timeout() {
+            now = wake;
+            c.handle_timeout(now);
+            for action in actions(&mut c) {
+                if let Action::Connect { .. } = action {
+                    c.handle_connect_failed(now);
+                }
+            }
+        }
+        assert_eq!(c.state(), ClientState::Expired);
+        assert_eq!(now, start + ms(8000));
     }
 
     #[test]

@@ -1,0 +1,571 @@
+//! `session-cli`: the session service from the command line — namespace
+//! operations through a session, and the admin calls over gRPC.
+//!
+//! ```text
+//! session-cli create -e /services/web host:8080
+//! session-cli hold /services/web/instance-1 10.0.0.7:8080
+//! session-cli --json admin sessions
+//! ```
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use session_client::{Client, CreateMode, Error, SessionId, Stat, State};
+use session_wire::admin::v1::{
+    self as admin, SessionEventKind, SessionState, admin_client::AdminClient,
+};
+
+/// Talk to a session server.
+#[derive(Debug, Parser)]
+#[command(name = "session-cli", version, about)]
+struct Cli {
+    /// Servers and optional chroot: host:port,host:port/chroot.
+    #[arg(long, global = true, default_value = "127.0.0.1:7181")]
+    servers: String,
+    /// Session timeout to ask for, in milliseconds.
+    #[arg(long, global = true, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// Admin gRPC address (host:port) for `admin` commands.
+    #[arg(long, global = true, default_value = "127.0.0.1:7182")]
+    admin: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a node and print its path.
+    Create {
+        /// Ephemeral: deleted when this command's session ends (see `hold`).
+        #[arg(short, long)]
+        ephemeral: bool,
+        /// Sequential: the server appends a 10-digit number.
+        #[arg(short, long)]
+        sequential: bool,
+        /// The node's path.
+        path: String,
+        /// The node's data (empty if absent).
+        data: Option<String>,
+    },
+    /// Print a node's data.
+    Get {
+        /// The node's path.
+        path: String,
+    },
+    /// Replace a node's data.
+    Set {
+        /// The node's path.
+        path: String,
+        /// The new data.
+        data: String,
+        /// Only if the node is at this version.
+        #[arg(long)]
+        version: Option<i32>,
+    },
+    /// Delete a node without children.
+    Delete {
+        /// The node's path.
+        path: String,
+        /// Only if the node is at this version.
+        #[arg(long)]
+        version: Option<i32>,
+    },
+    /// List a node's children.
+    Ls {
+        /// The node's path.
+        path: String,
+    },
+    /// Print a node's stat.
+    Stat {
+        /// The node's path.
+        path: String,
+    },
+    /// Print every change of a node (created, data changed, deleted) until interrupted.
+    Watch {
+        /// The node's path.
+        path: String,
+    },
+    /// Create an ephemeral node and keep the session (and the node) alive,
+    /// printing state changes, until interrupted.
+    Hold {
+        /// The node's path.
+        path: String,
+        /// The node's data (empty if absent).
+        data: Option<String>,
+    },
+    /// Admin calls against --admin.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// List every session.
+    Sessions,
+    /// Describe one session.
+    Session {
+        /// Session id, hexadecimal (0x...) or decimal.
+        id: String,
+    },
+    /// Expire one session now.
+    Expire {
+        /// Session id, hexadecimal (0x...) or decimal.
+        id: String,
+    },
+    /// Server counters.
+    Stats,
+    /// The expiry buckets.
+    Dump,
+    /// Stream session lifecycle events until interrupted.
+    Events,
+}
+
+/// What went wrong, as one line.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("{0}")]
+    Client(#[from] Error),
+    #[error("admin: {0}")]
+    Admin(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<tonic::Status> for CliError {
+    fn from(status: tonic::Status) -> Self {
+        Self::Admin(format!("{:?}: {}", status.code(), status.message()))
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("session-cli: error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let json = cli.json;
+    if let Command::Admin(command) = cli.command {
+        return run_admin(&cli.admin, command, json).await;
+    }
+    let client = Client::builder()
+        .servers(cli.servers)
+        .session_timeout(Duration::from_millis(cli.timeout_ms))
+        .connect()
+        .await?;
+    let result = run_client(&client, cli.command, json).await;
+    client.close().await;
+    result
+}
+
+async fn run_client(client: &Client, command: Command, json: bool) -> Result<(), CliError> {
+    match command {
+        Command::Create {
+            ephemeral,
+            sequential,
+            path,
+            data,
+        } => {
+            let mode = CreateMode::from_flags(ephemeral, sequential);
+            let data = data.unwrap_or_default();
+            let created = client.create(&path, data.as_bytes(), mode).await?;
+            print(json, json!({ "path": created }), || created.clone());
+        }
+        Command::Get { path } => {
+            let (data, stat) = client.get(&path).await?;
+            let text = String::from_utf8_lossy(&data).into_owned();
+            print(
+                json,
+                json!({ "path": path, "data": text, "stat": stat_json(&stat) }),
+                || text.clone(),
+            );
+        }
+        Command::Set {
+            path,
+            data,
+            version,
+        } => {
+            let stat = client.set(&path, data.as_bytes(), version).await?;
+            print(json, stat_json(&stat), || {
+                format!("version {}", stat.version)
+            });
+        }
+        Command::Delete { path, version } => {
+            client.delete(&path, version).await?;
+            print(json, json!({ "deleted": path }), || {
+                format!("deleted {path}")
+            });
+        }
+        Command::Ls { path } => {
+            let children = client.children(&path).await?;
+            print(json, json!(children), || children.join("\n"));
+        }
+        Command::Stat { path } => match client.exists(&path).await? {
+            Some(stat) => print(json, stat_json(&stat), || stat_text(&stat)),
+            None => {
+                return Err(Error::NoNode {
+                    detail: format!("{path} does not exist"),
+                }
+                .into());
+            }
+        },
+        Command::Watch { path } => watch(client, &path, json).await?,
+        Command::Hold { path, data } => hold(client, &path, data, json).await?,
+        Command::Admin(_) => {
+            return Err(CliError::Usage("admin commands need no session".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Prints each change of `path`, setting the watch again after each event
+/// and after reconnecting.
+async fn watch(client: &Client, path: &str, json: bool) -> Result<(), CliError> {
+    let mut state = client.state();
+    loop {
+        let watch = match client.exists_and_watch(path).await {
+            Ok((_, watch)) => watch,
+            Err(Error::ConnectionLoss) => {
+                wait_connected(&mut state).await?;
+                continue;
+            }
+            Err(err) => return Err(err.into()),
+        };
+        tokio::select! {
+            event = watch => {
+                let event = event?;
+                print(
+                    json,
+                    json!({ "event": event.kind.to_string(), "path": event.path, "zxid": event.zxid }),
+                    || format!("{} {}", event.kind, event.path),
+                );
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+async fn wait_connected(state: &mut tokio::sync::watch::Receiver<State>) -> Result<(), CliError> {
+    loop {
+        let current = *state.borrow_and_update();
+        match current {
+            State::Connected => return Ok(()),
+            State::Expired => return Err(Error::SessionExpired.into()),
+            State::AuthFailed => return Err(Error::AuthFailed.into()),
+            State::Closed => return Err(Error::Closed.into()),
+            State::NotConnected | State::Connecting | State::Suspended => {}
+        }
+        if state.changed().await.is_err() {
+            return Err(Error::Closed.into());
+        }
+    }
+}
+
+/// Creates an ephemeral node and keeps the session alive until Ctrl-C.
+async fn hold(
+    client: &Client,
+    path: &str,
+    data: Option<String>,
+    json: bool,
+) -> Result<(), CliError> {
+    let mut events = client.events();
+    let data = data.unwrap_or_default();
+    let created = client
+        .create(path, data.as_bytes(), CreateMode::Ephemeral)
+        .await?;
+    let session = client.session_id().to_string();
+    print(
+        json,
+        json!({ "holding": created, "session": session }),
+        || format!("holding {created} (session {session}); Ctrl-C to release"),
+    );
+    loop {
+        tokio::select! {
+            state = events.next() => {
+                let Some(state) = state else { return Err(Error::Closed.into()) };
+                print(json, json!({ "state": format!("{state:?}") }), || format!("state {state:?}"));
+                match state {
+                    State::Expired => return Err(Error::SessionExpired.into()),
+                    State::AuthFailed => return Err(Error::AuthFailed.into()),
+                    State::Closed => return Ok(()),
+                    _ => {}
+                }
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+async fn run_admin(address: &str, command: AdminCommand, json: bool) -> Result<(), CliError> {
+    let endpoint = if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("http://{address}")
+    };
+    let mut admin = AdminClient::connect(endpoint)
+        .await
+        .map_err(|err| CliError::Admin(format!("cannot reach {address}: {err}")))?;
+    match command {
+        AdminCommand::Sessions => {
+            let sessions = admin
+                .list_sessions(admin::ListSessionsRequest {})
+                .await?
+                .into_inner()
+                .sessions;
+            if json {
+                println!(
+                    "{}",
+                    Value::Array(sessions.iter().map(session_json).collect())
+                );
+            } else {
+                println!(
+                    "{:<18}  {:>9}  {:<12}  {:<21}  {:>10}  {:>10}  {:>10}  CLIENT",
+                    "SESSION",
+                    "TIMEOUT",
+                    "STATE",
+                    "REMOTE",
+                    "EPHEMERALS",
+                    "HEARD_AGO",
+                    "EXPIRES_IN"
+                );
+                for s in &sessions {
+                    println!(
+                        "{:<18}  {:>7}ms  {:<12}  {:<21}  {:>10}  {:>8}ms  {:>8}ms  {}",
+                        SessionId::from_u64(s.session_id).to_string(),
+                        s.negotiated_timeout_ms,
+                        state_name(s.state()),
+                        if s.remote_address.is_empty() {
+                            "-"
+                        } else {
+                            &s.remote_address
+                        },
+                        s.ephemeral_count,
+                        s.last_heard_ms_ago,
+                        s.expires_in_ms,
+                        s.client
+                    );
+                }
+            }
+        }
+        AdminCommand::Session { id } => {
+            let session_id = parse_session_id(&id)?;
+            let session = admin
+                .get_session(admin::GetSessionRequest { session_id })
+                .await?
+                .into_inner()
+                .session
+                .ok_or_else(|| CliError::Admin(format!("no session {id} in the answer")))?;
+            let value = session_json(&session);
+            print(json, value.clone(), || json_as_lines(&value));
+        }
+        AdminCommand::Expire { id } => {
+            let session_id = parse_session_id(&id)?;
+            admin
+                .expire_session(admin::ExpireSessionRequest { session_id })
+                .await?;
+            let id = SessionId::from_u64(session_id).to_string();
+            print(json, json!({ "expired": id }), || format!("expired {id}"));
+        }
+        AdminCommand::Stats => {
+            let stats = admin.stats(admin::StatsRequest {}).await?.into_inner();
+            let mut ops: Vec<_> = stats.ops_by_kind.iter().collect();
+            ops.sort();
+            let value = json!({
+                "sessions": stats.sessions,
+                "connections": stats.connections,
+                "sessions_expired": stats.sessions_expired,
+                "uptime_ms": stats.uptime_ms,
+                "server_id": stats.server_id,
+                "zxid": stats.zxid,
+                "nodes": stats.nodes,
+                "ops_by_kind": stats.ops_by_kind,
+            });
+            print(json, value, || {
+                let mut text = format!(
+                    "sessions          {}\nconnections       {}\nsessions_expired  {}\nuptime_ms         {}\nserver_id         {}\nzxid              {}\nnodes             {}",
+                    stats.sessions,
+                    stats.connections,
+                    stats.sessions_expired,
+                    stats.uptime_ms,
+                    stats.server_id,
+                    stats.zxid,
+                    stats.nodes
+                );
+                for (kind, count) in ops {
+                    text.push_str(&format!("\nops.{kind:<13} {count}"));
+                }
+                text
+            });
+        }
+        AdminCommand::Dump => {
+            let dump = admin
+                .dump_expiry(admin::DumpExpiryRequest {})
+                .await?
+                .into_inner();
+            let buckets: Vec<Value> = dump
+                .buckets
+                .iter()
+                .map(|bucket| {
+                    json!({
+                        "due_in_ms": bucket.due_in_ms,
+                        "sessions": bucket.session_ids.iter()
+                            .map(|id| SessionId::from_u64(*id).to_string())
+                            .collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            print(
+                json,
+                json!({ "tick_ms": dump.tick_ms, "buckets": buckets }),
+                || {
+                    let mut text = format!("tick {} ms", dump.tick_ms);
+                    for bucket in &dump.buckets {
+                        let ids: Vec<String> = bucket
+                            .session_ids
+                            .iter()
+                            .map(|id| SessionId::from_u64(*id).to_string())
+                            .collect();
+                        text.push_str(&format!(
+                            "\nin {:>6} ms: {}",
+                            bucket.due_in_ms,
+                            ids.join(" ")
+                        ));
+                    }
+                    text
+                },
+            );
+        }
+        AdminCommand::Events => {
+            let mut stream = admin
+                .watch_session_events(admin::WatchSessionEventsRequest {})
+                .await?
+                .into_inner();
+            loop {
+                tokio::select! {
+                    event = stream.message() => match event? {
+                        Some(event) => {
+                            let kind = event_name(event.kind());
+                            let id = SessionId::from_u64(event.session_id).to_string();
+                            print(
+                                json,
+                                json!({
+                                    "kind": kind,
+                                    "session": id,
+                                    "remote_address": event.remote_address,
+                                    "negotiated_timeout_ms": event.negotiated_timeout_ms,
+                                    "zxid": event.zxid,
+                                }),
+                                || format!("{kind:<10} {id} {}", event.remote_address),
+                            );
+                        }
+                        None => return Ok(()),
+                    },
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print(json: bool, value: Value, text: impl FnOnce() -> String) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+fn parse_session_id(text: &str) -> Result<u64, CliError> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|_| {
+        CliError::Usage(format!(
+            "invalid session id {text:?}: expected 0x followed by hexadecimal digits, or a decimal number"
+        ))
+    })
+}
+
+fn stat_json(stat: &Stat) -> Value {
+    json!({
+        "czxid": stat.czxid,
+        "mzxid": stat.mzxid,
+        "pzxid": stat.pzxid,
+        "ctime_ms": stat.ctime_ms,
+        "mtime_ms": stat.mtime_ms,
+        "version": stat.version,
+        "cversion": stat.cversion,
+        "ephemeral_owner": stat.ephemeral_owner.map(|id| id.to_string()),
+        "data_length": stat.data_length,
+        "num_children": stat.num_children,
+    })
+}
+
+fn stat_text(stat: &Stat) -> String {
+    json_as_lines(&stat_json(stat))
+}
+
+/// A flat JSON object as aligned `key value` lines.
+fn json_as_lines(value: &Value) -> String {
+    let Some(object) = value.as_object() else {
+        return value.to_string();
+    };
+    object
+        .iter()
+        .map(|(key, value)| {
+            let value = match value {
+                Value::String(text) => text.clone(),
+                Value::Null => "-".to_owned(),
+                other => other.to_string(),
+            };
+            format!("{key:<22}{value}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn session_json(session: &admin::SessionInfo) -> Value {
+    json!({
+        "session": SessionId::from_u64(session.session_id).to_string(),
+        "timeout_ms": session.negotiated_timeout_ms,
+        "state": state_name(session.state()),
+        "remote_address": session.remote_address,
+        "ephemerals": session.ephemeral_count,
+        "last_heard_ms_ago": session.last_heard_ms_ago,
+        "expires_in_ms": session.expires_in_ms,
+        "client": session.client,
+    })
+}
+
+fn state_name(state: SessionState) -> &'static str {
+    match state {
+        SessionState::Connected => "connected",
+        SessionState::Disconnected => "disconnected",
+        SessionState::Closing => "closing",
+        SessionState::Unspecified => "unknown",
+    }
+}
+
+fn event_name(kind: SessionEventKind) -> &'static str {
+    match kind {
+        SessionEventKind::Created => "created",
+        SessionEventKind::Reattached => "reattached",
+        SessionEventKind::Expired => "expired",
+        SessionEventKind::Closed => "closed",
+        SessionEventKind::Unspecified => "unknown",
+    }
+}

@@ -1,0 +1,259 @@
+//! The one error type of every client call, with what the caller should do.
+
+use std::time::Duration;
+
+use session_core::ConnectStringError;
+use session_wire::v1::{ErrorCode, OpError};
+
+/// Why a client call failed.
+///
+/// The connection-level variants say what happened to the session; the
+/// namespace variants carry the server's explanation (`detail`), which names
+/// the offending path or value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The connection to the server dropped (or the client is reconnecting)
+    /// before the answer came. The session is probably still alive: wait
+    /// until [`Client::state`](crate::Client::state) is `Connected` again and
+    /// retry. A write may or may not have been applied; read before retrying
+    /// one that is not idempotent.
+    #[error("connection to the server lost; the request may or may not have been applied")]
+    ConnectionLoss,
+    /// The session has expired (a server said so, or no server answered for
+    /// 4/3 of the timeout). Its ephemeral nodes and watches are gone, and
+    /// every later call fails the same way: build a new client.
+    #[error("the session has expired")]
+    SessionExpired,
+    /// A server refused the session's password. Terminal: build a new client
+    /// (with a new session, or the right password).
+    #[error("the server refused the session password")]
+    AuthFailed,
+    /// The client was closed with [`Client::close`](crate::Client::close).
+    /// Build a new client if you need one.
+    #[error("the client is closed")]
+    Closed,
+    /// No session was established within the connect deadline
+    /// ([`ClientBuilder::connect_timeout`](crate::ClientBuilder::connect_timeout)).
+    /// Check that a server listens at the given addresses, then retry.
+    #[error("no session established within {after:?}{}", last_error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
+    Timeout {
+        /// The deadline that passed.
+        after: Duration,
+        /// The last connection error seen, if any.
+        last_error: Option<String>,
+    },
+    /// The connect string cannot be parsed. Fix the configuration.
+    #[error("invalid connect string: {0}")]
+    InvalidConnectString(#[from] ConnectStringError),
+    /// The node does not exist (for `create`, its parent does not). Create it
+    /// (or its parent) first, or treat it as absent.
+    #[error("no node: {detail}")]
+    NoNode {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// The node already exists. Use it, or pick another name (a sequential
+    /// node never collides).
+    #[error("node exists: {detail}")]
+    NodeExists {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// The expected version does not match: someone else changed the node.
+    /// Read it again and retry with the new version.
+    #[error("bad version: {detail}")]
+    BadVersion {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// The node has children and cannot be deleted. Delete the children first.
+    #[error("node not empty: {detail}")]
+    NotEmpty {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// Ephemeral nodes cannot have children. Make the parent persistent.
+    #[error("ephemeral nodes cannot have children: {detail}")]
+    NoChildrenForEphemerals {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// The path breaks the path rules (starts with `/`, no trailing `/`, no
+    /// empty, `.` or `..` component, no control character). Fix the path.
+    #[error("invalid path {path:?}: {detail}")]
+    InvalidPath {
+        /// The path as the caller gave it (or as the server saw it).
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The path, data or frame is larger than the server allows. Send less.
+    #[error("too large: {detail}")]
+    TooLarge {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// The session owns as many ephemeral nodes as the server allows. Delete
+    /// some, or spread them over several sessions.
+    #[error("too many ephemerals: {detail}")]
+    TooManyEphemerals {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// Too many requests in flight on the connection. Retry after some answers
+    /// have come back.
+    #[error("too many requests in flight: {detail}")]
+    TooManyRequests {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// The session is closing (expiring, or being closed): it takes no new
+    /// ephemerals or watches. Expect `SessionExpired` next; build a new client.
+    #[error("the session is closing: {detail}")]
+    SessionClosing {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// The server found the request malformed or does not implement it. A bug
+    /// in this client or a version mismatch: do not retry.
+    #[error("request refused by the server ({code:?}): {detail}")]
+    Unsupported {
+        /// The server's code (`BAD_ARGUMENTS` or `UNIMPLEMENTED`).
+        code: ErrorCode,
+        /// The server's explanation.
+        detail: String,
+    },
+    /// An unexpected failure on the server, or an answer this client does not
+    /// understand. Retrying may help; report it if it persists.
+    #[error("server error: {detail}")]
+    System {
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// Whether retrying the same call later may succeed with the same client
+    /// (`ConnectionLoss`, `TooManyRequests`, `System`).
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::ConnectionLoss | Self::TooManyRequests { .. } | Self::System { .. }
+        )
+    }
+
+    /// Whether the client can never be used again (`SessionExpired`,
+    /// `AuthFailed`, `Closed`): build a new one.
+    #[must_use]
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::SessionExpired | Self::AuthFailed | Self::Closed)
+    }
+
+    /// The error of a failed operation, `path` being the client-side path the
+    /// operation named.
+    pub(crate) fn from_op(error: OpError, path: &str) -> Self {
+        let detail = error.detail.clone();
+        match error.code() {
+            ErrorCode::SessionExpired => Self::SessionExpired,
+            ErrorCode::AuthFailed => Self::AuthFailed,
+            // The connection was stale; the client moves on (ZooKeeper closes it).
+            ErrorCode::SessionMoved | ErrorCode::ServerShuttingDown => Self::ConnectionLoss,
+            ErrorCode::NoNode => Self::NoNode { detail },
+            ErrorCode::NodeExists => Self::NodeExists { detail },
+            ErrorCode::BadVersion => Self::BadVersion { detail },
+            ErrorCode::NotEmpty => Self::NotEmpty { detail },
+            ErrorCode::NoChildrenForEphemerals => Self::NoChildrenForEphemerals { detail },
+            ErrorCode::InvalidPath => Self::InvalidPath {
+                path: path.to_owned(),
+                detail,
+            },
+            ErrorCode::TooLarge => Self::TooLarge { detail },
+            ErrorCode::TooManyEphemerals => Self::TooManyEphemerals { detail },
+            ErrorCode::TooManyRequests => Self::TooManyRequests { detail },
+            ErrorCode::SessionClosing => Self::SessionClosing { detail },
+            code @ (ErrorCode::BadArguments | ErrorCode::Unimplemented) => {
+                Self::Unsupported { code, detail }
+            }
+            ErrorCode::SystemError | ErrorCode::Unspecified => Self::System { detail },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(code: ErrorCode, detail: &str) -> OpError {
+        OpError {
+            code: code.into(),
+            detail: detail.to_owned(),
+        }
+    }
+
+    #[test]
+    fn server_codes_map_to_variants_with_their_detail() {
+        let cases = [
+            (ErrorCode::NoNode, Error::NoNode { detail: "d".into() }),
+            (
+                ErrorCode::NodeExists,
+                Error::NodeExists { detail: "d".into() },
+            ),
+            (
+                ErrorCode::BadVersion,
+                Error::BadVersion { detail: "d".into() },
+            ),
+            (ErrorCode::NotEmpty, Error::NotEmpty { detail: "d".into() }),
+            (
+                ErrorCode::NoChildrenForEphemerals,
+                Error::NoChildrenForEphemerals { detail: "d".into() },
+            ),
+            (
+                ErrorCode::InvalidPath,
+                Error::InvalidPath {
+                    path: "/p".into(),
+                    detail: "d".into(),
+                },
+            ),
+            (ErrorCode::TooLarge, Error::TooLarge { detail: "d".into() }),
+            (
+                ErrorCode::TooManyEphemerals,
+                Error::TooManyEphemerals { detail: "d".into() },
+            ),
+            (ErrorCode::SessionExpired, Error::SessionExpired),
+            (ErrorCode::SessionMoved, Error::ConnectionLoss),
+            (ErrorCode::Unspecified, Error::System { detail: "d".into() }),
+            (
+                ErrorCode::Unimplemented,
+                Error::Unsupported {
+                    code: ErrorCode::Unimplemented,
+                    detail: "d".into(),
+                },
+            ),
+        ];
+        for (code, expected) in cases {
+            assert_eq!(Error::from_op(op(code, "d"), "/p"), expected, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn messages_are_one_clear_line() {
+        let timeout = Error::Timeout {
+            after: Duration::from_secs(2),
+            last_error: Some("connection refused".into()),
+        };
+        assert_eq!(
+            timeout.to_string(),
+            "no session established within 2s (last error: connection refused)"
+        );
+        assert!(Error::ConnectionLoss.is_retryable());
+        assert!(Error::SessionExpired.is_terminal());
+        assert!(
+            !Error::NoNode {
+                detail: String::new()
+            }
+            .is_terminal()
+        );
+    }
+}

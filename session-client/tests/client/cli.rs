@@ -1,0 +1,137 @@
+//! `session-cli` end to end: the built binary against an in-process server.
+
+#![cfg(feature = "cli")]
+
+use std::process::Output;
+
+use session_client::CreateMode;
+use session_server::Server;
+
+use crate::support::{connect, start};
+
+async fn cli(server: &Server, args: &[&str]) -> Output {
+    let admin = server.admin_addr().expect("admin enabled").to_string();
+    let servers = server.local_addr().to_string();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_session-cli"));
+    command
+        .args([
+            "--servers",
+            &servers,
+            "--admin",
+            &admin,
+            "--timeout-ms",
+            "2000",
+        ])
+        .args(args)
+        .kill_on_drop(true);
+    tokio::time::timeout(crate::support::PATIENCE, command.output())
+        .await
+        .expect("session-cli finishes in time")
+        .expect("session-cli runs")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .trim_end()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_get_ls_set_stat_delete() {
+    let server = start().await;
+    assert_eq!(
+        stdout(&cli(&server, &["create", "/app", "hello"]).await),
+        "/app"
+    );
+    assert_eq!(stdout(&cli(&server, &["get", "/app"]).await), "hello");
+    let sequential = stdout(&cli(&server, &["create", "-s", "/app/job-"]).await);
+    assert!(sequential.starts_with("/app/job-"), "{sequential}");
+    assert_eq!(
+        stdout(&cli(&server, &["ls", "/app"]).await),
+        sequential.trim_start_matches("/app/")
+    );
+    assert_eq!(
+        stdout(&cli(&server, &["set", "/app", "bye", "--version", "0"]).await),
+        "version 1"
+    );
+    let stat = stdout(&cli(&server, &["stat", "/app"]).await);
+    assert!(
+        stat.lines()
+            .any(|line| line.split_whitespace().eq(["version", "1"])),
+        "{stat}"
+    );
+    let json = stdout(&cli(&server, &["--json", "get", "/app"]).await);
+    assert!(json.contains(r#""data":"bye""#), "{json}");
+    assert_eq!(
+        stdout(&cli(&server, &["delete", &sequential]).await),
+        format!("deleted {sequential}")
+    );
+    assert_eq!(stdout(&cli(&server, &["--json", "ls", "/app"]).await), "[]");
+    // An ephemeral made by the command goes with its session.
+    assert_eq!(
+        stdout(&cli(&server, &["create", "-e", "/app/tmp"]).await),
+        "/app/tmp"
+    );
+    assert_eq!(stdout(&cli(&server, &["ls", "/app"]).await), "");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_print_one_line_and_exit_non_zero() {
+    let server = start().await;
+    let output = cli(&server, &["get", "/missing"]).await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("session-cli: error: no node"),
+        "{stderr}"
+    );
+
+    let output = cli(&server, &["delete", "relative"]).await;
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid path"));
+
+    let output = cli(&server, &["admin", "session", "zzz"]).await;
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid session id"));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_lists_describes_and_expires_sessions() {
+    let server = start().await;
+    let client = connect(&server).await;
+    client
+        .create("/held", b"", CreateMode::Ephemeral)
+        .await
+        .expect("ephemeral");
+    let id = client.session_id().to_string();
+
+    let table = stdout(&cli(&server, &["admin", "sessions"]).await);
+    assert!(table.starts_with("SESSION"), "{table}");
+    assert!(table.contains(&id), "{table}");
+    let json = stdout(&cli(&server, &["--json", "admin", "session", &id]).await);
+    assert!(json.contains(r#""ephemerals":1"#), "{json}");
+    let stats = stdout(&cli(&server, &["--json", "admin", "stats"]).await);
+    assert!(stats.contains(r#""sessions":1"#), "{stats}");
+    let dump = stdout(&cli(&server, &["admin", "dump"]).await);
+    assert!(dump.starts_with("tick 50 ms"), "{dump}");
+
+    assert_eq!(
+        stdout(&cli(&server, &["admin", "expire", &id]).await),
+        format!("expired {id}")
+    );
+    crate::support::eventually("the expired session's ephemeral is gone", async || {
+        server.node_count() == 1
+    })
+    .await;
+    let output = cli(&server, &["admin", "session", &id]).await;
+    assert!(!output.status.success(), "the session is gone");
+    server.shutdown().await;
+}
