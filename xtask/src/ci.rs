@@ -9,6 +9,14 @@ use std::time::Instant;
 use crate::cmd::{Error, cargo, exec};
 use crate::codegen;
 
+/// The crates published to crates.io, in dependency order.
+const PUBLISHED: &[&str] = &[
+    "session-core",
+    "session-wire",
+    "session-server",
+    "session-client",
+];
+
 struct Step {
     name: &'static str,
     run: fn() -> Result<(), Error>,
@@ -84,12 +92,20 @@ const STEPS: &[Step] = &[
     Step {
         name: "package",
         run: || {
-            // `--workspace` packages the crates in dependency order and verifies
-            // each against the freshly packaged siblings, so a crate whose
-            // siblings are not on the registry yet is still built from exactly
-            // the files it would publish.
+            // Packaging the crates together lets cargo verify each against its
+            // freshly packaged siblings (a local registry under target/package),
+            // so a crate whose siblings are not on crates.io yet is still built
+            // from exactly the files it would publish.
+            println!(
+                "packaging and verifying {} against their packaged siblings \
+                 (cargo package, with verification)",
+                PUBLISHED.join(", ")
+            );
             let mut cmd = cargo();
-            cmd.args(["package", "--workspace", "--locked", "--allow-dirty"]);
+            cmd.args(["package", "--locked", "--allow-dirty"]);
+            for name in PUBLISHED {
+                cmd.args(["-p", name]);
+            }
             exec(cmd)
         },
     },
