@@ -349,6 +349,11 @@ impl Server {
         self.shared.state().namespace().node_count()
     }
 
+    /// Watches registered right now, over all sessions.
+    pub fn watch_count(&self) -> usize {
+        self.shared.state().namespace().watch_count()
+    }
+
     /// The metrics, as the `/metrics` endpoint shows them.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics

@@ -234,11 +234,21 @@ async fn run_client(client: &Client, command: Command, json: bool) -> Result<(),
 /// and after reconnecting.
 async fn watch(client: &Client, path: &str, json: bool) -> Result<(), CliError> {
     let mut state = client.state();
+    // One future for the whole command: a fresh one per turn would miss a
+    // Ctrl-C that arrives between turns.
+    let mut interrupted = std::pin::pin!(interrupted());
     loop {
-        let watch = match client.exists_and_watch(path).await {
+        let armed = tokio::select! {
+            armed = client.exists_and_watch(path) => armed,
+            _ = &mut interrupted => return Ok(()),
+        };
+        let watch = match armed {
             Ok((_, watch)) => watch,
             Err(Error::ConnectionLoss) => {
-                wait_connected(&mut state).await?;
+                tokio::select! {
+                    connected = wait_connected(&mut state) => connected?,
+                    _ = &mut interrupted => return Ok(()),
+                }
                 continue;
             }
             Err(err) => return Err(err.into()),
@@ -252,7 +262,7 @@ async fn watch(client: &Client, path: &str, json: bool) -> Result<(), CliError> 
                     || format!("{} {}", event.kind, event.path),
                 );
             }
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut interrupted => return Ok(()),
         }
     }
 }
@@ -281,6 +291,7 @@ async fn hold(
     json: bool,
 ) -> Result<(), CliError> {
     let mut events = client.events();
+    let mut interrupted = std::pin::pin!(interrupted());
     let data = data.unwrap_or_default();
     let created = client
         .create(path, data.as_bytes(), CreateMode::Ephemeral)
@@ -303,7 +314,7 @@ async fn hold(
                     _ => {}
                 }
             }
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut interrupted => return Ok(()),
         }
     }
 }
@@ -452,6 +463,7 @@ async fn run_admin(address: &str, command: AdminCommand, json: bool) -> Result<(
                 .watch_session_events(admin::WatchSessionEventsRequest {})
                 .await?
                 .into_inner();
+            let mut interrupted = std::pin::pin!(interrupted());
             loop {
                 tokio::select! {
                     event = stream.message() => match event? {
@@ -472,12 +484,29 @@ async fn run_admin(address: &str, command: AdminCommand, json: bool) -> Result<(
                         }
                         None => return Ok(()),
                     },
-                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                    _ = &mut interrupted => return Ok(()),
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Resolves on Ctrl-C. The handler is installed when this is called, not when
+/// the future is first polled, so a Ctrl-C that comes right after a line was
+/// printed is not lost (and does not kill the process before it closes its
+/// session).
+fn interrupted() -> impl Future<Output = ()> {
+    #[cfg(unix)]
+    let mut signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        #[cfg(unix)]
+        if let Some(signal) = signal.as_mut() {
+            signal.recv().await;
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn print(json: bool, value: Value, text: impl FnOnce() -> String) {

@@ -135,3 +135,92 @@ async fn admin_lists_describes_and_expires_sessions() {
     assert!(!output.status.success(), "the session is gone");
     server.shutdown().await;
 }
+
+/// `session-cli` left running, its output read line by line.
+struct Running {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Running {
+    fn spawn(server: &Server, args: &[&str]) -> Running {
+        let servers = server.local_addr().to_string();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_session-cli"))
+            .args(["--servers", &servers, "--timeout-ms", "2000"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("session-cli starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+        Running { child, lines }
+    }
+
+    async fn line(&mut self) -> String {
+        tokio::time::timeout(crate::support::PATIENCE, self.lines.next_line())
+            .await
+            .expect("a line in time")
+            .expect("readable")
+            .expect("not at end of output")
+    }
+
+    /// Ctrl-C, as a person would stop it; returns its exit status.
+    async fn interrupt(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("still running").to_string();
+        let sent = tokio::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .await
+            .expect("kill runs");
+        assert!(sent.success());
+        tokio::time::timeout(crate::support::PATIENCE, self.child.wait())
+            .await
+            .expect("exits in time")
+            .expect("exit status")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_registers_until_interrupted() {
+    let server = start().await;
+    let client = connect(&server).await;
+    let mut hold = Running::spawn(&server, &["hold", "/worker-1", "10.0.0.7:8080"]);
+    let first = hold.line().await;
+    assert!(
+        first.starts_with("holding /worker-1 (session 0x"),
+        "{first}"
+    );
+    let (data, stat) = client.get("/worker-1").await.expect("registered");
+    assert_eq!(&data[..], b"10.0.0.7:8080");
+    assert!(stat.ephemeral_owner.is_some(), "an ephemeral");
+    // Ctrl-C closes the session: the registration goes at once, not at expiry.
+    assert!(hold.interrupt().await.success());
+    assert_eq!(client.exists("/worker-1").await.expect("exists"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_prints_each_event_and_rearms() {
+    let server = start().await;
+    let client = connect(&server).await;
+    let mut watch = Running::spawn(&server, &["watch", "/cfg"]);
+    // Watches are one-shot and the command re-arms after each event; a change
+    // made before it has re-armed would be missed (as in ZooKeeper), so each
+    // change waits until the watch is set.
+    let armed = async || {
+        crate::support::eventually("the watch is set", async || server.watch_count() == 1).await;
+    };
+    armed().await;
+    client
+        .create("/cfg", b"v1", CreateMode::Persistent)
+        .await
+        .expect("create");
+    assert_eq!(watch.line().await, "created /cfg");
+    armed().await;
+    client.set("/cfg", b"v2", None).await.expect("set");
+    assert_eq!(watch.line().await, "data-changed /cfg");
+    armed().await;
+    client.delete("/cfg", None).await.expect("delete");
+    assert_eq!(watch.line().await, "deleted /cfg");
+    assert!(watch.interrupt().await.success());
+}
