@@ -524,11 +524,13 @@ impl Connection<'_> {
     ) -> (OpKind, Reply) {
         let xid = request.xid;
         let (kind, result) = match request.op {
+            // A newer client's operation: protobuf leaves the oneof unset.
+            // The connection stays usable (session-wire's versioning rule).
             None => (
-                OpKind::ping,
+                OpKind::unknown,
                 Err(convert::op_error(
-                    ErrorCode::BadArguments,
-                    "request without an operation",
+                    ErrorCode::Unimplemented,
+                    "this server does not know the request's operation",
                 )),
             ),
             Some(op) if xid <= 0 => (

@@ -38,11 +38,14 @@ pub enum OpKind {
     get_children,
     /// Re-register watches after reconnect.
     set_watches,
+    /// A request whose operation this server does not know (answered
+    /// `UNIMPLEMENTED`).
+    unknown,
 }
 
 impl OpKind {
     /// Every kind, in a fixed order (the index of a kind is its position).
-    pub const ALL: [OpKind; 10] = [
+    pub const ALL: [OpKind; 11] = [
         OpKind::handshake,
         OpKind::ping,
         OpKind::close,
@@ -53,6 +56,7 @@ impl OpKind {
         OpKind::exists,
         OpKind::get_children,
         OpKind::set_watches,
+        OpKind::unknown,
     ];
 
     /// The label value, as Prometheus and the admin stats show it.
@@ -68,6 +72,7 @@ impl OpKind {
             OpKind::exists => "exists",
             OpKind::get_children => "get_children",
             OpKind::set_watches => "set_watches",
+            OpKind::unknown => "unknown",
         }
     }
 

@@ -286,3 +286,27 @@ async fn pipelined_requests_are_answered_in_order_without_starving_others() {
     let _sink = writer.await.expect("writer finishes");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn unknown_operation_is_unimplemented_and_the_connection_stays() {
+    // Reference: session-wire's versioning rule. A request whose operation
+    // this version does not know arrives with the oneof unset.
+    let server = support::start().await;
+    let (mut raw, _) = Raw::open(server.local_addr(), Duration::from_secs(1)).await;
+    raw.send(wire::Request { xid: 5, op: None }).await;
+    match raw.recv().await.and_then(|message| message.kind) {
+        Some(wire::server_message::Kind::Reply(reply)) => {
+            assert_eq!(reply.xid, 5);
+            match reply.result {
+                Some(wire::reply::Result::Error(err)) => {
+                    assert_eq!(err.code(), ErrorCode::Unimplemented)
+                }
+                other => panic!("expected an error, got {other:?}"),
+            }
+        }
+        other => panic!("expected a reply, got {other:?}"),
+    }
+    raw.ping().await;
+    assert!(raw.exists("/", false).await.is_some());
+    server.shutdown().await;
+}
