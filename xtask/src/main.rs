@@ -3,6 +3,7 @@
 //! Every task is a module; CI calls `cargo xtask ci` and nothing else, so a
 //! local run and a CI run execute the same steps.
 
+mod bench;
 mod ci;
 mod cmd;
 mod codegen;
@@ -13,6 +14,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
+  bench [--quick]    load scenarios against session-server (and ZooKeeper when installed)
+                     (--only SCENARIO, sizes as flags: cargo xtask bench --help)
   ci                 fmt, codegen --check, clippy, docs, tests, benches compiled, package checks
   codegen [--check]  regenerate session-wire/src/generated from the .proto files
                      (--check: fail, naming the file, when the checked-in code is stale)
@@ -22,6 +25,7 @@ tasks:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("bench") => bench::run(&args[1..]),
         Some("ci") => ci::run(&args[1..]),
         Some("codegen") => codegen::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {

@@ -1,0 +1,182 @@
+//! The load generator behind `cargo xtask bench`: each subcommand runs one
+//! scenario against one server (session-server or ZooKeeper) and prints one
+//! `RESULT key=value ...` line on stdout for xtask to tabulate. Progress and
+//! problems go to stderr.
+//!
+//! `exec-server` raises the open-files limit and replaces itself with the
+//! server command, so xtask can start servers with enough file descriptors
+//! without needing any system calls of its own.
+
+mod client;
+mod proxy;
+mod raw;
+mod scenarios;
+mod sys;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Which server a scenario runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Target {
+    /// session-server, through session-client (or the lean raw client).
+    Ours,
+    /// ZooKeeper, through the zookeeper-client crate.
+    Zk,
+}
+
+impl Target {
+    /// The name used in RESULT lines.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Target::Ours => "ours",
+            Target::Zk => "zk",
+        }
+    }
+}
+
+/// Where to run a scenario.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Endpoint {
+    /// Which kind of server listens at `--addr`.
+    #[arg(long, value_enum)]
+    pub(crate) target: Target,
+    /// The server's client address, e.g. 127.0.0.1:7181.
+    #[arg(long)]
+    pub(crate) addr: String,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "session-bench", about = "Load generator for cargo xtask bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Open N sessions with a fixed number in flight; sessions per second.
+    Establish {
+        #[command(flatten)]
+        endpoint: Endpoint,
+        /// Sessions to open.
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        /// Handshakes in flight at once.
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+    },
+    /// Hold N sessions for a while; the server's CPU and RSS per session.
+    Hold {
+        #[command(flatten)]
+        endpoint: Endpoint,
+        /// Sessions to hold.
+        #[arg(long, default_value_t = 15_000)]
+        sessions: usize,
+        /// Requested session timeout in milliseconds.
+        #[arg(long, default_value_t = 6000)]
+        timeout_ms: u64,
+        /// How long to hold them, in seconds.
+        #[arg(long, default_value_t = 30)]
+        hold_s: u64,
+        /// The server's process id, for /proc.
+        #[arg(long)]
+        server_pid: u32,
+    },
+    /// Create and delete ephemerals from many sessions; ops/s and latency.
+    Churn {
+        #[command(flatten)]
+        endpoint: Endpoint,
+        /// Sessions working at once, one operation in flight each.
+        #[arg(long, default_value_t = 64)]
+        sessions: usize,
+        /// How long to run, in seconds.
+        #[arg(long, default_value_t = 10)]
+        duration_s: u64,
+        /// Upper bound on operations per session.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_ops: u64,
+    },
+    /// Kill a process holding K sessions with an ephemeral each; time until
+    /// every ephemeral is gone.
+    Expiry {
+        #[command(flatten)]
+        endpoint: Endpoint,
+        /// Sessions (and ephemerals) the killed process holds.
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        /// Requested session timeout in milliseconds.
+        #[arg(long, default_value_t = 6000)]
+        timeout_ms: u64,
+        /// The server's tick in milliseconds, for the expected window.
+        #[arg(long, default_value_t = 2000)]
+        tick_ms: u64,
+    },
+    /// The child process of `expiry` (not for direct use).
+    ExpiryHolder {
+        #[command(flatten)]
+        endpoint: Endpoint,
+        #[arg(long)]
+        sessions: usize,
+        #[arg(long)]
+        timeout_ms: u64,
+    },
+    /// Cut the connections of N sessions at once through a proxy; time until
+    /// all are connected again with their old ids.
+    Failover {
+        #[command(flatten)]
+        endpoint: Endpoint,
+        /// Sessions to cut off.
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        /// Requested session timeout in milliseconds.
+        #[arg(long, default_value_t = 6000)]
+        timeout_ms: u64,
+    },
+    /// Raise the open-files limit to the hard limit, then run the command
+    /// in this process's place (same process id).
+    ExecServer {
+        /// The program and its arguments.
+        #[arg(trailing_var_arg = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(err) = sys::raise_nofile_limit() {
+        eprintln!("session-bench: cannot raise the open-files limit: {err}");
+    }
+    if let Command::ExecServer { command } = &cli.command {
+        return exec_server(command);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("session-bench: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(scenarios::run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("session-bench: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn exec_server(command: &[String]) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let Some((program, args)) = command.split_first() else {
+        eprintln!("session-bench exec-server: no command given");
+        return ExitCode::from(2);
+    };
+    let err = std::process::Command::new(program).args(args).exec();
+    eprintln!("session-bench exec-server: cannot run {program}: {err}");
+    ExitCode::FAILURE
+}

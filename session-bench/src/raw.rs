@@ -1,0 +1,124 @@
+//! A lean session on session-server straight over `session-wire`: one socket
+//! and one small task per session, pinging at T/3. It lets one process hold
+//! 15,000 sessions so that the holding and expiry scenarios measure the
+//! server, not the client library.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use session_wire::v1::{
+    ClientMessage, Create, Handshake, NodeKind, Ping, Request, ServerMessage, handshake_reply,
+    reply, request, server_message,
+};
+use session_wire::{ClientCodec, PROTOCOL_VERSION, expect_handshake_reply};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+use crate::client::BenchError;
+
+/// A session held over one raw connection.
+#[derive(Debug)]
+pub(crate) struct RawSession {
+    framed: Framed<TcpStream, ClientCodec>,
+    /// The negotiated timeout.
+    pub(crate) timeout: Duration,
+    next_xid: i32,
+}
+
+impl RawSession {
+    /// Connects to `addr` and opens a new session asking for `timeout`.
+    pub(crate) async fn open(addr: &str, timeout: Duration) -> Result<RawSession, BenchError> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let mut framed = Framed::new(stream, ClientCodec::new());
+        framed
+            .send(ClientMessage::from(Handshake {
+                protocol_version: PROTOCOL_VERSION,
+                requested_timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+                client_name: "session-bench".into(),
+                client_version: env!("CARGO_PKG_VERSION").into(),
+                ..Handshake::default()
+            }))
+            .await?;
+        let first = framed
+            .next()
+            .await
+            .ok_or("connection closed before the handshake reply")??;
+        match expect_handshake_reply(first)?.outcome {
+            Some(handshake_reply::Outcome::Granted(granted)) => Ok(RawSession {
+                framed,
+                timeout: Duration::from_millis(u64::from(granted.negotiated_timeout_ms)),
+                next_xid: 1,
+            }),
+            other => Err(format!("handshake refused: {other:?}").into()),
+        }
+    }
+
+    /// Creates the ephemeral node `path` and waits for the reply.
+    pub(crate) async fn create_ephemeral(&mut self, path: &str) -> Result<(), BenchError> {
+        let xid = self.next_xid;
+        self.next_xid += 1;
+        self.framed
+            .send(ClientMessage::from(Request {
+                xid,
+                op: Some(request::Op::Create(Create {
+                    path: path.into(),
+                    data: bytes::Bytes::new(),
+                    kind: NodeKind::Ephemeral.into(),
+                    sequential: false,
+                })),
+            }))
+            .await?;
+        loop {
+            let message = self.next_message().await?;
+            if let Some(server_message::Kind::Reply(answer)) = message.kind {
+                if answer.xid != xid {
+                    continue;
+                }
+                return match answer.result {
+                    Some(reply::Result::Create(_)) => Ok(()),
+                    other => Err(format!("create {path} failed: {other:?}").into()),
+                };
+            }
+        }
+    }
+
+    /// Sends one ping without waiting for the pong.
+    pub(crate) async fn ping(&mut self) -> Result<(), BenchError> {
+        self.framed.send(ClientMessage::from(Ping {})).await?;
+        Ok(())
+    }
+
+    async fn next_message(&mut self) -> Result<ServerMessage, BenchError> {
+        let message = self
+            .framed
+            .next()
+            .await
+            .ok_or("connection closed by the server")??;
+        if let Some(server_message::Kind::Disconnect(disconnect)) = &message.kind {
+            return Err(format!("server disconnected the session: {disconnect:?}").into());
+        }
+        Ok(message)
+    }
+
+    /// Keeps the session alive, pinging at T/3, until `stop` resolves (then
+    /// returns `Ok`) or the session is lost (then returns why).
+    pub(crate) async fn keep_alive(
+        &mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), BenchError> {
+        let interval = self.timeout / 3;
+        let mut stop = std::pin::pin!(stop);
+        let mut next_ping = tokio::time::Instant::now() + interval;
+        loop {
+            tokio::select! {
+                () = &mut stop => return Ok(()),
+                () = tokio::time::sleep_until(next_ping) => {
+                    self.ping().await?;
+                    next_ping += interval;
+                }
+                message = self.next_message() => { message?; }
+            }
+        }
+    }
+}

@@ -1,0 +1,709 @@
+//! The five scenarios. Each is bounded in count and in time, and ends by
+//! printing one `RESULT` line.
+
+use std::fmt::Write as _;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{Notify, mpsc};
+
+use crate::client::{BenchClient, BenchError, Liveness};
+use crate::proxy::Proxy;
+use crate::raw::RawSession;
+use crate::sys;
+use crate::{Command, Endpoint, Target};
+
+/// Parallelism when opening many sessions for the scenarios that are not
+/// about establishment.
+const OPEN_IN_FLIGHT: usize = 64;
+
+/// Runs one subcommand.
+pub(crate) async fn run(command: Command) -> Result<(), BenchError> {
+    match command {
+        Command::Establish {
+            endpoint,
+            sessions,
+            in_flight,
+        } => establish(&endpoint, sessions, in_flight).await,
+        Command::Hold {
+            endpoint,
+            sessions,
+            timeout_ms,
+            hold_s,
+            server_pid,
+        } => {
+            hold(
+                &endpoint,
+                sessions,
+                Duration::from_millis(timeout_ms),
+                Duration::from_secs(hold_s),
+                server_pid,
+            )
+            .await
+        }
+        Command::Churn {
+            endpoint,
+            sessions,
+            duration_s,
+            max_ops,
+        } => {
+            churn(
+                &endpoint,
+                sessions,
+                Duration::from_secs(duration_s),
+                max_ops,
+            )
+            .await
+        }
+        Command::Expiry {
+            endpoint,
+            sessions,
+            timeout_ms,
+            tick_ms,
+        } => expiry(&endpoint, sessions, timeout_ms, tick_ms).await,
+        Command::ExpiryHolder {
+            endpoint,
+            sessions,
+            timeout_ms,
+        } => expiry_holder(&endpoint, sessions, Duration::from_millis(timeout_ms)).await,
+        Command::Failover {
+            endpoint,
+            sessions,
+            timeout_ms,
+        } => failover(&endpoint, sessions, Duration::from_millis(timeout_ms)).await,
+        Command::ExecServer { .. } => Err("exec-server is handled before the runtime".into()),
+    }
+}
+
+/// Prints the RESULT line: `fields` as `key=value` pairs.
+fn result(scenario: &str, target: Target, fields: &[(&str, String)]) {
+    let mut line = format!("RESULT scenario={scenario} target={}", target.name());
+    for (key, value) in fields {
+        let _ = write!(line, " {key}={value}");
+    }
+    println!("{line}");
+}
+
+fn progress(message: impl AsRef<str>) {
+    eprintln!("session-bench: {}", message.as_ref());
+}
+
+/// Opens `count` sessions with `in_flight` handshakes at a time, within
+/// `limit`; returns the sessions opened and the errors.
+async fn open_many(
+    endpoint: &Endpoint,
+    count: usize,
+    in_flight: usize,
+    timeout: Duration,
+    limit: Duration,
+) -> Result<(Vec<BenchClient>, usize), BenchError> {
+    let opening = stream::iter(0..count)
+        .map(|_| BenchClient::connect(endpoint.target, &endpoint.addr, timeout))
+        .buffer_unordered(in_flight.max(1))
+        .collect::<Vec<_>>();
+    let outcomes = tokio::time::timeout(limit, opening)
+        .await
+        .map_err(|_| format!("opening {count} sessions took longer than {limit:?}"))?;
+    let mut clients = Vec::with_capacity(count);
+    let mut failed = 0;
+    for outcome in outcomes {
+        match outcome {
+            Ok(client) => clients.push(client),
+            Err(err) => {
+                if failed == 0 {
+                    progress(format!("a session failed to open: {err}"));
+                }
+                failed += 1;
+            }
+        }
+    }
+    Ok((clients, failed))
+}
+
+async fn establish(
+    endpoint: &Endpoint,
+    sessions: usize,
+    in_flight: usize,
+) -> Result<(), BenchError> {
+    let started = Instant::now();
+    let (clients, failed) = open_many(
+        endpoint,
+        sessions,
+        in_flight,
+        Duration::from_secs(30),
+        Duration::from_secs(300),
+    )
+    .await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let opened = clients.len();
+    result(
+        "establish",
+        endpoint.target,
+        &[
+            ("sessions", opened.to_string()),
+            ("failed", failed.to_string()),
+            ("elapsed_s", format!("{elapsed:.3}")),
+            ("sessions_per_s", format!("{:.0}", opened as f64 / elapsed)),
+        ],
+    );
+    // The server is restarted after each scenario; no need to close them
+    // one by one.
+    drop(clients);
+    Ok(())
+}
+
+/// A set of held sessions and how many of them were lost.
+struct Held {
+    stop: Arc<Notify>,
+    lost: Arc<AtomicUsize>,
+    tasks: tokio::task::JoinSet<()>,
+    count: usize,
+}
+
+impl Held {
+    async fn finish(mut self) -> usize {
+        self.stop.notify_waiters();
+        let _ = tokio::time::timeout(Duration::from_secs(30), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.lost.load(Ordering::Relaxed)
+    }
+}
+
+/// Opens and keeps alive `count` sessions: lean raw sessions on ours,
+/// zookeeper-client sessions on ZooKeeper.
+async fn hold_sessions(
+    endpoint: &Endpoint,
+    count: usize,
+    timeout: Duration,
+) -> Result<Held, BenchError> {
+    let stop = Arc::new(Notify::new());
+    let lost = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    match endpoint.target {
+        Target::Ours => {
+            let opening = stream::iter(0..count)
+                .map(|_| RawSession::open(&endpoint.addr, timeout))
+                .buffer_unordered(OPEN_IN_FLIGHT)
+                .collect::<Vec<_>>();
+            let opened = tokio::time::timeout(Duration::from_secs(300), opening)
+                .await
+                .map_err(|_| "opening the sessions to hold took longer than 300 s")?;
+            for session in opened {
+                let mut session = session?;
+                let stop = Arc::clone(&stop);
+                let lost = Arc::clone(&lost);
+                tasks.spawn(async move {
+                    if let Err(err) = session.keep_alive(stop.notified()).await {
+                        if lost.fetch_add(1, Ordering::Relaxed) == 0 {
+                            progress(format!("a held session was lost: {err}"));
+                        }
+                    }
+                });
+            }
+        }
+        Target::Zk => {
+            let (clients, failed) = open_many(
+                endpoint,
+                count,
+                OPEN_IN_FLIGHT,
+                timeout,
+                Duration::from_secs(300),
+            )
+            .await?;
+            if failed > 0 {
+                return Err(format!("{failed} of {count} sessions failed to open").into());
+            }
+            for client in clients {
+                let stop = Arc::clone(&stop);
+                let lost = Arc::clone(&lost);
+                tasks.spawn(async move {
+                    let mut follower = client.follow();
+                    let mut state = follower.now();
+                    let stopped = stop.notified();
+                    tokio::pin!(stopped);
+                    while state == Liveness::Connected {
+                        tokio::select! {
+                            () = &mut stopped => break,
+                            next = follower.changed() => state = next,
+                        }
+                    }
+                    if state != Liveness::Connected {
+                        lost.fetch_add(1, Ordering::Relaxed);
+                    }
+                    drop(client);
+                });
+            }
+        }
+    }
+    Ok(Held {
+        stop,
+        lost,
+        tasks,
+        count,
+    })
+}
+
+async fn hold(
+    endpoint: &Endpoint,
+    sessions: usize,
+    timeout: Duration,
+    duration: Duration,
+    server_pid: u32,
+) -> Result<(), BenchError> {
+    // Let the server settle after start-up before taking its idle baseline.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let baseline_rss = sys::rss_bytes(server_pid)?;
+    progress(format!(
+        "holding: idle server RSS {:.1} MiB; opening {sessions} sessions",
+        baseline_rss as f64 / 1048576.0
+    ));
+    let held = hold_sessions(endpoint, sessions, timeout).await?;
+    // One full ping round before measuring, so the window is steady state.
+    tokio::time::sleep(timeout / 3).await;
+    let cpu_before = sys::cpu_seconds(server_pid)?;
+    let started = Instant::now();
+    progress(format!("holding {} sessions for {duration:?}", held.count));
+    tokio::time::sleep(duration).await;
+    let cpu_after = sys::cpu_seconds(server_pid)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let rss = sys::rss_bytes(server_pid)?;
+    let count = held.count;
+    let lost = held.finish().await;
+    let cpu = cpu_after - cpu_before;
+    result(
+        "hold",
+        endpoint.target,
+        &[
+            ("sessions", count.to_string()),
+            ("held_s", format!("{elapsed:.1}")),
+            ("cpu_s", format!("{cpu:.3}")),
+            ("cpu_pct", format!("{:.2}", 100.0 * cpu / elapsed)),
+            (
+                "baseline_rss_mib",
+                format!("{:.1}", baseline_rss as f64 / 1048576.0),
+            ),
+            ("rss_mib", format!("{:.1}", rss as f64 / 1048576.0)),
+            (
+                "rss_per_session_b",
+                format!(
+                    "{:.0}",
+                    rss.saturating_sub(baseline_rss) as f64 / count.max(1) as f64
+                ),
+            ),
+            ("lost", lost.to_string()),
+        ],
+    );
+    Ok(())
+}
+
+/// The value at quantile `q` of sorted `values`.
+fn quantile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+async fn churn(
+    endpoint: &Endpoint,
+    sessions: usize,
+    duration: Duration,
+    max_ops: u64,
+) -> Result<(), BenchError> {
+    const PARENT: &str = "/bench-churn";
+    let timeout = Duration::from_secs(10);
+    let (clients, failed) = open_many(
+        endpoint,
+        sessions,
+        OPEN_IN_FLIGHT,
+        timeout,
+        Duration::from_secs(60),
+    )
+    .await?;
+    if failed > 0 {
+        return Err(format!("{failed} of {sessions} sessions failed to open").into());
+    }
+    clients
+        .first()
+        .ok_or("no sessions")?
+        .ensure_persistent(PARENT)
+        .await?;
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for (worker, client) in clients.iter().cloned().enumerate() {
+        workers.spawn(async move {
+            let mut latencies_us = Vec::new();
+            let mut errors = 0u64;
+            let mut op = 0u64;
+            while Instant::now() < deadline && op < max_ops {
+                let path = format!("{PARENT}/w{worker}-{op}");
+                let began = Instant::now();
+                match client.create_ephemeral(&path, b"churn").await {
+                    Ok(()) => latencies_us.push(began.elapsed().as_micros() as u64),
+                    Err(_) => errors += 1,
+                }
+                let began = Instant::now();
+                match client.delete(&path).await {
+                    Ok(()) => latencies_us.push(began.elapsed().as_micros() as u64),
+                    Err(_) => errors += 1,
+                }
+                op += 1;
+            }
+            (latencies_us, errors)
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    while let Some(joined) = workers.join_next().await {
+        let (worker_latencies, worker_errors) = joined?;
+        latencies.extend(worker_latencies);
+        errors += worker_errors;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    result(
+        "churn",
+        endpoint.target,
+        &[
+            ("sessions", sessions.to_string()),
+            ("ops", latencies.len().to_string()),
+            ("errors", errors.to_string()),
+            ("elapsed_s", format!("{elapsed:.2}")),
+            (
+                "ops_per_s",
+                format!("{:.0}", latencies.len() as f64 / elapsed),
+            ),
+            ("p50_us", quantile(&latencies, 0.50).to_string()),
+            ("p99_us", quantile(&latencies, 0.99).to_string()),
+        ],
+    );
+    for client in clients {
+        client.close().await;
+    }
+    Ok(())
+}
+
+const EXPIRY_PARENT: &str = "/bench-expiry";
+
+/// Kills a holder of `sessions` ephemerals and times their disappearance.
+async fn expiry(
+    endpoint: &Endpoint,
+    sessions: usize,
+    timeout_ms: u64,
+    tick_ms: u64,
+) -> Result<(), BenchError> {
+    let observer =
+        BenchClient::connect(endpoint.target, &endpoint.addr, Duration::from_secs(30)).await?;
+    observer.ensure_persistent(EXPIRY_PARENT).await?;
+    let before = observer.child_count(EXPIRY_PARENT).await?;
+    if before != 0 {
+        return Err(format!("{EXPIRY_PARENT} already has {before} children").into());
+    }
+    let exe = std::env::current_exe()?;
+    let mut holder = tokio::process::Command::new(exe)
+        .args([
+            "expiry-holder",
+            "--target",
+            endpoint.target.name(),
+            "--addr",
+            &endpoint.addr,
+            "--sessions",
+            &sessions.to_string(),
+            "--timeout-ms",
+            &timeout_ms.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut to_holder = holder.stdin.take().ok_or("holder stdin")?;
+    let mut from_holder = BufReader::new(holder.stdout.take().ok_or("holder stdout")?).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(300), from_holder.next_line())
+        .await
+        .map_err(|_| "the holder did not get ready within 300 s")??;
+    if ready.as_deref() != Some("READY") {
+        return Err(format!("the holder failed: {ready:?}").into());
+    }
+    let held = observer.child_count(EXPIRY_PARENT).await?;
+    if held != sessions as u64 {
+        return Err(format!("{held} ephemerals held, expected {sessions}").into());
+    }
+    to_holder.write_all(b"freeze\n").await?;
+    to_holder.flush().await?;
+    let last_ping = tokio::time::timeout(Duration::from_secs(60), from_holder.next_line())
+        .await
+        .map_err(|_| "the holder did not report its last heartbeat")??
+        .ok_or("the holder exited before its last heartbeat")?;
+    // "LAST_PING <first ms> <last ms> <known 0|1>"
+    let parts: Vec<&str> = last_ping.split_whitespace().collect();
+    let (ping_first, ping_last, known) = match parts.as_slice() {
+        ["LAST_PING", first, last, known] => {
+            (first.parse::<i64>()?, last.parse::<i64>()?, *known == "1")
+        }
+        _ => return Err(format!("unexpected holder line: {last_ping}").into()),
+    };
+    holder.start_kill()?;
+    let killed = sys::wall_ms();
+    let _ = holder.wait().await;
+    progress(format!(
+        "holder of {sessions} sessions killed; watching {EXPIRY_PARENT}"
+    ));
+
+    let timeout = i64::try_from(timeout_ms)?;
+    let tick = i64::try_from(tick_ms)?;
+    let give_up = killed + 4 * timeout + 10_000;
+    let mut first_gone = None;
+    let mut last_gone = None;
+    let mut remaining = held;
+    let mut polls = tokio::time::interval(Duration::from_millis(10));
+    polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while sys::wall_ms() < give_up {
+        polls.tick().await;
+        remaining = observer.child_count(EXPIRY_PARENT).await?;
+        let now = sys::wall_ms();
+        if remaining < held && first_gone.is_none() {
+            first_gone = Some(now);
+        }
+        if remaining == 0 {
+            last_gone = Some(now);
+            break;
+        }
+    }
+    let first = first_gone.unwrap_or(give_up);
+    let last = last_gone.unwrap_or(give_up);
+    // With a known last heartbeat (ours), the window is per the issue:
+    // (T, T + tick + 50 ms] after it. Without (ZooKeeper's client pings on
+    // its own), the kill time stands in for the last heartbeat.
+    let (hb_first, hb_last) = if known {
+        (ping_first, ping_last)
+    } else {
+        (killed, killed)
+    };
+    let early = first - hb_first <= timeout;
+    let late = last - hb_last > timeout + tick + 50;
+    result(
+        "expiry",
+        endpoint.target,
+        &[
+            ("sessions", sessions.to_string()),
+            ("timeout_ms", timeout_ms.to_string()),
+            ("heartbeat_known", u8::from(known).to_string()),
+            ("last_round_ms", (ping_last - ping_first).to_string()),
+            ("kill_to_first_ms", (first - killed).to_string()),
+            ("kill_to_last_ms", (last - killed).to_string()),
+            ("spread_ms", (last - first).to_string()),
+            ("hb_to_first_ms", (first - hb_first).to_string()),
+            ("hb_to_last_ms", (last - hb_last).to_string()),
+            ("survivors", remaining.to_string()),
+            ("early", u8::from(early).to_string()),
+            ("late", u8::from(late).to_string()),
+        ],
+    );
+    observer.close().await;
+    Ok(())
+}
+
+/// The killed process of the expiry scenario: holds `sessions` sessions with
+/// one ephemeral each, says READY, and on `freeze` sends a last heartbeat on
+/// every session (ours) and reports when, then waits to be killed.
+async fn expiry_holder(
+    endpoint: &Endpoint,
+    sessions: usize,
+    timeout: Duration,
+) -> Result<(), BenchError> {
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    // Bounded: the parent kills this process; if the parent dies instead,
+    // stdin closes and the holder ends too.
+    let mut keep = Vec::new();
+    match endpoint.target {
+        Target::Ours => {
+            let opening = stream::iter(0..sessions)
+                .map(|index| {
+                    let addr = endpoint.addr.clone();
+                    async move {
+                        let mut session = RawSession::open(&addr, timeout).await?;
+                        session
+                            .create_ephemeral(&format!("{EXPIRY_PARENT}/h{index}"))
+                            .await?;
+                        Ok::<_, BenchError>(session)
+                    }
+                })
+                .buffer_unordered(OPEN_IN_FLIGHT)
+                .collect::<Vec<_>>();
+            let freeze = Arc::new(Notify::new());
+            let (pinged_tx, mut pinged_rx) = mpsc::unbounded_channel::<(i64, i64)>();
+            for session in opening.await {
+                let mut session = session?;
+                let freeze = Arc::clone(&freeze);
+                let pinged = pinged_tx.clone();
+                keep.push(tokio::spawn(async move {
+                    if session.keep_alive(freeze.notified()).await.is_ok() {
+                        let before = sys::wall_ms();
+                        if session.ping().await.is_ok() {
+                            let _ = pinged.send((before, sys::wall_ms()));
+                        }
+                    }
+                    // Hold the socket open, silent, until killed.
+                    std::future::pending::<()>().await;
+                }));
+            }
+            drop(pinged_tx);
+            println!("READY");
+            wait_for_freeze(&mut stdin).await?;
+            freeze.notify_waiters();
+            let mut first = i64::MAX;
+            let mut last = i64::MIN;
+            for _ in 0..sessions {
+                let (before, after) =
+                    tokio::time::timeout(Duration::from_secs(30), pinged_rx.recv())
+                        .await
+                        .map_err(|_| "last heartbeats took longer than 30 s")?
+                        .ok_or("a held session was lost before the last heartbeat")?;
+                first = first.min(before);
+                last = last.max(after);
+            }
+            println!("LAST_PING {first} {last} 1");
+        }
+        Target::Zk => {
+            let (clients, failed) = open_many(
+                endpoint,
+                sessions,
+                OPEN_IN_FLIGHT,
+                timeout,
+                Duration::from_secs(300),
+            )
+            .await?;
+            if failed > 0 {
+                return Err(format!("{failed} of {sessions} sessions failed to open").into());
+            }
+            let creating = stream::iter(clients.iter().enumerate())
+                .map(|(index, client)| async move {
+                    client
+                        .create_ephemeral(&format!("{EXPIRY_PARENT}/h{index}"), b"")
+                        .await
+                })
+                .buffer_unordered(OPEN_IN_FLIGHT)
+                .collect::<Vec<_>>();
+            for created in creating.await {
+                created?;
+            }
+            println!("READY");
+            wait_for_freeze(&mut stdin).await?;
+            let now = sys::wall_ms();
+            println!("LAST_PING {now} {now} 0");
+            keep.push(tokio::spawn(async move {
+                let _clients = clients;
+                std::future::pending::<()>().await;
+            }));
+        }
+    }
+    // Wait to be killed; stop if the parent has gone (stdin closed).
+    while let Ok(Some(_)) = stdin.next_line().await {}
+    drop(keep);
+    Ok(())
+}
+
+async fn wait_for_freeze(
+    stdin: &mut tokio::io::Lines<BufReader<tokio::io::Stdin>>,
+) -> Result<(), BenchError> {
+    match stdin.next_line().await? {
+        Some(line) if line.trim() == "freeze" => Ok(()),
+        other => Err(format!("expected `freeze` from the parent, got {other:?}").into()),
+    }
+}
+
+async fn failover(
+    endpoint: &Endpoint,
+    sessions: usize,
+    timeout: Duration,
+) -> Result<(), BenchError> {
+    let upstream = endpoint.addr.parse()?;
+    let proxy = Proxy::start(upstream).await?;
+    let through = Endpoint {
+        target: endpoint.target,
+        addr: proxy.addr().to_string(),
+    };
+    let (clients, failed) = open_many(
+        &through,
+        sessions,
+        OPEN_IN_FLIGHT,
+        timeout,
+        Duration::from_secs(300),
+    )
+    .await?;
+    if failed > 0 {
+        return Err(format!("{failed} of {sessions} sessions failed to open").into());
+    }
+    let mut followers: Vec<_> = clients.iter().map(BenchClient::follow).collect();
+    for follower in &mut followers {
+        if follower.now() != Liveness::Connected {
+            return Err("a session was not connected before the cut".into());
+        }
+    }
+    let ids: Vec<u64> = clients.iter().map(BenchClient::session_id).collect();
+    let limit = timeout * 2;
+    let cut = Instant::now();
+    proxy.cut_all();
+    let mut waits = tokio::task::JoinSet::new();
+    for (index, mut follower) in followers.into_iter().enumerate() {
+        waits.spawn(async move {
+            let back = tokio::time::timeout(limit, async {
+                // The cut must be noticed first (a change away from
+                // Connected), then the session must come back.
+                let mut state = follower.changed().await;
+                while state != Liveness::Connected {
+                    if state == Liveness::Lost {
+                        return None;
+                    }
+                    state = follower.changed().await;
+                }
+                Some(cut.elapsed())
+            })
+            .await;
+            (index, back.ok().flatten())
+        });
+    }
+    let mut times = Vec::with_capacity(sessions);
+    let mut lost = 0;
+    while let Some(joined) = waits.join_next().await {
+        let (index, back) = joined?;
+        match back {
+            Some(elapsed) if clients[index].session_id() == ids[index] => {
+                times.push(elapsed.as_micros() as u64);
+            }
+            _ => lost += 1,
+        }
+    }
+    times.sort_unstable();
+    result(
+        "failover",
+        endpoint.target,
+        &[
+            ("sessions", sessions.to_string()),
+            ("reattached", times.len().to_string()),
+            ("lost", lost.to_string()),
+            (
+                "all_back_ms",
+                format!("{:.1}", times.last().copied().unwrap_or(0) as f64 / 1000.0),
+            ),
+            (
+                "p50_ms",
+                format!("{:.1}", quantile(&times, 0.5) as f64 / 1000.0),
+            ),
+        ],
+    );
+    for client in clients {
+        client.close().await;
+    }
+    drop(proxy);
+    Ok(())
+}

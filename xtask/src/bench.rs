@@ -1,0 +1,595 @@
+//! `cargo xtask bench`: builds the release server and the load generator
+//! (`session-bench`), starts session-server — and ZooKeeper when its jar is
+//! installed — on loopback ports with benchmark limits, runs each scenario
+//! against each server from a fresh start, and prints one table with our /
+//! ZooKeeper ratios against the targets of issue 7.
+//!
+//! This module only builds and runs processes; the load lives in
+//! `session-bench`, which prints one `RESULT key=value ...` line per run.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cmd::{Error, cargo, exec};
+
+const USAGE: &str = "\
+usage: cargo xtask bench [--quick] [--only SCENARIO] [--no-zookeeper] [SIZES]
+
+scenarios: establish, hold, churn, expiry, failover
+sizes (defaults; --quick: establish 1000, hold 1000 for 10 s, churn 3 s,
+expiry 1000, failover 200):
+  --establish-sessions N   (10000)   --hold-sessions N        (15000)
+  --hold-seconds S         (30)      --churn-sessions N       (64)
+  --churn-seconds S        (10)      --expiry-sessions N      (10000)
+  --failover-sessions N    (1000)
+";
+
+/// ZooKeeper's jar as the Debian package `zookeeper` installs it; its
+/// manifest's Class-Path names the other jars it needs.
+const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
+/// A logging binding for ZooKeeper's slf4j that prints nothing, so neither
+/// server spends time logging during the runs (ours runs with RUST_LOG=warn).
+const SLF4J_NOP_JAR: &str = "/usr/share/java/slf4j-nop.jar";
+
+/// Both servers use ZooKeeper's default tick and the scenarios' 6 s timeout.
+const TICK_MS: u64 = 2000;
+const TIMEOUT_MS: u64 = 6000;
+
+#[derive(Debug, Clone)]
+struct Sizes {
+    establish: usize,
+    hold: usize,
+    hold_seconds: u64,
+    churn_sessions: usize,
+    churn_seconds: u64,
+    expiry: usize,
+    failover: usize,
+}
+
+impl Sizes {
+    fn full() -> Sizes {
+        Sizes {
+            establish: 10_000,
+            hold: 15_000,
+            hold_seconds: 30,
+            churn_sessions: 64,
+            churn_seconds: 10,
+            expiry: 10_000,
+            failover: 1000,
+        }
+    }
+
+    fn quick() -> Sizes {
+        Sizes {
+            establish: 1000,
+            hold: 1000,
+            hold_seconds: 10,
+            churn_sessions: 64,
+            churn_seconds: 3,
+            expiry: 1000,
+            failover: 200,
+        }
+    }
+}
+
+const SCENARIOS: [&str; 5] = ["establish", "hold", "churn", "expiry", "failover"];
+
+/// Entry point of `cargo xtask bench ARGS`.
+pub(crate) fn run(args: &[String]) -> Result<(), Error> {
+    let quick = args.iter().any(|arg| arg == "--quick");
+    let mut sizes = if quick { Sizes::quick() } else { Sizes::full() };
+    let mut only = None;
+    let mut zookeeper_wanted = true;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let mut value = || -> Result<&String, Error> {
+            rest.next()
+                .ok_or_else(|| format!("{arg} needs a value\n\n{USAGE}").into())
+        };
+        match arg.as_str() {
+            "--quick" => {}
+            "--no-zookeeper" => zookeeper_wanted = false,
+            "--only" => {
+                let scenario = value()?;
+                if !SCENARIOS.contains(&scenario.as_str()) {
+                    return Err(format!("unknown scenario `{scenario}`\n\n{USAGE}").into());
+                }
+                only = Some(scenario.clone());
+            }
+            "--establish-sessions" => sizes.establish = value()?.parse()?,
+            "--hold-sessions" => sizes.hold = value()?.parse()?,
+            "--hold-seconds" => sizes.hold_seconds = value()?.parse()?,
+            "--churn-sessions" => sizes.churn_sessions = value()?.parse()?,
+            "--churn-seconds" => sizes.churn_seconds = value()?.parse()?,
+            "--expiry-sessions" => sizes.expiry = value()?.parse()?,
+            "--failover-sessions" => sizes.failover = value()?.parse()?,
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown flag `{other}`\n\n{USAGE}").into()),
+        }
+    }
+
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "session-server",
+        "-p",
+        "session-bench",
+    ]);
+    exec(build)?;
+    let release = target_directory()?.join("release");
+    let bins = Binaries {
+        server: release.join("session-server"),
+        bench: release.join("session-bench"),
+    };
+    let work = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let _cleanup = RemoveDir(work.clone());
+
+    let zookeeper = if !zookeeper_wanted {
+        Err("--no-zookeeper was given".to_owned())
+    } else if Path::new(ZOOKEEPER_JAR).exists() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{ZOOKEEPER_JAR} not found (install the Debian package `zookeeper` to compare)"
+        ))
+    };
+    if let Err(why) = &zookeeper {
+        println!("ZooKeeper column skipped: {why}");
+    }
+
+    let mut results = Results::default();
+    for scenario in SCENARIOS {
+        if only.as_deref().is_some_and(|only| only != scenario) {
+            continue;
+        }
+        for target in ["ours", "zk"] {
+            if target == "zk" && zookeeper.is_err() {
+                continue;
+            }
+            println!("== {scenario} on {} ==", server_name(target));
+            let server = match target {
+                "ours" => start_ours(&bins, &work)?,
+                _ => start_zookeeper(&bins, &work)?,
+            };
+            let line = run_scenario(&bins, scenario, target, &server, &sizes)?;
+            drop(server);
+            println!("{line}");
+            results.insert(scenario, target, &line);
+        }
+    }
+    let table = results.table(zookeeper.is_ok());
+    println!();
+    print!("{table}");
+    Ok(())
+}
+
+fn server_name(target: &str) -> &'static str {
+    if target == "ours" {
+        "session-server"
+    } else {
+        "ZooKeeper"
+    }
+}
+
+struct Binaries {
+    server: PathBuf,
+    bench: PathBuf,
+}
+
+/// Where cargo puts build output (honours CARGO_TARGET_DIR and config).
+fn target_directory() -> Result<PathBuf, Error> {
+    let output = cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        return Err("cargo metadata failed".into());
+    }
+    let json = String::from_utf8(output.stdout)?;
+    let key = "\"target_directory\":\"";
+    let start = json
+        .find(key)
+        .ok_or("cargo metadata printed no target_directory")?
+        + key.len();
+    let end = json[start..]
+        .find('"')
+        .ok_or("cargo metadata: unterminated target_directory")?;
+    Ok(PathBuf::from(
+        json[start..start + end].replace("\\\\", "\\"),
+    ))
+}
+
+/// Removes a directory when dropped.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A started server: killed (and reaped) when dropped, also on error paths.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    _data: Option<RemoveDir>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port (the listener is closed again before the server
+/// binds it; nothing else on this machine is expected to race for it).
+fn free_port() -> Result<SocketAddr, Error> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// Waits until `addr` accepts connections or the process exits.
+fn wait_listening(running: &mut Running, what: &str, log: &Path) -> Result<(), Error> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&running.addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = running.child.try_wait()? {
+            return Err(format!("{what} exited with {status}; see {}", log.display()).into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("{what} did not listen on {} within 60 s", running.addr).into())
+}
+
+fn log_file(work: &Path, name: &str) -> Result<(PathBuf, std::fs::File), Error> {
+    let path = work.join(name);
+    let file = std::fs::File::create(&path)?;
+    Ok((path, file))
+}
+
+fn start_ours(bins: &Binaries, work: &Path) -> Result<Running, Error> {
+    let addr = free_port()?;
+    let admin = free_port()?;
+    let metrics = free_port()?;
+    let (log, file) = log_file(work, "session-server.log")?;
+    // `exec-server` raises the open-files limit and becomes the server.
+    let child = Command::new(&bins.bench)
+        .arg("exec-server")
+        .arg("--")
+        .arg(&bins.server)
+        .args(["--listen", &addr.to_string()])
+        .args(["--admin-listen", &admin.to_string()])
+        .args(["--metrics-listen", &metrics.to_string()])
+        .args(["--tick-ms", &TICK_MS.to_string()])
+        .args(["--max-connections", "30000"])
+        .args(["--max-connections-per-ip", "30000"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()?;
+    let mut running = Running {
+        child,
+        addr,
+        _data: None,
+    };
+    wait_listening(&mut running, "session-server", &log)?;
+    Ok(running)
+}
+
+fn start_zookeeper(bins: &Binaries, work: &Path) -> Result<Running, Error> {
+    let addr = free_port()?;
+    let data = work.join(format!("zookeeper-data-{}", addr.port()));
+    std::fs::create_dir_all(&data)?;
+    let config = data.join("zoo.cfg");
+    // forceSync=no: our server keeps everything in memory, so ZooKeeper is
+    // not made to wait for the disk either; the comparison is about
+    // sessions, not fsync.
+    std::fs::write(
+        &config,
+        format!(
+            "tickTime={TICK_MS}\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+             maxClientCnxns=0\nadmin.enableServer=false\nforceSync=no\n",
+            data.display(),
+            addr.port()
+        ),
+    )?;
+    let mut classpath = ZOOKEEPER_JAR.to_owned();
+    if Path::new(SLF4J_NOP_JAR).exists() {
+        classpath.push(':');
+        classpath.push_str(SLF4J_NOP_JAR);
+    }
+    let (log, file) = log_file(work, "zookeeper.log")?;
+    let child = Command::new(&bins.bench)
+        .arg("exec-server")
+        .arg("--")
+        .arg("java")
+        .args(["-cp", &classpath])
+        .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()?;
+    let mut running = Running {
+        child,
+        addr,
+        _data: Some(RemoveDir(data)),
+    };
+    wait_listening(&mut running, "ZooKeeper", &log)?;
+    Ok(running)
+}
+
+/// Runs one scenario against one server and returns its RESULT line.
+fn run_scenario(
+    bins: &Binaries,
+    scenario: &str,
+    target: &str,
+    server: &Running,
+    sizes: &Sizes,
+) -> Result<String, Error> {
+    let mut command = Command::new(&bins.bench);
+    command
+        .arg(scenario)
+        .args(["--target", target, "--addr", &server.addr.to_string()]);
+    let timeout = TIMEOUT_MS.to_string();
+    match scenario {
+        "establish" => {
+            command.args(["--sessions", &sizes.establish.to_string()]);
+        }
+        "hold" => {
+            command
+                .args(["--sessions", &sizes.hold.to_string()])
+                .args(["--hold-s", &sizes.hold_seconds.to_string()])
+                .args(["--timeout-ms", &timeout])
+                .args(["--server-pid", &server.child.id().to_string()]);
+        }
+        "churn" => {
+            command
+                .args(["--sessions", &sizes.churn_sessions.to_string()])
+                .args(["--duration-s", &sizes.churn_seconds.to_string()]);
+        }
+        "expiry" => {
+            command
+                .args(["--sessions", &sizes.expiry.to_string()])
+                .args(["--timeout-ms", &timeout])
+                .args(["--tick-ms", &TICK_MS.to_string()]);
+        }
+        _ => {
+            command
+                .args(["--sessions", &sizes.failover.to_string()])
+                .args(["--timeout-ms", &timeout]);
+        }
+    }
+    let output = command
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("RESULT "))
+        .map(str::to_owned);
+    match (output.status.success(), line) {
+        (true, Some(line)) => Ok(line),
+        (_, _) => Err(format!(
+            "session-bench {scenario} against {} failed with {}",
+            server_name(target),
+            output.status
+        )
+        .into()),
+    }
+}
+
+/// RESULT fields by scenario and target.
+#[derive(Default)]
+struct Results(BTreeMap<(String, String), BTreeMap<String, String>>);
+
+impl Results {
+    fn insert(&mut self, scenario: &str, target: &str, line: &str) {
+        let fields = line
+            .split_whitespace()
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect();
+        self.0
+            .insert((scenario.to_owned(), target.to_owned()), fields);
+    }
+
+    fn get(&self, scenario: &str, target: &str, key: &str) -> Option<&str> {
+        self.0
+            .get(&(scenario.to_owned(), target.to_owned()))
+            .and_then(|fields| fields.get(key))
+            .map(String::as_str)
+    }
+
+    fn number(&self, scenario: &str, target: &str, key: &str) -> Option<f64> {
+        self.get(scenario, target, key)?.parse().ok()
+    }
+
+    /// The table as Markdown.
+    fn table(&self, with_zookeeper: bool) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "| scenario | measure | session-server | ZooKeeper | ours / ZooKeeper | target | met? |\n\
+             | --- | --- | --- | --- | --- | --- | --- |\n",
+        );
+        let mut row = |scenario: &str, label: &str, key: &str, target: Target| {
+            if !self
+                .0
+                .contains_key(&(scenario.to_owned(), "ours".to_owned()))
+            {
+                return;
+            }
+            let ours = self.get(scenario, "ours", key).unwrap_or("-");
+            let zk = if with_zookeeper {
+                self.get(scenario, "zk", key).unwrap_or("-")
+            } else {
+                "skipped"
+            };
+            let (ratio, verdict) = target.judge(self, scenario, key);
+            let _ = writeln!(
+                out,
+                "| {scenario} | {label} | {ours} | {zk} | {ratio} | {} | {verdict} |",
+                target.describe()
+            );
+        };
+        row(
+            "establish",
+            "sessions/s",
+            "sessions_per_s",
+            Target::AtLeast(5.0),
+        );
+        row("establish", "failed", "failed", Target::Zero);
+        row("hold", "sessions held", "sessions", Target::None);
+        row(
+            "hold",
+            "server CPU, % of a core",
+            "cpu_pct",
+            Target::AtMost(0.2),
+        );
+        row(
+            "hold",
+            "server RSS per session, bytes",
+            "rss_per_session_b",
+            Target::AtMost(0.2),
+        );
+        row("hold", "lost sessions", "lost", Target::Zero);
+        row(
+            "churn",
+            "ops/s (create+delete)",
+            "ops_per_s",
+            Target::AtLeast(3.0),
+        );
+        row("churn", "latency p50, µs", "p50_us", Target::None);
+        row("churn", "latency p99, µs", "p99_us", Target::None);
+        row("churn", "errors", "errors", Target::Zero);
+        row("expiry", "ephemerals", "sessions", Target::None);
+        row(
+            "expiry",
+            "kill → first gone, ms",
+            "kill_to_first_ms",
+            Target::None,
+        );
+        row(
+            "expiry",
+            "kill → last gone, ms",
+            "kill_to_last_ms",
+            Target::None,
+        );
+        row(
+            "expiry",
+            "spread first → last, ms",
+            "spread_ms",
+            Target::None,
+        );
+        row(
+            "expiry",
+            "last heartbeat → first gone, ms",
+            "hb_to_first_ms",
+            Target::ExpiryWindow,
+        );
+        row(
+            "expiry",
+            "last heartbeat → last gone, ms",
+            "hb_to_last_ms",
+            Target::ExpiryWindow,
+        );
+        row("expiry", "survivors", "survivors", Target::Zero);
+        row("failover", "sessions cut", "sessions", Target::None);
+        row(
+            "failover",
+            "all back with old ids, ms",
+            "all_back_ms",
+            Target::None,
+        );
+        row("failover", "p50 back, ms", "p50_ms", Target::None);
+        row("failover", "lost", "lost", Target::Zero);
+        out
+    }
+}
+
+/// What a row is judged against.
+#[derive(Clone, Copy)]
+enum Target {
+    /// No target: shown for reading.
+    None,
+    /// Ours must be zero.
+    Zero,
+    /// ours / ZooKeeper must be at least this.
+    AtLeast(f64),
+    /// ours / ZooKeeper must be at most this.
+    AtMost(f64),
+    /// Ours within (T, T + tick + 50 ms] of the last heartbeat.
+    ExpiryWindow,
+}
+
+impl Target {
+    fn describe(self) -> String {
+        match self {
+            Target::None => "—".to_owned(),
+            Target::Zero => "0".to_owned(),
+            Target::AtLeast(ratio) => format!("≥ {ratio}×"),
+            Target::AtMost(ratio) => format!("≤ 1/{:.0}", 1.0 / ratio),
+            Target::ExpiryWindow => format!("({TIMEOUT_MS}, {}] ms", TIMEOUT_MS + TICK_MS + 50),
+        }
+    }
+
+    fn judge(self, results: &Results, scenario: &str, key: &str) -> (String, &'static str) {
+        let ours = results.number(scenario, "ours", key);
+        let zk = results.number(scenario, "zk", key);
+        let ratio = match (ours, zk) {
+            (Some(ours), Some(zk)) if zk != 0.0 => Some(ours / zk),
+            _ => None,
+        };
+        let shown = ratio.map_or_else(|| "—".to_owned(), |ratio| format!("{ratio:.2}×"));
+        let verdict = match self {
+            Target::None => "",
+            Target::Zero => match ours {
+                Some(0.0) => "yes",
+                Some(_) => "**no**",
+                None => "?",
+            },
+            Target::AtLeast(want) => match ratio {
+                Some(ratio) if ratio >= want => "yes",
+                Some(_) => "**no**",
+                None => "no ZooKeeper",
+            },
+            Target::AtMost(want) => match ratio {
+                Some(ratio) if ratio <= want => "yes",
+                Some(_) => "**no**",
+                None => "no ZooKeeper",
+            },
+            Target::ExpiryWindow => {
+                let early = results.get(scenario, "ours", "early") == Some("1");
+                let late = results.get(scenario, "ours", "late") == Some("1");
+                let known = results.get(scenario, "ours", "heartbeat_known") == Some("1");
+                let value = ours.unwrap_or(f64::NAN);
+                let inside = if key == "hb_to_first_ms" {
+                    !early && value > TIMEOUT_MS as f64
+                } else {
+                    !late && value <= (TIMEOUT_MS + TICK_MS + 50) as f64
+                };
+                match (known, inside) {
+                    (true, true) => "yes",
+                    (true, false) => "**no**",
+                    (false, _) => "?",
+                }
+            }
+        };
+        (shown, verdict)
+    }
+}
