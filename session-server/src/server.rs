@@ -44,12 +44,15 @@ pub struct Server {
 }
 
 /// Something a connection is told from outside its own request loop.
+///
+/// Payloads are boxed: every connection's mailbox allocates a block of slots
+/// up front, so a small `Notice` keeps idle connections small.
 #[derive(Debug)]
 pub(crate) enum Notice {
     /// A watch the session had set has fired.
-    Watch(WireWatchEvent),
+    Watch(Box<WireWatchEvent>),
     /// The connection must say why and close: the session moved or expired.
-    Disconnect(Disconnect, CloseReason),
+    Disconnect(Box<Disconnect>, CloseReason),
 }
 
 /// How to reach the connection that currently holds a session.
@@ -145,9 +148,8 @@ impl Shared {
     pub(crate) fn deliver(&self, fired: &[(SessionId, WatchEvent)]) {
         for (session, event) in fired {
             if let Some(connection) = self.connections.get(session) {
-                let _ = connection
-                    .mailbox
-                    .send(Notice::Watch(crate::convert::watch_event(event)));
+                let event = Box::new(crate::convert::watch_event(event));
+                let _ = connection.mailbox.send(Notice::Watch(event));
             }
         }
     }
@@ -349,6 +351,11 @@ impl Server {
         self.shared.state().namespace().node_count()
     }
 
+    #[cfg(test)]
+    pub(crate) fn shared_for_tests(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
     /// Watches registered right now, over all sessions.
     pub fn watch_count(&self) -> usize {
         self.shared.state().namespace().watch_count()
@@ -463,10 +470,10 @@ fn reaper(shared: &Shared, due: &crossbeam_channel::Receiver<Reap>) {
         shared.expired_total.fetch_add(1, Ordering::Relaxed);
         let remote = shared.connections.remove(&id).map(|(_, connection)| {
             let _ = connection.mailbox.send(Notice::Disconnect(
-                Disconnect {
+                Box::new(Disconnect {
                     reason: ErrorCode::SessionExpired.into(),
                     detail: format!("session {id} expired"),
-                },
+                }),
                 CloseReason::expired,
             ));
             connection.remote
