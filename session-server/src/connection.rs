@@ -364,6 +364,9 @@ impl Connection<'_> {
     /// Serves until the connection ends; returns why the server closed it, or
     /// `None` when the client did.
     async fn serve(&mut self, mut shutdown: watch::Receiver<bool>) -> Option<CloseReason> {
+        // Made once: a fresh one per turn would register and drop a waiter on
+        // the watch channel all connections share, twice per message.
+        let mut stop = std::pin::pin!(crate::server::stopped(&mut shutdown));
         loop {
             tokio::select! {
                 biased;
@@ -393,7 +396,7 @@ impl Connection<'_> {
                         }
                     }
                 },
-                () = crate::server::stopped(&mut shutdown) => {
+                () = &mut stop => {
                     let _ = self.send(Disconnect {
                         reason: ErrorCode::ServerShuttingDown.into(),
                         detail: "server shutting down".to_owned(),
