@@ -62,6 +62,7 @@ pub(crate) async fn run(
                 format!("connection limit reached ({reason:?})"),
             );
             let _ = transport.send(refusal).await;
+            linger(transport).await;
             return;
         }
     };
@@ -241,6 +242,11 @@ async fn handshake(
     .into();
     shared.metrics.bytes_out.inc_by(frame_len(&reply));
     if transport.send(reply).await.is_err() {
+        // The client left before hearing the reply: drop the registration made
+        // under the lock (the session itself stays until it expires).
+        shared
+            .connections
+            .remove_if(&id, |_, handle| handle.owner == owner);
         return None;
     }
     shared
