@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant as StdInstant;
 
 use futures_util::{Stream, StreamExt};
@@ -173,7 +172,7 @@ impl Admin for AdminService {
         Ok(Response::new(StatsResponse {
             sessions: sessions as u64,
             connections: u64::try_from(metrics.connections.get()).unwrap_or(0),
-            sessions_expired: self.shared.expired_total.load(Ordering::Relaxed),
+            sessions_expired: self.shared.metrics.sessions_expired.get(),
             ops_by_kind,
             uptime_ms: millis(self.shared.started.elapsed()),
             server_id: u32::from(self.shared.config.server_id.get()),

@@ -224,7 +224,6 @@ async fn handshake(
         SessionEventKind::Reattached
     } else {
         shared.metrics.sessions_created.inc();
-        shared.metrics.sessions.inc();
         info!(session = %id, %remote, timeout_ms, "session created");
         SessionEventKind::Created
     };
@@ -511,7 +510,6 @@ impl Connection<'_> {
                 _ => 0,
             };
             self.shared.metrics.sessions_closed.inc();
-            self.shared.metrics.sessions.dec();
             self.shared
                 .connections
                 .remove_if(&self.id, |_, handle| handle.owner == self.owner);

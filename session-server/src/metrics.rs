@@ -3,7 +3,6 @@
 //! Handles to every series are created once at start-up, so counting on the
 //! hot path (every frame) is an atomic add, never a label lookup.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -295,7 +294,7 @@ fn latency_histogram() -> Histogram {
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     use axum::http::header::CONTENT_TYPE;
     let app = axum::Router::new().route(
@@ -314,11 +313,6 @@ pub(crate) async fn serve(
         }),
     );
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move { crate::server::stopped(&mut shutdown).await })
         .await
-}
-
-/// The address the metrics endpoint listens on, for logs.
-pub(crate) fn describe(addr: SocketAddr) -> String {
-    format!("http://{addr}/metrics")
 }

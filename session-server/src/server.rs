@@ -110,7 +110,6 @@ pub(crate) struct Shared {
     reaper: crossbeam_channel::Sender<Reap>,
     pub(crate) session_events: broadcast::Sender<SessionEvent>,
     pub(crate) started: Instant,
-    pub(crate) expired_total: AtomicU64,
 }
 
 impl Shared {
@@ -139,6 +138,10 @@ impl Shared {
     ) -> Result<Applied, crate::state::ApplyError> {
         let applied = state.apply(command, now.into_std(), wall_clock_ms())?;
         self.deliver(&applied.fired);
+        // Derived from the tracker here, where every session change passes.
+        self.metrics
+            .sessions
+            .set(i64::try_from(state.tracker().len()).unwrap_or(i64::MAX));
         Ok(applied)
     }
 
@@ -273,7 +276,6 @@ impl Server {
             reaper: reaper_tx,
             session_events,
             started,
-            expired_total: AtomicU64::new(0),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -292,9 +294,9 @@ impl Server {
         }
         if let Some(listener) = metrics_listener {
             let metrics = Arc::clone(&shared.metrics);
-            let signal = shutdown_signal(shutdown_rx.clone());
+            let shutdown = shutdown_rx.clone();
             tasks.spawn(async move {
-                if let Err(err) = crate::metrics::serve(listener, metrics, signal).await {
+                if let Err(err) = crate::metrics::serve(listener, metrics, shutdown).await {
                     warn!(error = %err, "metrics endpoint stopped");
                 }
             });
@@ -308,7 +310,7 @@ impl Server {
         info!(
             listen = %local_addr,
             admin = ?admin_addr,
-            metrics = ?metrics_addr.map(crate::metrics::describe),
+            metrics = ?metrics_addr.map(|addr| format!("http://{addr}/metrics")),
             server_id = config.server_id.get(),
             tick_ms = config.timeouts.tick().as_millis() as u64,
             min_timeout_ms = config.timeouts.min().as_millis() as u64,
@@ -387,10 +389,6 @@ fn random_secret() -> std::io::Result<PasswordSecret> {
     PasswordSecret::new(&bytes).map_err(std::io::Error::other)
 }
 
-async fn shutdown_signal(mut shutdown: watch::Receiver<bool>) {
-    stopped(&mut shutdown).await;
-}
-
 /// Resolves once shutdown has begun. (The guard `wait_for` returns is not
 /// `Send`, so it must not outlive this function.)
 pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
@@ -452,9 +450,12 @@ fn reaper(shared: &Shared, due: &crossbeam_channel::Receiver<Reap>) {
     while let Ok(Reap::Expired(id, now)) = due.recv() {
         let (deleted, zxid) = {
             let mut state = shared.state();
-            match state.apply(Command::CloseSession { id }, now, wall_clock_ms()) {
+            match shared.apply(
+                &mut state,
+                Command::CloseSession { id },
+                Instant::from_std(now),
+            ) {
                 Ok(applied) => {
-                    shared.deliver(&applied.fired);
                     let deleted = match applied.outcome {
                         Outcome::SessionClosed { ephemerals_deleted } => ephemerals_deleted,
                         _ => 0,
@@ -466,8 +467,6 @@ fn reaper(shared: &Shared, due: &crossbeam_channel::Receiver<Reap>) {
             }
         };
         shared.metrics.sessions_expired.inc();
-        shared.metrics.sessions.dec();
-        shared.expired_total.fetch_add(1, Ordering::Relaxed);
         let remote = shared.connections.remove(&id).map(|(_, connection)| {
             let _ = connection.mailbox.send(Notice::Disconnect(
                 Box::new(Disconnect {
