@@ -95,6 +95,21 @@ fn progress(message: impl AsRef<str>) {
 
 /// Opens `count` sessions with `in_flight` handshakes at a time, within
 /// `limit`; returns the sessions opened and the errors.
+/// Opens `count` sessions like [`open_many`], failing unless every one opened.
+async fn open_all(
+    endpoint: &Endpoint,
+    count: usize,
+    in_flight: usize,
+    timeout: Duration,
+    limit: Duration,
+) -> Result<Vec<BenchClient>, BenchError> {
+    let (clients, failed) = open_many(endpoint, count, in_flight, timeout, limit).await?;
+    if failed > 0 {
+        return Err(format!("{failed} of {count} sessions failed to open").into());
+    }
+    Ok(clients)
+}
+
 async fn open_many(
     endpoint: &Endpoint,
     count: usize,
@@ -209,7 +224,7 @@ async fn hold_sessions(
             }
         }
         Target::Zk => {
-            let (clients, failed) = open_many(
+            let clients = open_all(
                 endpoint,
                 count,
                 OPEN_IN_FLIGHT,
@@ -217,9 +232,6 @@ async fn hold_sessions(
                 Duration::from_secs(300),
             )
             .await?;
-            if failed > 0 {
-                return Err(format!("{failed} of {count} sessions failed to open").into());
-            }
             for client in clients {
                 let stop = Arc::clone(&stop);
                 let lost = Arc::clone(&lost);
@@ -320,7 +332,7 @@ async fn churn(
 ) -> Result<(), BenchError> {
     const PARENT: &str = "/bench-churn";
     let timeout = Duration::from_secs(10);
-    let (clients, failed) = open_many(
+    let clients = open_all(
         endpoint,
         sessions,
         OPEN_IN_FLIGHT,
@@ -328,9 +340,6 @@ async fn churn(
         Duration::from_secs(60),
     )
     .await?;
-    if failed > 0 {
-        return Err(format!("{failed} of {sessions} sessions failed to open").into());
-    }
     clients
         .first()
         .ok_or("no sessions")?
@@ -574,7 +583,7 @@ async fn expiry_holder(
             println!("LAST_PING {first} {last} 1");
         }
         Target::Zk => {
-            let (clients, failed) = open_many(
+            let clients = open_all(
                 endpoint,
                 sessions,
                 OPEN_IN_FLIGHT,
@@ -582,9 +591,6 @@ async fn expiry_holder(
                 Duration::from_secs(300),
             )
             .await?;
-            if failed > 0 {
-                return Err(format!("{failed} of {sessions} sessions failed to open").into());
-            }
             let creating = stream::iter(clients.iter().enumerate())
                 .map(|(index, client)| async move {
                     client
@@ -632,7 +638,7 @@ async fn failover(
         target: endpoint.target,
         addr: proxy.addr().to_string(),
     };
-    let (clients, failed) = open_many(
+    let clients = open_all(
         &through,
         sessions,
         OPEN_IN_FLIGHT,
@@ -640,9 +646,6 @@ async fn failover(
         Duration::from_secs(300),
     )
     .await?;
-    if failed > 0 {
-        return Err(format!("{failed} of {sessions} sessions failed to open").into());
-    }
     let mut followers: Vec<_> = clients.iter().map(BenchClient::follow).collect();
     for follower in &mut followers {
         if follower.now() != Liveness::Connected {
