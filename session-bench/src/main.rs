@@ -8,6 +8,7 @@
 //! without needing any system calls of its own.
 
 mod client;
+mod pipelined;
 mod proxy;
 mod raw;
 mod scenarios;
@@ -97,6 +98,18 @@ enum Command {
         /// Upper bound on operations per session.
         #[arg(long, default_value_t = 1_000_000)]
         max_ops: u64,
+    },
+    /// One session with up to W requests in flight: setData of a 64-byte
+    /// payload alternating with getData, on one node; ops/s and latency.
+    Pipelined {
+        #[command(flatten)]
+        endpoint: Endpoint,
+        /// Requests to send in all.
+        #[arg(long, default_value_t = 200_000)]
+        requests: u64,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 1000)]
+        window: usize,
     },
     /// Kill a process holding K sessions with an ephemeral each; time until
     /// every ephemeral is gone.

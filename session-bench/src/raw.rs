@@ -1,7 +1,8 @@
 //! A lean session on session-server straight over `session-wire`: one socket
 //! and one small task per session, pinging at T/3. It lets one process hold
 //! 15,000 sessions so that the holding and expiry scenarios measure the
-//! server, not the client library.
+//! server, not the client library. The pipelined scenario splits one such
+//! connection into a reader and a writer to keep many requests in flight.
 
 use std::time::Duration;
 
@@ -12,7 +13,8 @@ use session_wire::v1::{
 };
 use session_wire::{ClientCodec, PROTOCOL_VERSION, expect_handshake_reply};
 use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_util::codec::{Framed, FramedRead, FramedWrite};
 
 use crate::client::BenchError;
 
@@ -56,31 +58,60 @@ impl RawSession {
 
     /// Creates the ephemeral node `path` and waits for the reply.
     pub(crate) async fn create_ephemeral(&mut self, path: &str) -> Result<(), BenchError> {
+        let op = request::Op::Create(Create {
+            path: path.into(),
+            data: bytes::Bytes::new(),
+            kind: NodeKind::Ephemeral.into(),
+            sequential: false,
+        });
+        match self.call(op).await? {
+            Some(reply::Result::Create(_)) => Ok(()),
+            other => Err(format!("create {path} failed: {other:?}").into()),
+        }
+    }
+
+    /// Sends one request and waits for its reply; returns the reply's result
+    /// (an operation error is a result, not an `Err`).
+    pub(crate) async fn call(
+        &mut self,
+        op: request::Op,
+    ) -> Result<Option<reply::Result>, BenchError> {
         let xid = self.next_xid;
         self.next_xid += 1;
         self.framed
-            .send(ClientMessage::from(Request {
-                xid,
-                op: Some(request::Op::Create(Create {
-                    path: path.into(),
-                    data: bytes::Bytes::new(),
-                    kind: NodeKind::Ephemeral.into(),
-                    sequential: false,
-                })),
-            }))
+            .send(ClientMessage::from(Request { xid, op: Some(op) }))
             .await?;
         loop {
             let message = self.next_message().await?;
             if let Some(server_message::Kind::Reply(answer)) = message.kind {
-                if answer.xid != xid {
-                    continue;
+                if answer.xid == xid {
+                    return Ok(answer.result);
                 }
-                return match answer.result {
-                    Some(reply::Result::Create(_)) => Ok(()),
-                    other => Err(format!("create {path} failed: {other:?}").into()),
-                };
             }
         }
+    }
+
+    /// Splits the connection into a reader and a writer for pipelining. The
+    /// writer's xids must continue from [`RawSession::next_xid`]. Dropping
+    /// the writer half-closes the connection.
+    pub(crate) fn into_split(
+        self,
+    ) -> (
+        FramedRead<OwnedReadHalf, ClientCodec>,
+        FramedWrite<OwnedWriteHalf, ClientCodec>,
+    ) {
+        let parts = self.framed.into_parts();
+        let (read, write) = parts.io.into_split();
+        let mut reader = FramedRead::new(read, parts.codec);
+        // Anything the server sent after the last reply read so far.
+        reader.read_buffer_mut().extend_from_slice(&parts.read_buf);
+        let writer = FramedWrite::new(write, parts.codec);
+        (reader, writer)
+    }
+
+    /// The xid the next request on this session should carry.
+    pub(crate) fn next_xid(&self) -> i32 {
+        self.next_xid
     }
 
     /// Sends one ping without waiting for the pong.

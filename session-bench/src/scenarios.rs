@@ -1,4 +1,4 @@
-//! The five scenarios. Each is bounded in count and in time, and ends by
+//! The scenarios (the pipelined one is in its own module). Each is bounded in count and in time, and ends by
 //! printing one `RESULT` line.
 
 use std::fmt::Write as _;
@@ -60,6 +60,11 @@ pub(crate) async fn run(command: Command) -> Result<(), BenchError> {
             )
             .await
         }
+        Command::Pipelined {
+            endpoint,
+            requests,
+            window,
+        } => crate::pipelined::pipelined(&endpoint, requests, window).await,
         Command::Expiry {
             endpoint,
             sessions,
@@ -81,7 +86,7 @@ pub(crate) async fn run(command: Command) -> Result<(), BenchError> {
 }
 
 /// Prints the RESULT line: `fields` as `key=value` pairs.
-fn result(scenario: &str, target: Target, fields: &[(&str, String)]) {
+pub(crate) fn result(scenario: &str, target: Target, fields: &[(&str, String)]) {
     let mut line = format!("RESULT scenario={scenario} target={}", target.name());
     for (key, value) in fields {
         let _ = write!(line, " {key}={value}");
@@ -89,7 +94,7 @@ fn result(scenario: &str, target: Target, fields: &[(&str, String)]) {
     println!("{line}");
 }
 
-fn progress(message: impl AsRef<str>) {
+pub(crate) fn progress(message: impl AsRef<str>) {
     eprintln!("session-bench: {}", message.as_ref());
 }
 
@@ -316,7 +321,7 @@ async fn hold(
 }
 
 /// The value at quantile `q` of sorted `values`.
-fn quantile(sorted: &[u64], q: f64) -> u64 {
+pub(crate) fn quantile(sorted: &[u64], q: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }

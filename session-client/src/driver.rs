@@ -20,7 +20,9 @@ use session_wire::v1::{
     self as wire, ClientMessage, CloseSession, ErrorCode, Ping, RefusalReason, ServerMessage,
     handshake_reply, reply, request, server_message,
 };
-use session_wire::{ClientCodec, CodecError, PROTOCOL_VERSION, XidCounter};
+use session_wire::{
+    ClientCodec, CodecError, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, XidCounter,
+};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::Framed;
@@ -487,6 +489,15 @@ impl Driver {
     }
 
     fn handshake_reply(&mut self, reply: wire::HandshakeReply, now: std::time::Instant) {
+        let version = reply.protocol_version;
+        if !(MIN_PROTOCOL_VERSION..=MAX_PROTOCOL_VERSION).contains(&version) {
+            // Another server may speak ours; this one's answer cannot be read.
+            self.note_error(format!(
+                "the server answered in protocol version {version}; this client speaks {MIN_PROTOCOL_VERSION}..={MAX_PROTOCOL_VERSION}"
+            ));
+            self.lose_transport();
+            return;
+        }
         match reply.outcome {
             Some(handshake_reply::Outcome::Granted(granted)) => {
                 let Some(password) = SessionPassword::from_slice(&granted.password) else {

@@ -101,17 +101,18 @@ pub enum Error {
         /// The server's explanation.
         detail: String,
     },
-    /// Too many requests in flight on the connection. Retry after some answers
-    /// have come back.
-    #[error("too many requests in flight: {detail}")]
-    TooManyRequests {
+    /// The session holds as many watches as the server allows (or a
+    /// re-registration named more paths than it takes at once). Nothing was
+    /// registered; read without a watch, or drop some watches.
+    #[error("too many watches: {detail}")]
+    TooManyWatches {
         /// The server's explanation.
         detail: String,
     },
-    /// The session is closing (expiring, or being closed): it takes no new
-    /// ephemerals or watches. Expect `SessionExpired` next; build a new client.
-    #[error("the session is closing: {detail}")]
-    SessionClosing {
+    /// The namespace holds as many nodes, or bytes of data, as the server
+    /// allows. Nothing was written; delete something first.
+    #[error("quota exceeded: {detail}")]
+    QuotaExceeded {
         /// The server's explanation.
         detail: String,
     },
@@ -135,13 +136,10 @@ pub enum Error {
 
 impl Error {
     /// Whether retrying the same call later may succeed with the same client
-    /// (`ConnectionLoss`, `TooManyRequests`, `System`).
+    /// (`ConnectionLoss`, `System`).
     #[must_use]
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::ConnectionLoss | Self::TooManyRequests { .. } | Self::System { .. }
-        )
+        matches!(self, Self::ConnectionLoss | Self::System { .. })
     }
 
     /// Whether the client can never be used again (`SessionExpired`,
@@ -171,8 +169,8 @@ impl Error {
             },
             ErrorCode::TooLarge => Self::TooLarge { detail },
             ErrorCode::TooManyEphemerals => Self::TooManyEphemerals { detail },
-            ErrorCode::TooManyRequests => Self::TooManyRequests { detail },
-            ErrorCode::SessionClosing => Self::SessionClosing { detail },
+            ErrorCode::TooManyWatches => Self::TooManyWatches { detail },
+            ErrorCode::QuotaExceeded => Self::QuotaExceeded { detail },
             code @ (ErrorCode::BadArguments | ErrorCode::Unimplemented) => {
                 Self::Unsupported { code, detail }
             }

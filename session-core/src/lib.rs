@@ -4,10 +4,14 @@ mod client;
 mod connect_string;
 mod expiry;
 mod id;
+mod liveness;
 mod password;
 mod path;
 mod timeout;
 mod tracker;
+mod tree;
+mod txn;
+mod watch;
 
 pub use client::{
     Action, ClientConfig, ClientEvent, ClientSession, ClientState, Handshake, Refusal,
@@ -15,6 +19,7 @@ pub use client::{
 pub use connect_string::{ConnectString, ConnectStringError, DEFAULT_PORT, HostPort};
 pub use expiry::{ExpiryHandle, ExpiryQueue, ExpiryQueueError};
 pub use id::{IdGenerator, ServerId, ServerIdError, SessionId, initial_session_id};
+pub use liveness::{Liveness, LivenessInfo};
 pub use password::{
     MIN_SECRET_LEN, PASSWORD_LEN, PasswordSecret, PasswordSecretError, SessionPassword,
 };
@@ -24,3 +29,11 @@ pub use tracker::{
     CreateError, NewSession, OwnerId, ReattachError, Reattached, SessionInfo, SessionState,
     SessionTracker, SnapshotSession, TouchError, TrackerSnapshot, UnknownSession,
 };
+pub use tree::{
+    Change, CreateMode, DataTree, NodeSnapshot, Stat, TreeError, TreeLimits, Written,
+};
+pub use txn::{
+    Applied, Context, Op, Outcome, Replica, ReplicaSnapshot, SessionEntry, Txn, TxnError,
+    prepare,
+};
+pub use watch::{EventKind, WatchEvent, WatchKind, WatchTable, watch_kind_for_exists};

@@ -78,10 +78,14 @@ pub enum PasswordSecretError {
 /// assert_eq!(format!("{secret:?}"), "PasswordSecret(..)");
 /// # Ok::<(), session_core::PasswordSecretError>(())
 /// ```
+///
+/// Two secrets are equal when their bytes are, compared in constant time.
 #[derive(Clone)]
 pub struct PasswordSecret {
     /// The keyed state, cloned per derivation instead of re-keying.
     mac: Hmac<Sha256>,
+    /// The bytes, kept to persist and replicate the secret.
+    bytes: Box<[u8]>,
 }
 
 impl PasswordSecret {
@@ -92,7 +96,18 @@ impl PasswordSecret {
         }
         let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(bytes)
             .map_err(|_| PasswordSecretError::TooShort { len: bytes.len() })?;
-        Ok(Self { mac })
+        Ok(Self {
+            mac,
+            bytes: bytes.into(),
+        })
+    }
+
+    /// The bytes the secret was made from, to persist or replicate it (a
+    /// snapshot of the replicated state holds them). Keep them as secret as
+    /// the secret itself.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     /// The password of session `id`.
@@ -116,6 +131,22 @@ impl PasswordSecret {
         mac
     }
 }
+
+impl PartialEq for PasswordSecret {
+    fn eq(&self, other: &Self) -> bool {
+        // The lengths are not secret; the bytes are compared without an early
+        // exit so that the time taken says nothing about where they differ.
+        self.bytes.len() == other.bytes.len()
+            && self
+                .bytes
+                .iter()
+                .zip(other.bytes.iter())
+                .fold(0_u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    }
+}
+
+impl Eq for PasswordSecret {}
 
 impl fmt::Debug for PasswordSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -188,5 +219,19 @@ mod tests {
         assert!(!format!("{s:?}").contains("ab"));
         let password = s.derive(SessionId::from_u64(1));
         assert_eq!(format!("{password:?}"), "SessionPassword(..)");
+    }
+
+    #[test]
+    fn secret_bytes_round_trip_and_compare() {
+        let s = PasswordSecret::new(&[0xab; 32]).expect("long enough");
+        assert_eq!(s.as_bytes(), &[0xab; 32][..]);
+        let again = PasswordSecret::new(s.as_bytes()).expect("long enough");
+        assert_eq!(s, again);
+        let id = SessionId::from_u64(7);
+        assert!(again.verify(id, &s.derive(id)));
+        let mut other = [0xab; 32];
+        other[31] = 0xac;
+        assert_ne!(s, PasswordSecret::new(&other).expect("long enough"));
+        assert_ne!(s, PasswordSecret::new(&[0xab; 33]).expect("long enough"));
     }
 }

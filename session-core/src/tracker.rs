@@ -1,25 +1,24 @@
 //! The server's session table: ids, passwords, timeouts, owners and expiry.
 //!
-//! [`SessionTracker`] holds every session a server knows, open or closing. Each
-//! open session sits in an [`ExpiryQueue`] bucket; every frame from its owner
-//! touches it; [`SessionTracker::poll_expired`] hands out the sessions whose
-//! bucket is due and marks them closing. A closing session refuses touches and
-//! reattaches (ZOOKEEPER-1208: nothing may be created for a session being
-//! closed) until the server has applied the close and calls
+//! [`SessionTracker`] holds every session a server knows, open or closing: it
+//! mints ids, negotiates timeouts and checks passwords, and keeps owners and
+//! expiry in a [`Liveness`]. Each open session sits in an expiry bucket; every
+//! frame from its owner touches it; [`SessionTracker::poll_expired`] hands out
+//! the sessions whose bucket is due and marks them closing. A closing session
+//! refuses touches and reattaches (ZOOKEEPER-1208: nothing may be created for a
+//! session being closed) until the server has applied the close and calls
 //! [`SessionTracker::remove`].
 //!
 //! Passwords are not stored: they are derived from the server's
-//! [`PasswordSecret`] when needed. A session record in the expiry slab is 56
-//! bytes; with the id index, a tracker holds about 110 bytes per session.
+//! [`PasswordSecret`] when needed, so a tracker holds what its `Liveness`
+//! holds, about 100 bytes per session.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
 use crate::{
-    ExpiryHandle, ExpiryQueue, IdGenerator, PasswordSecret, ServerId, SessionId, SessionPassword,
+    IdGenerator, Liveness, LivenessInfo, PasswordSecret, ServerId, SessionId, SessionPassword,
     TimeoutPolicy,
 };
 
@@ -191,45 +190,6 @@ pub struct TrackerSnapshot {
     pub high_water: Option<SessionId>,
 }
 
-/// A session as kept in the expiry slab: 40 bytes.
-#[derive(Debug, Clone, Copy)]
-struct Record {
-    id: SessionId,
-    owner: Option<OwnerId>,
-    timeout_nanos: u64,
-    /// Nanoseconds after the tracker's origin.
-    last_touch_nanos: u64,
-}
-
-/// Session ids are minted by servers, not chosen by clients, so a fast
-/// multiplicative mix is enough (no hash-flooding by insertion is possible).
-#[derive(Debug, Default, Clone, Copy)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.write_u64(u64::from(*byte) ^ self.0.rotate_left(8));
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        // The finaliser of MurmurHash3: every input bit reaches the top 7 bits
-        // (hashbrown's control byte) and the low bits (its bucket index).
-        let mut x = value ^ (value >> 33);
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        self.0 = x ^ (x >> 33);
-    }
-}
-
-type IdMap<V> = HashMap<SessionId, V, BuildHasherDefault<IdHasher>>;
-
 /// The server's table of sessions.
 ///
 /// Drive it from the server loop: [`create`](Self::create) on a new connect,
@@ -275,10 +235,7 @@ pub struct SessionTracker {
     /// from an earlier run (or a snapshot) and are live only if held here.
     first_id: Option<SessionId>,
     secret: PasswordSecret,
-    origin: Instant,
-    open: IdMap<ExpiryHandle>,
-    queue: ExpiryQueue<Record>,
-    closing: IdMap<Record>,
+    liveness: Liveness,
 }
 
 impl SessionTracker {
@@ -291,17 +248,14 @@ impl SessionTracker {
         secret: PasswordSecret,
         origin: Instant,
     ) -> Self {
-        let queue = ExpiryQueue::new(origin, policy.tick())
+        let liveness = Liveness::new(policy.tick(), origin)
             .expect("invariant: a TimeoutPolicy's tick is never zero");
         Self {
             policy,
             first_id: ids.peek(),
             ids,
             secret,
-            origin,
-            open: IdMap::default(),
-            queue,
-            closing: IdMap::default(),
+            liveness,
         }
     }
 
@@ -329,17 +283,11 @@ impl SessionTracker {
             tracker.ids.observe(session.id);
             // Clamped into the current policy, which may have changed meanwhile.
             let timeout = tracker.policy.negotiate(session.timeout);
-            let record = Record {
-                id: session.id,
-                owner: None,
-                timeout_nanos: nanos(timeout),
-                last_touch_nanos: tracker.nanos_since_origin(now),
-            };
-            match session.state {
-                SessionState::Open => tracker.schedule(record, now, timeout),
-                SessionState::Closing => {
-                    tracker.closing.insert(session.id, record);
-                }
+            // Not held yet (checked above), so there is no closing session to refuse it.
+            let tracked = tracker.liveness.track(session.id, timeout, None, now);
+            debug_assert_eq!(tracked, Ok(None));
+            if session.state == SessionState::Closing {
+                tracker.liveness.mark_closing(session.id);
             }
         }
         tracker
@@ -376,19 +324,19 @@ impl SessionTracker {
     /// Sessions held, open and closing.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.open.len() + self.closing.len()
+        self.liveness.len()
     }
 
     /// Whether no session is held.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.liveness.is_empty()
     }
 
     /// Whether `id` is held, open or closing.
     #[must_use]
     pub fn contains(&self, id: SessionId) -> bool {
-        self.open.contains_key(&id) || self.closing.contains_key(&id)
+        self.liveness.contains(id)
     }
 
     /// Creates a session for a new connection `owner`: negotiates `requested`,
@@ -403,13 +351,10 @@ impl SessionTracker {
             server: self.ids.server_id(),
         })?;
         let timeout = self.policy.negotiate(requested);
-        let record = Record {
-            id,
-            owner: Some(owner),
-            timeout_nanos: nanos(timeout),
-            last_touch_nanos: self.nanos_since_origin(now),
-        };
-        self.schedule(record, now, timeout);
+        // A minted id is above every id held (restored ones are observed), so
+        // it is new to the liveness table.
+        let tracked = self.liveness.track(id, timeout, Some(owner), now);
+        debug_assert_eq!(tracked, Ok(None));
         Ok(NewSession {
             id,
             password: self.secret.derive(id),
@@ -420,24 +365,7 @@ impl SessionTracker {
     /// Keeps session `id` alive: called for every frame its connection `owner`
     /// sends, not only pings.
     pub fn touch(&mut self, id: SessionId, owner: OwnerId, now: Instant) -> Result<(), TouchError> {
-        let Some(&handle) = self.open.get(&id) else {
-            return Err(self.not_open(id));
-        };
-        let last_touch = self.nanos_since_origin(now);
-        let record = self
-            .queue
-            .get_mut(handle)
-            .expect("invariant: every open session has a live expiry handle");
-        if record.owner != Some(owner) {
-            return Err(TouchError::Moved {
-                id,
-                current: record.owner,
-            });
-        }
-        record.last_touch_nanos = last_touch;
-        let deadline = now + Duration::from_nanos(record.timeout_nanos);
-        self.queue.touch(handle, deadline);
-        Ok(())
+        self.liveness.touch(id, owner, now)
     }
 
     /// A client comes back on connection `owner` with its id and password and a
@@ -464,27 +392,21 @@ impl SessionTracker {
         if !self.secret.verify(id, password) {
             return Err(ReattachError::WrongPassword { id });
         }
-        let Some(&handle) = self.open.get(&id) else {
-            return Err(if self.closing.contains_key(&id) {
-                ReattachError::Closing { id }
-            } else {
-                ReattachError::Unknown { id }
-            });
-        };
+        if !self.liveness.contains(id) {
+            return Err(ReattachError::Unknown { id });
+        }
         let timeout = self.policy.negotiate(requested);
-        let last_touch = self.nanos_since_origin(now);
-        let record = self
-            .queue
-            .get_mut(handle)
-            .expect("invariant: every open session has a live expiry handle");
-        let previous_owner = record.owner.replace(owner);
-        record.timeout_nanos = nanos(timeout);
-        record.last_touch_nanos = last_touch;
-        self.queue.touch(handle, now + timeout);
-        Ok(Reattached {
-            timeout,
-            previous_owner,
-        })
+        match self.liveness.track(id, timeout, Some(owner), now) {
+            Ok(previous_owner) => Ok(Reattached {
+                timeout,
+                previous_owner,
+            }),
+            Err(TouchError::Closing { .. }) => Err(ReattachError::Closing { id }),
+            // `track` refuses closing sessions only.
+            Err(TouchError::Unknown { .. } | TouchError::Moved { .. }) => {
+                Err(ReattachError::Unknown { id })
+            }
+        }
     }
 
     /// The password of a session held here, for the connect reply of a
@@ -498,27 +420,18 @@ impl SessionTracker {
     /// expires it by hand): it leaves expiry and refuses touches and reattaches
     /// until [`remove`](Self::remove). Marking a closing session again is a no-op.
     pub fn mark_closing(&mut self, id: SessionId) -> Result<(), UnknownSession> {
-        if self.closing.contains_key(&id) {
-            return Ok(());
+        if self.liveness.mark_closing(id) {
+            Ok(())
+        } else {
+            Err(UnknownSession { id })
         }
-        let handle = self.open.remove(&id).ok_or(UnknownSession { id })?;
-        let record = self
-            .queue
-            .remove(handle)
-            .expect("invariant: every open session has a live expiry handle");
-        self.closing.insert(id, record);
-        Ok(())
     }
 
     /// Forgets session `id` (open or closing) once the server has applied its
     /// close; returns what was known of it.
     pub fn remove(&mut self, id: SessionId) -> Option<SessionInfo> {
         let info = self.info(id)?;
-        if let Some(handle) = self.open.remove(&id) {
-            let _record = self.queue.remove(handle);
-        } else {
-            self.closing.remove(&id);
-        }
+        self.liveness.forget(id);
         Some(info)
     }
 
@@ -526,44 +439,24 @@ impl SessionTracker {
     /// at `now`, earliest bucket first. Each is returned once.
     #[must_use = "expired sessions must be closed by the server"]
     pub fn poll_expired(&mut self, now: Instant) -> Vec<SessionId> {
-        let due = self.queue.poll(now);
-        let mut expired = Vec::with_capacity(due.len());
-        for record in due {
-            self.open.remove(&record.id);
-            self.closing.insert(record.id, record);
-            expired.push(record.id);
-        }
-        expired
+        self.liveness.poll_expired(now)
     }
 
     /// When [`poll_expired`](Self::poll_expired) next has something to return.
     #[must_use]
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.queue.next_deadline()
+        self.liveness.next_deadline()
     }
 
     /// What is known of session `id`.
     #[must_use]
     pub fn info(&self, id: SessionId) -> Option<SessionInfo> {
-        if let Some(&handle) = self.open.get(&id) {
-            let record = self.queue.get(handle)?;
-            return Some(self.describe(record, SessionState::Open, self.queue.deadline(handle)));
-        }
-        let record = self.closing.get(&id)?;
-        Some(self.describe(record, SessionState::Closing, None))
+        self.liveness.info(id).map(session_info)
     }
 
     /// Every session, open ones first, for admin listings.
     pub fn sessions(&self) -> impl Iterator<Item = SessionInfo> + '_ {
-        let open = self
-            .queue
-            .iter()
-            .map(|(_, record, deadline)| self.describe(record, SessionState::Open, deadline));
-        let closing = self
-            .closing
-            .values()
-            .map(|record| self.describe(record, SessionState::Closing, None));
-        open.chain(closing)
+        self.liveness.sessions().map(session_info)
     }
 
     /// Whether `id` is one this tracker minted or may still mint.
@@ -577,59 +470,23 @@ impl SessionTracker {
     /// last, as `None`.) Walks every session: for admin use, not a hot path.
     #[must_use]
     pub fn expiry_buckets(&self) -> Vec<(Option<Instant>, Vec<SessionId>)> {
-        let mut buckets: BTreeMap<(bool, Option<Instant>), Vec<SessionId>> = BTreeMap::new();
-        for (_, record, due) in self.queue.iter() {
-            buckets
-                .entry((due.is_none(), due))
-                .or_default()
-                .push(record.id);
-        }
-        buckets
-            .into_iter()
-            .map(|((_, due), mut ids)| {
-                ids.sort_unstable();
-                (due, ids)
-            })
-            .collect()
-    }
-
-    fn schedule(&mut self, record: Record, now: Instant, timeout: Duration) {
-        let id = record.id;
-        let handle = self.queue.insert(record, now + timeout);
-        self.open.insert(id, handle);
-    }
-
-    fn not_open(&self, id: SessionId) -> TouchError {
-        if self.closing.contains_key(&id) {
-            TouchError::Closing { id }
-        } else {
-            TouchError::Unknown { id }
-        }
-    }
-
-    fn nanos_since_origin(&self, now: Instant) -> u64 {
-        nanos(now.saturating_duration_since(self.origin))
-    }
-
-    fn describe(
-        &self,
-        record: &Record,
-        state: SessionState,
-        deadline: Option<Instant>,
-    ) -> SessionInfo {
-        SessionInfo {
-            id: record.id,
-            timeout: Duration::from_nanos(record.timeout_nanos),
-            owner: record.owner,
-            state,
-            last_touch: self.origin + Duration::from_nanos(record.last_touch_nanos),
-            deadline,
-        }
+        self.liveness.expiry_buckets()
     }
 }
 
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+fn session_info(info: LivenessInfo) -> SessionInfo {
+    SessionInfo {
+        id: info.id,
+        timeout: info.timeout,
+        owner: info.owner,
+        state: if info.closing {
+            SessionState::Closing
+        } else {
+            SessionState::Open
+        },
+        last_touch: info.last_touch,
+        deadline: info.deadline,
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
 use futures_util::{Stream, StreamExt};
-use session_core::{SessionId, SessionInfo, SessionState};
+use session_core::{Replica, SessionEntry, SessionId, Liveness};
 use session_wire::admin::v1::{
     self as admin, DumpExpiryRequest, DumpExpiryResponse, ExpireSessionRequest,
     ExpireSessionResponse, ExpiryBucket, GetSessionRequest, GetSessionResponse,
@@ -53,30 +53,67 @@ fn millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// What the admin shows of one session: the replicated entry, what this
+/// server's liveness table knows of it, and its ephemerals.
+struct Row {
+    id: SessionId,
+    timeout: std::time::Duration,
+    ephemerals: usize,
+    last_touch: Option<StdInstant>,
+    deadline: Option<StdInstant>,
+    closing: bool,
+}
+
+fn row(replica: &Replica, liveness: &Liveness, entry: &SessionEntry) -> Row {
+    let info = liveness.info(entry.id);
+    Row {
+        id: entry.id,
+        timeout: entry.timeout,
+        ephemerals: replica.tree().ephemeral_count(entry.id.as_u64()),
+        last_touch: info.as_ref().map(|info| info.last_touch),
+        deadline: info.as_ref().and_then(|info| info.deadline),
+        closing: info.as_ref().is_some_and(|info| info.closing),
+    }
+}
+
 impl AdminService {
-    fn describe(
-        &self,
-        info: &SessionInfo,
-        ephemerals: usize,
-        now: StdInstant,
-    ) -> admin::SessionInfo {
-        let connection = self.shared.connections.get(&info.id);
-        let state = match (info.state, connection.is_some()) {
-            (SessionState::Closing, _) => admin::SessionState::Closing,
-            (SessionState::Open, true) => admin::SessionState::Connected,
-            (SessionState::Open, false) => admin::SessionState::Disconnected,
+    fn rows(&self, only: Option<SessionId>) -> Vec<Row> {
+        let state = self.shared.machine.state();
+        let liveness = self.shared.machine.liveness();
+        let replica = &state.replica;
+        match only {
+            Some(id) => replica
+                .session(id)
+                .map(|entry| row(replica, &liveness, entry))
+                .into_iter()
+                .collect(),
+            None => replica
+                .sessions()
+                .map(|entry| row(replica, &liveness, entry))
+                .collect(),
+        }
+    }
+
+    fn describe(&self, row: &Row, now: StdInstant) -> admin::SessionInfo {
+        let connection = self.shared.machine.connections.get(&row.id);
+        let state = match (row.closing, connection.is_some()) {
+            (true, _) => admin::SessionState::Closing,
+            (false, true) => admin::SessionState::Connected,
+            (false, false) => admin::SessionState::Disconnected,
         };
         admin::SessionInfo {
-            session_id: info.id.as_u64(),
-            negotiated_timeout_ms: u32::try_from(info.timeout.as_millis()).unwrap_or(u32::MAX),
+            session_id: row.id.as_u64(),
+            negotiated_timeout_ms: u32::try_from(row.timeout.as_millis()).unwrap_or(u32::MAX),
             remote_address: connection
                 .as_ref()
                 .map(|handle| handle.remote.to_string())
                 .unwrap_or_default(),
-            last_heard_ms_ago: millis(now.saturating_duration_since(info.last_touch)),
-            ephemeral_count: u32::try_from(ephemerals).unwrap_or(u32::MAX),
+            last_heard_ms_ago: row
+                .last_touch
+                .map_or(0, |touch| millis(now.saturating_duration_since(touch))),
+            ephemeral_count: u32::try_from(row.ephemerals).unwrap_or(u32::MAX),
             state: state.into(),
-            expires_in_ms: info.deadline.map_or(0, |deadline| {
+            expires_in_ms: row.deadline.map_or(0, |deadline| {
                 millis(deadline.saturating_duration_since(now))
             }),
             client: connection
@@ -101,21 +138,8 @@ impl Admin for AdminService {
         _request: Request<ListSessionsRequest>,
     ) -> Result<Response<ListSessionsResponse>, Status> {
         let now = Instant::now().into_std();
-        let rows: Vec<(SessionInfo, usize)> = {
-            let state = self.shared.state();
-            state
-                .tracker()
-                .sessions()
-                .map(|info| {
-                    let ephemerals = state.namespace().ephemeral_count(info.id.as_u64());
-                    (info, ephemerals)
-                })
-                .collect()
-        };
-        let mut sessions: Vec<_> = rows
-            .iter()
-            .map(|(info, ephemerals)| self.describe(info, *ephemerals, now))
-            .collect();
+        let rows = self.rows(None);
+        let mut sessions: Vec<_> = rows.iter().map(|row| self.describe(row, now)).collect();
         sessions.sort_by_key(|session| session.session_id);
         Ok(Response::new(ListSessionsResponse { sessions }))
     }
@@ -126,17 +150,12 @@ impl Admin for AdminService {
     ) -> Result<Response<GetSessionResponse>, Status> {
         let id = session_id(request.into_inner().session_id)?;
         let now = Instant::now().into_std();
-        let row = {
-            let state = self.shared.state();
-            state
-                .tracker()
-                .info(id)
-                .map(|info| (info, state.namespace().ephemeral_count(id.as_u64())))
-        };
-        let (info, ephemerals) =
-            row.ok_or_else(|| Status::not_found(format!("no session {id}")))?;
+        let row = self
+            .rows(Some(id))
+            .pop()
+            .ok_or_else(|| Status::not_found(format!("no session {id}")))?;
         Ok(Response::new(GetSessionResponse {
-            session: Some(self.describe(&info, ephemerals, now)),
+            session: Some(self.describe(&row, now)),
         }))
     }
 
@@ -157,11 +176,11 @@ impl Admin for AdminService {
         _request: Request<StatsRequest>,
     ) -> Result<Response<StatsResponse>, Status> {
         let (sessions, zxid, nodes) = {
-            let state = self.shared.state();
+            let state = self.shared.machine.state();
             (
-                state.tracker().len(),
-                state.zxid(),
-                state.namespace().node_count(),
+                state.replica.session_count(),
+                state.replica.zxid(),
+                state.replica.tree().node_count(),
             )
         };
         let metrics = &self.shared.metrics;
@@ -187,9 +206,9 @@ impl Admin for AdminService {
     ) -> Result<Response<DumpExpiryResponse>, Status> {
         let now = Instant::now().into_std();
         let buckets = {
-            let state = self.shared.state();
-            state
-                .tracker()
+            self.shared
+                .machine
+                .liveness()
                 .expiry_buckets()
                 .into_iter()
                 .map(|(due, ids)| ExpiryBucket {

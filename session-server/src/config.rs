@@ -12,7 +12,7 @@ use serde::Deserialize;
 use session_core::{ServerId, TimeoutPolicy};
 use thiserror::Error;
 
-use crate::namespace::NamespaceLimits;
+use session_core::TreeLimits;
 
 /// Why a configuration was refused. Each variant names the bad value.
 #[derive(Debug, Error)]
@@ -69,8 +69,22 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// Time a new connection has to send its handshake. Default 5 s.
     pub handshake_timeout: Duration,
-    /// Node paths, data sizes and ephemerals per session.
-    pub namespace: NamespaceLimits,
+    /// Requests one connection may have in flight (read, not yet answered on
+    /// the wire). Past it, and while a frame's worth of replies waits to be
+    /// written, the server reads nothing more from that connection: a client
+    /// that pipelines faster than it reads is slowed by TCP, and the server
+    /// holds at most this many requests per connection. Default 1,000.
+    pub max_requests_in_flight: usize,
+    /// Watches one session may hold (each kind on each path counts once).
+    /// A read asking for one more is refused with `TOO_MANY_WATCHES`.
+    /// Default 100,000.
+    pub max_watches_per_session: usize,
+    /// Paths one SetWatches request may name. Default 65,536, above what a
+    /// 128 KiB batch of short paths (session-client's batches) holds.
+    pub max_set_watches_paths: usize,
+    /// Node paths, data sizes, ephemerals per session, node count and total
+    /// data bytes, checked when a write is prepared.
+    pub tree: TreeLimits,
 }
 
 impl Default for Limits {
@@ -80,7 +94,10 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_per_ip: 1_000,
             handshake_timeout: Duration::from_secs(5),
-            namespace: NamespaceLimits::default(),
+            max_requests_in_flight: 1_000,
+            max_watches_per_session: 100_000,
+            max_set_watches_paths: 65_536,
+            tree: TreeLimits::default(),
         }
     }
 }
@@ -101,6 +118,9 @@ pub struct ServerConfig {
     pub timeouts: TimeoutPolicy,
     /// Protection limits.
     pub limits: Limits,
+    /// How long a shutdown waits for connections to say goodbye and close;
+    /// past it, whatever is left is dropped. Default 5 s.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -113,9 +133,12 @@ impl Default for ServerConfig {
             timeouts: TimeoutPolicy::new(Duration::from_millis(DEFAULT_TICK_MS))
                 .expect("invariant: the default tick is a valid policy"),
             limits: Limits::default(),
+            shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
         }
     }
 }
+
+const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5000;
 
 const DEFAULT_TICK_MS: u64 = 2000;
 
@@ -177,6 +200,26 @@ pub struct Args {
     /// Largest node data in bytes [default: 524288].
     #[arg(long, value_name = "BYTES")]
     pub max_data_bytes: Option<usize>,
+    /// Nodes in the namespace, the root included [default: 1000000].
+    #[arg(long, value_name = "N")]
+    pub max_nodes: Option<usize>,
+    /// Bytes of node data in the whole namespace [default: 1073741824].
+    #[arg(long, value_name = "BYTES")]
+    pub max_total_data_bytes: Option<usize>,
+    /// Requests one connection may have in flight before the server stops
+    /// reading it [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub max_requests_in_flight: Option<usize>,
+    /// Watches one session may hold [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub max_watches_per_session: Option<usize>,
+    /// Paths one SetWatches request may name [default: 65536].
+    #[arg(long, value_name = "N")]
+    pub max_set_watches_paths: Option<usize>,
+    /// Milliseconds a shutdown waits for connections to close before
+    /// dropping them [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub shutdown_grace_ms: Option<u64>,
     /// Log line format; the RUST_LOG variable sets the filter [default: text].
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -223,6 +266,14 @@ impl Args {
                 .or(base.max_ephemerals_per_session),
             max_path_bytes: self.max_path_bytes.or(base.max_path_bytes),
             max_data_bytes: self.max_data_bytes.or(base.max_data_bytes),
+            max_nodes: self.max_nodes.or(base.max_nodes),
+            max_total_data_bytes: self.max_total_data_bytes.or(base.max_total_data_bytes),
+            max_requests_in_flight: self.max_requests_in_flight.or(base.max_requests_in_flight),
+            max_watches_per_session: self
+                .max_watches_per_session
+                .or(base.max_watches_per_session),
+            max_set_watches_paths: self.max_set_watches_paths.or(base.max_set_watches_paths),
+            shutdown_grace_ms: self.shutdown_grace_ms.or(base.shutdown_grace_ms),
             log_format: self.log_format.or(base.log_format),
         }
     }
@@ -276,21 +327,51 @@ impl Args {
             }
             limits.handshake_timeout = Duration::from_millis(ms);
         }
-        limits.namespace.max_ephemerals_per_session = positive(
+        limits.tree.max_ephemerals_per_session = positive(
             self.max_ephemerals_per_session,
-            limits.namespace.max_ephemerals_per_session,
+            limits.tree.max_ephemerals_per_session,
             "max-ephemerals-per-session",
         )?;
-        limits.namespace.max_path_bytes = positive(
+        limits.tree.max_path_bytes = positive(
             self.max_path_bytes,
-            limits.namespace.max_path_bytes,
+            limits.tree.max_path_bytes,
             "max-path-bytes",
         )?;
-        limits.namespace.max_data_bytes = positive(
+        limits.tree.max_data_bytes = positive(
             self.max_data_bytes,
-            limits.namespace.max_data_bytes,
+            limits.tree.max_data_bytes,
             "max-data-bytes",
         )?;
+        limits.tree.max_nodes = positive(self.max_nodes, limits.tree.max_nodes, "max-nodes")?;
+        limits.tree.max_total_data_bytes = positive(
+            self.max_total_data_bytes,
+            limits.tree.max_total_data_bytes,
+            "max-total-data-bytes",
+        )?;
+        limits.max_requests_in_flight = positive(
+            self.max_requests_in_flight,
+            limits.max_requests_in_flight,
+            "max-requests-in-flight",
+        )?;
+        limits.max_watches_per_session = positive(
+            self.max_watches_per_session,
+            limits.max_watches_per_session,
+            "max-watches-per-session",
+        )?;
+        limits.max_set_watches_paths = positive(
+            self.max_set_watches_paths,
+            limits.max_set_watches_paths,
+            "max-set-watches-paths",
+        )?;
+        let shutdown_grace = match self.shutdown_grace_ms {
+            Some(0) => {
+                return Err(ConfigError::ZeroLimit {
+                    name: "shutdown-grace-ms",
+                });
+            }
+            Some(ms) => Duration::from_millis(ms),
+            None => defaults.shutdown_grace,
+        };
         Ok(ServerConfig {
             listen: self.listen.unwrap_or(defaults.listen),
             admin_listen: self.admin_listen.or(defaults.admin_listen),
@@ -298,6 +379,7 @@ impl Args {
             server_id,
             timeouts,
             limits,
+            shutdown_grace,
         })
     }
 }
@@ -333,6 +415,7 @@ mod tests {
         assert_eq!(config.timeouts.min(), Duration::from_millis(4000));
         assert_eq!(config.timeouts.max(), Duration::from_millis(40_000));
         assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.shutdown_grace, Duration::from_secs(5));
     }
 
     #[test]

@@ -1,232 +1,301 @@
-//! One client connection: the handshake, then requests in order until the
-//! client closes, the session moves or expires, or the server shuts down.
+//! One client connection, for every protocol: the handshake, then requests
+//! until the client closes, the session moves or expires, the peer stops
+//! reading, or the server shuts down.
 //!
-//! A connection handles its requests one at a time, in order, and writes each
-//! reply before reading the next request; a client that pipelines faster than
-//! it reads replies is slowed by TCP itself (as ZooKeeper throttles), so the
-//! server never buffers more than one request per connection. Watch events and
-//! disconnect notices from other tasks arrive in the connection's mailbox and
-//! are written before any later reply.
+//! What a connection guarantees, whatever its [`Frontend`]:
+//! - the handshake arrives within the deadline, or the connection closes;
+//! - every frame read keeps the session alive (it is touched when the bytes
+//!   are read, not when a request is handled);
+//! - requests are pipelined: the connection reads the next request while
+//!   earlier replies are still being written, and replies go out in request
+//!   order. At most [`max_requests_in_flight`](crate::Limits::max_requests_in_flight)
+//!   requests are read but unanswered on the wire; past that, or while a
+//!   frame's worth of replies waits, nothing more is read and TCP slows the
+//!   client down;
+//! - watch events (queued in the mailbox by whoever applied the change) are
+//!   written before any later reply;
+//! - a request from a connection whose session moved away is answered by a
+//!   SessionMoved disconnect;
+//! - a peer that reads nothing for its session timeout while replies wait is
+//!   disconnected, and its slot freed, without waiting on it;
+//! - the close lingers so the last message (a refusal, a disconnect notice)
+//!   reaches the client instead of being destroyed by a TCP reset.
+//!
+//! The socket is used through readiness (`readable`/`try_read`,
+//! `writable`/`try_write`), so reading and writing never wait on each other
+//! and an idle connection holds no buffer but a small read buffer.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use prost::Message;
-use session_core::{OwnerId, ReattachError, SessionId, SessionPassword, TouchError};
-use session_wire::v1::{
-    self as wire, ClientMessage, CloseAck, Disconnect, ErrorCode, HandshakeRefusal, HandshakeReply,
-    NodeKind, Pong, RefusalReason, Reply, ServerMessage, SessionGranted, client_message,
-    handshake_reply, reply, request,
-};
-use session_wire::{
-    LENGTH_PREFIX_LEN, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServerCodec,
-    expect_handshake,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::BytesMut;
+use session_core::{Op, Outcome, SessionId, TouchError};
+use tokio::io::AsyncReadExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
-use tokio_util::codec::Framed;
+use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
 
-use crate::convert;
+use crate::frontend::{
+    Code, Frontend, Granted, Handshake, Inbound, OpError, OpResult, Operation, Outbound, Refusal,
+    Violation,
+};
 use crate::metrics::{CloseReason, OpKind};
-use crate::namespace::CreateMode;
 use crate::server::{ConnectionHandle, Notice, SessionEvent, SessionEventKind, Shared};
-use crate::state::{ApplyError, Command, Outcome, State};
+use crate::state::txn_error;
 
-/// Read and write buffers start this small and grow only for large frames,
-/// so an idle connection costs little.
+/// Read buffers start this small and grow only for large frames, so an idle
+/// connection costs little; after a large frame they shrink back.
 const INITIAL_BUFFER: usize = 256;
-
-type Transport = Framed<TcpStream, ServerCodec>;
+/// A buffer larger than this is dropped once empty rather than kept.
+const KEEP_BUFFER: usize = 64 * 1024;
 
 /// Serves one accepted connection to its end.
-pub(crate) async fn run(
+pub(crate) async fn run<F: Frontend>(
     shared: Arc<Shared>,
     stream: TcpStream,
     remote: SocketAddr,
-    shutdown: watch::Receiver<bool>,
+    frontend: F,
+    mut shutdown: watch::Receiver<bool>,
 ) {
-    let _admission = match shared.admit(remote.ip()) {
+    let mut io = Io {
+        stream,
+        input: BytesMut::with_capacity(INITIAL_BUFFER),
+        output: BytesMut::new(),
+        frontend,
+    };
+    let admission = match shared.admit(remote.ip()) {
         Ok(admission) => admission,
         Err(reason) => {
             shared.metrics.count_close(reason);
             warn!(%remote, ?reason, "refusing connection: limit reached");
-            let mut transport = transport(&shared, stream);
-            let refusal = refusal(
-                RefusalReason::TooManyConnections,
-                format!("connection limit reached ({reason:?})"),
+            io.encode(
+                &shared,
+                Outbound::Refused {
+                    reason: Refusal::TooManyConnections,
+                    detail: format!("connection limit reached ({reason:?})"),
+                },
             );
-            let _ = transport.send(refusal).await;
-            linger(transport).await;
+            io.linger().await;
             return;
         }
     };
-    let _ = stream.set_nodelay(true);
-    let mut transport = transport(&shared, stream);
-    if let Some(session) = handshake(&shared, &mut transport, remote).await {
-        let id = session.id;
-        let owner = session.owner;
-        let mut connection = Connection {
-            shared: &shared,
-            transport: &mut transport,
-            mailbox: session.mailbox,
-            id,
-            owner,
-            remote,
-        };
-        let reason = connection.serve(shutdown).await;
-        // The session stays (the client may reattach elsewhere until it
-        // expires); only this connection's registration goes, if the session
-        // has not moved meanwhile.
-        shared
-            .connections
-            .remove_if(&id, |_, handle| handle.owner == owner);
-        match reason {
-            Some(reason) => {
-                shared.metrics.count_close(reason);
-                info!(session = %id, %remote, ?reason, "connection closed by server");
-            }
-            None => debug!(session = %id, %remote, "connection closed"),
-        }
-    }
-    linger(transport).await;
-}
-
-/// Closes so that the last message sent (a refusal, a disconnect notice)
-/// reaches the client: closing a socket with unread input makes the kernel
-/// send a reset, which can destroy data still in flight to the client. So the
-/// server shuts its side, then reads and discards what the client still sends,
-/// for a bounded time and amount.
-async fn linger(transport: Transport) {
-    const LINGER: Duration = Duration::from_secs(1);
-    const DISCARD: usize = 256 * 1024;
-    let mut stream = transport.into_inner();
-    if stream.shutdown().await.is_err() {
+    let _ = io.stream.set_nodelay(true);
+    let mut stop = std::pin::pin!(crate::server::stopped(&mut shutdown));
+    let Some(session) = handshake(&shared, &mut io, remote, stop.as_mut()).await else {
+        drop(admission);
+        io.linger().await;
         return;
+    };
+    let id = session.id;
+    let owner = session.owner;
+    let mut connection = Connection {
+        shared: &shared,
+        io,
+        mailbox: session.mailbox,
+        id,
+        owner,
+        remote,
+        timeout: session.timeout,
+        unanswered: VecDeque::new(),
+        written: 0,
+        stall: None,
+    };
+    let reason = connection.serve(stop).await;
+    // The session stays (the client may reattach elsewhere until it
+    // expires); only this connection's registration goes, if the session has
+    // not moved meanwhile.
+    shared
+        .machine
+        .connections
+        .remove_if(&id, |_, handle| handle.owner == owner);
+    match reason {
+        Some(reason) => {
+            shared.metrics.count_close(reason);
+            info!(session = %id, %remote, ?reason, "connection closed by server");
+        }
+        None => debug!(session = %id, %remote, "connection closed"),
     }
-    // On the heap, and only now: an array here would be part of every
-    // connection task's state for the connection's whole life.
-    let mut scratch = vec![0u8; 4096];
-    let mut discarded = 0;
-    let deadline = Instant::now() + LINGER;
-    while discarded < DISCARD {
-        match tokio::time::timeout_at(deadline, stream.read(&mut scratch)).await {
-            Ok(Ok(read)) if read > 0 => discarded += read,
-            _ => return,
+    // The slot is free from here: lingering is bounded and owes the limits
+    // nothing.
+    drop(admission);
+    connection.io.linger().await;
+}
+
+/// The socket, its buffers and the protocol spoken on it.
+struct Io<F> {
+    stream: TcpStream,
+    /// Bytes read and not yet decoded.
+    input: BytesMut,
+    /// Bytes encoded and not yet written.
+    output: BytesMut,
+    frontend: F,
+}
+
+impl<F: Frontend> Io<F> {
+    /// Appends a message to the output and counts its bytes.
+    fn encode(&mut self, shared: &Shared, message: Outbound) {
+        let before = self.output.len();
+        self.frontend.encode(message, &mut self.output);
+        let added = self.output.len() - before;
+        shared.metrics.bytes_out.inc_by(added as u64);
+    }
+
+    /// Writes what the socket takes now without waiting; returns the bytes
+    /// written, or an error when the peer is gone.
+    fn write_now(&mut self) -> std::io::Result<usize> {
+        let mut total = 0;
+        while !self.output.is_empty() {
+            match self.stream.try_write(&self.output) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    let _ = self.output.split_to(written);
+                    total += written;
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(err) => return Err(err),
+            }
+        }
+        if self.output.is_empty() && self.output.capacity() > KEEP_BUFFER {
+            self.output = BytesMut::new();
+        }
+        Ok(total)
+    }
+
+    /// Reads what the socket has now without waiting; `Ok(0)` is the peer's
+    /// end of stream, `WouldBlock` means nothing was there.
+    fn read_now(&mut self) -> std::io::Result<usize> {
+        if self.input.capacity() - self.input.len() < INITIAL_BUFFER / 2 {
+            // Doubling, so a large frame arrives in few reads.
+            self.input.reserve(self.input.capacity().max(INITIAL_BUFFER));
+        }
+        self.stream.try_read_buf(&mut self.input)
+    }
+
+    fn shrink_input(&mut self) {
+        if self.input.is_empty() && self.input.capacity() > KEEP_BUFFER {
+            self.input = BytesMut::with_capacity(INITIAL_BUFFER);
         }
     }
-}
 
-fn transport(shared: &Shared, stream: TcpStream) -> Transport {
-    let max = u32::try_from(shared.config.limits.max_frame_bytes).unwrap_or(u32::MAX);
-    Framed::with_capacity(stream, ServerCodec::with_max_frame_len(max), INITIAL_BUFFER)
-}
-
-fn refusal(reason: RefusalReason, detail: impl Into<String>) -> ServerMessage {
-    HandshakeReply {
-        protocol_version: PROTOCOL_VERSION,
-        outcome: Some(handshake_reply::Outcome::Refused(HandshakeRefusal {
-            reason: reason.into(),
-            detail: detail.into(),
-            min_supported_version: MIN_PROTOCOL_VERSION,
-            max_supported_version: MAX_PROTOCOL_VERSION,
-        })),
+    /// Closes so that the last message sent reaches the client: closing a
+    /// socket with unread input makes the kernel send a reset, which can
+    /// destroy data still in flight to the client. So the server writes what
+    /// is pending, shuts its side, then reads and discards what the client
+    /// still sends, for a bounded time and amount. A peer that takes none of
+    /// the pending bytes is not waited for.
+    async fn linger(mut self) {
+        const LINGER: Duration = Duration::from_secs(1);
+        const DISCARD: usize = 256 * 1024;
+        let deadline = Instant::now() + LINGER;
+        while !self.output.is_empty() {
+            let writable = tokio::time::timeout_at(deadline, self.stream.writable()).await;
+            if !matches!(writable, Ok(Ok(()))) || !matches!(self.write_now(), Ok(n) if n > 0) {
+                return;
+            }
+        }
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        // On the heap, and only now: an array here would be part of every
+        // connection task's state for the connection's whole life.
+        let mut scratch = vec![0u8; 4096];
+        let mut discarded = 0;
+        while discarded < DISCARD {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut scratch)).await {
+                Ok(Ok(read)) if read > 0 => discarded += read,
+                _ => return,
+            }
+        }
     }
-    .into()
 }
 
 struct Established {
     id: SessionId,
-    owner: OwnerId,
+    owner: session_core::OwnerId,
+    timeout: Duration,
     mailbox: mpsc::UnboundedReceiver<Notice>,
 }
 
 /// Reads the handshake within the deadline and creates or reattaches the
-/// session; on refusal, says why and returns `None`.
-async fn handshake(
+/// session; on refusal, queues why (the caller lingers) and returns `None`.
+async fn handshake<F: Frontend>(
     shared: &Shared,
-    transport: &mut Transport,
+    io: &mut Io<F>,
     remote: SocketAddr,
+    mut stop: Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Option<Established> {
     let limits = &shared.config.limits;
     let started = Instant::now();
-    let first = match tokio::time::timeout(limits.handshake_timeout, transport.next()).await {
-        Err(_) => {
-            shared.metrics.count_close(CloseReason::handshake_timeout);
-            info!(%remote, timeout_ms = limits.handshake_timeout.as_millis() as u64,
-                "closing connection: no handshake in time");
-            return None;
+    let deadline = started + limits.handshake_timeout;
+    let handshake = loop {
+        match io.frontend.decode_handshake(&mut io.input) {
+            Ok(Some(handshake)) => break handshake,
+            Ok(None) => {}
+            Err(violation) => {
+                refuse(shared, io, remote, violation);
+                return None;
+            }
         }
-        Ok(None) => return None,
-        Ok(Some(Err(err))) => {
-            shared.metrics.count_close(CloseReason::bad_frame);
-            warn!(%remote, error = %err, "closing connection: bad first frame");
-            let _ = transport
-                .send(refusal(RefusalReason::BadHandshake, err.to_string()))
-                .await;
-            return None;
+        tokio::select! {
+            biased;
+            () = stop.as_mut() => {
+                shared.metrics.count_close(CloseReason::shutdown);
+                io.encode(shared, Outbound::Refused {
+                    reason: Refusal::ShuttingDown,
+                    detail: "the server is shutting down".to_owned(),
+                });
+                return None;
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                shared.metrics.count_close(CloseReason::handshake_timeout);
+                info!(%remote, timeout_ms = limits.handshake_timeout.as_millis() as u64,
+                    "closing connection: no handshake in time");
+                return None;
+            }
+            ready = io.stream.readable() => {
+                if ready.is_err() {
+                    return None;
+                }
+                match io.read_now() {
+                    Ok(0) => return None,
+                    Ok(read) => {
+                        shared.metrics.bytes_in.inc_by(read as u64);
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return None,
+                }
+            }
         }
-        Ok(Some(Ok(first))) => first,
     };
-    let handshake = match expect_handshake(first) {
-        Ok(handshake) => handshake,
-        Err(err) => {
-            shared.metrics.count_close(CloseReason::protocol_violation);
-            warn!(%remote, error = %err, "closing connection: first message is not a handshake");
-            let _ = transport
-                .send(refusal(RefusalReason::BadHandshake, err.to_string()))
-                .await;
-            return None;
-        }
-    };
-    let version = handshake.protocol_version;
-    if !(MIN_PROTOCOL_VERSION..=MAX_PROTOCOL_VERSION).contains(&version) {
-        shared.metrics.count_close(CloseReason::protocol_violation);
-        warn!(%remote, version, "closing connection: unsupported protocol version");
-        let detail = format!(
-            "protocol version {version} is not supported; this server speaks {MIN_PROTOCOL_VERSION}..={MAX_PROTOCOL_VERSION}"
-        );
-        let _ = transport
-            .send(refusal(RefusalReason::UnsupportedVersion, detail))
-            .await;
-        return None;
-    }
-    let requested = Duration::from_millis(u64::from(handshake.requested_timeout_ms));
     let owner = shared.next_owner();
     let (mailbox_tx, mailbox) = mpsc::unbounded_channel();
-    let client = client_label(&handshake.client_name, &handshake.client_version);
-    let granted = match establish(
-        shared, &handshake, requested, owner, remote, client, mailbox_tx,
-    ) {
+    let (granted, kind) = match establish(shared, &handshake, owner, remote, mailbox_tx).await {
         Ok(granted) => granted,
-        Err((reason, close)) => {
+        Err((reason, close, detail)) => {
             shared.metrics.count_close(close);
-            // A wrong password and an unknown session differ only in the
-            // reason code; the detail says nothing more.
-            let detail = match reason {
-                RefusalReason::AuthFailed => "wrong password for the session",
-                _ => "session expired",
-            };
-            let _ = transport.send(refusal(reason, detail)).await;
+            info!(%remote, ?reason, detail, "refusing handshake");
+            io.encode(shared, Outbound::Refused { reason, detail });
             return None;
         }
     };
-    let id = SessionId::from_u64(granted.session_id);
-    let timeout_ms = granted.negotiated_timeout_ms;
-    let kind = if granted.reattached {
-        shared.metrics.reattaches.inc();
-        info!(session = %id, %remote, timeout_ms, "session reattached");
-        SessionEventKind::Reattached
-    } else {
-        shared.metrics.sessions_created.inc();
-        info!(session = %id, %remote, timeout_ms, "session created");
-        SessionEventKind::Created
-    };
+    let id = granted.session;
+    let timeout = granted.timeout;
+    let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+    match kind {
+        SessionEventKind::Reattached => {
+            shared.metrics.reattaches.inc();
+            info!(session = %id, %remote, timeout_ms, "session reattached");
+        }
+        _ => {
+            shared.metrics.sessions_created.inc();
+            info!(session = %id, %remote, timeout_ms, "session created");
+        }
+    }
     shared.publish(SessionEvent {
         id,
         kind,
@@ -234,504 +303,466 @@ async fn handshake(
         timeout_ms,
         zxid: granted.zxid,
     });
-    let reply: ServerMessage = HandshakeReply {
-        protocol_version: PROTOCOL_VERSION,
-        outcome: Some(handshake_reply::Outcome::Granted(granted)),
-    }
-    .into();
-    shared.metrics.bytes_out.inc_by(frame_len(&reply));
-    if transport.send(reply).await.is_err() {
-        // The client left before hearing the reply: drop the registration made
-        // under the lock (the session itself stays until it expires).
-        shared
-            .connections
-            .remove_if(&id, |_, handle| handle.owner == owner);
-        return None;
-    }
+    io.encode(shared, Outbound::Granted(granted));
     shared
         .metrics
         .observe_op(OpKind::handshake, started.elapsed());
-    Some(Established { id, owner, mailbox })
+    Some(Established {
+        id,
+        owner,
+        timeout,
+        mailbox,
+    })
 }
 
-/// Creates or reattaches the session under the state lock and registers the
-/// connection; on refusal, returns what to tell the client and why.
-fn establish(
+fn refuse<F: Frontend>(shared: &Shared, io: &mut Io<F>, remote: SocketAddr, violation: Violation) {
+    shared.metrics.count_close(violation.reason);
+    warn!(%remote, reason = ?violation.reason, detail = violation.detail,
+        "closing connection: bad handshake");
+    if let Some(reply) = violation.reply {
+        io.encode(shared, reply);
+    }
+}
+
+type Refused = (Refusal, CloseReason, String);
+
+/// Creates or reattaches the session and registers the connection; on
+/// refusal, says what to tell the client and why.
+async fn establish(
     shared: &Shared,
-    handshake: &wire::Handshake,
-    requested: Duration,
-    owner: OwnerId,
+    handshake: &Handshake,
+    owner: session_core::OwnerId,
     remote: SocketAddr,
-    client: String,
     mailbox: mpsc::UnboundedSender<Notice>,
-) -> Result<SessionGranted, (RefusalReason, CloseReason)> {
-    let reattaching = handshake.session_id != 0;
-    let command = if reattaching {
-        let id = SessionId::from_u64(handshake.session_id);
-        let Some(password) = SessionPassword::from_slice(&handshake.password) else {
-            warn!(session = %id, %remote, len = handshake.password.len(),
-                "refusing reattach: password of the wrong length");
-            return Err((RefusalReason::AuthFailed, CloseReason::auth_failed));
-        };
-        Command::ReattachSession {
+) -> Result<(Granted, SessionEventKind), Refused> {
+    let machine = &shared.machine;
+    let ctx = shared.context();
+    let op = match handshake.reattach {
+        Some((id, password)) => Op::Reattach {
             id,
             password,
-            requested,
-            owner,
-        }
-    } else {
-        Command::CreateSession { requested, owner }
+            requested: handshake.requested,
+        },
+        None => Op::CreateSession {
+            requested: handshake.requested,
+        },
     };
-    let mut state = shared.state();
-    let applied = shared
-        .apply(&mut state, command, Instant::now())
-        .map_err(|err| {
-            info!(session = format_args!("{:#018x}", handshake.session_id), %remote,
-                error = %err, "refusing handshake");
-            match err {
-                ApplyError::Reattach(ReattachError::WrongPassword { .. }) => {
-                    (RefusalReason::AuthFailed, CloseReason::auth_failed)
-                }
-                _ => (RefusalReason::Expired, CloseReason::expired),
+    // The session is checked before the zxid, so a client of a restarted
+    // server hears that its session expired rather than that it is ahead.
+    let prepared = machine.prepare(op, &ctx).map_err(|err| {
+        let reason = match err {
+            session_core::TxnError::Reattach(session_core::ReattachError::WrongPassword {
+                ..
+            }) => (Refusal::AuthFailed, CloseReason::auth_failed),
+            session_core::TxnError::Reattach(_) | session_core::TxnError::SessionExpired { .. } => {
+                (Refusal::Expired, CloseReason::expired)
             }
-        })?;
-    let (id, password, timeout, moved_from) = match applied.outcome {
-        Outcome::SessionCreated(new) => (new.id, new.password, new.timeout, None),
-        Outcome::SessionReattached(reattached) => {
-            let id = SessionId::from_u64(handshake.session_id);
-            let password = state
-                .tracker()
-                .password(id)
-                .expect("invariant: a session just reattached is in the tracker");
-            (id, password, reattached.timeout, reattached.previous_owner)
+            _ => (Refusal::BadHandshake, CloseReason::protocol_violation),
+        };
+        (reason.0, reason.1, err.to_string())
+    })?;
+    let zxid = machine.zxid();
+    if handshake.last_zxid_seen > zxid {
+        return Err((
+            Refusal::ZxidAhead,
+            CloseReason::zxid_ahead,
+            format!(
+                "the client has seen zxid {:#x}, this server is at {zxid:#x}: try another server",
+                handshake.last_zxid_seen
+            ),
+        ));
+    }
+    let system = |detail: String| (Refusal::BadHandshake, CloseReason::protocol_violation, detail);
+    let (id, timeout, zxid, kind) = match (prepared, handshake.reattach) {
+        (Some(txn), _) => {
+            let applied = shared
+                .engine
+                .propose(txn)
+                .await
+                .map_err(|err| system(err.to_string()))?;
+            match applied.result {
+                Ok(Outcome::SessionCreated { id, timeout, .. }) => {
+                    (id, timeout, applied.zxid, SessionEventKind::Created)
+                }
+                Ok(Outcome::SessionUpdated { id, timeout, .. }) => {
+                    (id, timeout, applied.zxid, SessionEventKind::Reattached)
+                }
+                Ok(other) => return Err(system(format!("a handshake produced {other:?}"))),
+                Err(err) => return Err((Refusal::Expired, CloseReason::expired, err.to_string())),
+            }
         }
-        other => unreachable!("a handshake command produced {other:?}"),
+        (None, Some((id, _))) => {
+            // Nothing replicated changes: the timeout and the owning server
+            // stay as they are.
+            let timeout = machine
+                .state()
+                .replica
+                .session(id)
+                .map(|entry| entry.timeout)
+                .ok_or_else(|| {
+                    (
+                        Refusal::Expired,
+                        CloseReason::expired,
+                        format!("session {id} is unknown"),
+                    )
+                })?;
+            (id, timeout, zxid, SessionEventKind::Reattached)
+        }
+        (None, None) => return Err(system("a new session prepared no transaction".to_owned())),
     };
-    // Registered under the lock, so no watch event fired after this point can
-    // miss the new connection.
-    let previous = shared.connections.insert(
+    let password = machine
+        .state()
+        .replica
+        .password(id)
+        .ok_or_else(|| (Refusal::Expired, CloseReason::expired, format!("session {id} is unknown")))?;
+    machine
+        .liveness()
+        .track(id, timeout, Some(owner), Instant::now().into_std())
+        .map_err(|err| (Refusal::Expired, CloseReason::expired, err.to_string()))?;
+    let previous = machine.connections.insert(
         id,
         ConnectionHandle {
             owner,
             remote,
-            client,
+            client: handshake.client.clone(),
             mailbox,
         },
     );
-    if let Some(previous) = previous.filter(|previous| Some(previous.owner) == moved_from) {
-        let _ = previous.mailbox.send(Notice::Disconnect(
-            Box::new(Disconnect {
-                reason: ErrorCode::SessionMoved.into(),
-                detail: format!("session {id} moved to another connection"),
-            }),
-            CloseReason::moved,
-        ));
+    if let Some(previous) = previous.filter(|previous| previous.owner != owner) {
+        let _ = previous.mailbox.send(Notice::Disconnect(Box::new((
+            Code::SessionMoved,
+            format!("session {id} moved to another connection"),
+        ))));
     }
-    Ok(SessionGranted {
-        negotiated_timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
-        session_id: id.as_u64(),
-        password: Bytes::copy_from_slice(password.as_bytes()),
-        server_id: u32::from(shared.config.server_id.get()),
-        reattached: reattaching,
-        zxid: state.zxid(),
-    })
+    Ok((
+        Granted {
+            session: id,
+            password,
+            timeout,
+            reattached: kind == SessionEventKind::Reattached,
+            zxid,
+        },
+        kind,
+    ))
 }
 
-fn frame_len(message: &impl Message) -> u64 {
-    (message.encoded_len() + LENGTH_PREFIX_LEN) as u64
-}
-
-struct Connection<'a> {
+struct Connection<'a, F> {
     shared: &'a Shared,
-    transport: &'a mut Transport,
+    io: Io<F>,
     mailbox: mpsc::UnboundedReceiver<Notice>,
     id: SessionId,
-    owner: OwnerId,
+    owner: session_core::OwnerId,
     remote: SocketAddr,
+    /// The session's timeout: also how long a peer may leave replies unread.
+    timeout: Duration,
+    /// For each reply not yet fully written, the output offset (counted
+    /// from the start of the connection) where it ends.
+    unanswered: VecDeque<u64>,
+    /// Bytes written to the socket so far.
+    written: u64,
+    /// Armed while output waits and the socket takes nothing: when it fires,
+    /// the peer has read nothing for the session timeout.
+    stall: Option<Pin<Box<Sleep>>>,
 }
 
-/// The outcome of the synchronous part of a message.
-enum Handled {
-    /// Send this, counted as an operation of this kind, then go on or close.
-    Answer(OpKind, ServerMessage, Next),
-    /// Say why and close.
-    Disconnect(Disconnect, CloseReason),
-}
+/// Why the serve loop ends: `None` when the client left or asked, else the
+/// server's reason.
+type End = Option<CloseReason>;
 
-/// What to do after a message.
-enum Next {
-    Continue,
-    /// Close, giving the server's reason (`None`: the client asked).
-    Close(Option<CloseReason>),
-}
-
-impl Connection<'_> {
+impl<F: Frontend> Connection<'_, F> {
     /// Serves until the connection ends; returns why the server closed it, or
     /// `None` when the client did.
-    async fn serve(&mut self, mut shutdown: watch::Receiver<bool>) -> Option<CloseReason> {
-        // Made once: a fresh one per turn would register and drop a waiter on
-        // the watch channel all connections share, twice per message.
-        let mut stop = std::pin::pin!(crate::server::stopped(&mut shutdown));
+    async fn serve(&mut self, mut stop: Pin<&mut impl std::future::Future<Output = ()>>) -> End {
+        if let Err(end) = self.flush() {
+            return end;
+        }
         loop {
-            tokio::select! {
+            let reading = self.can_take_requests();
+            let writing = !self.io.output.is_empty();
+            let stall = self.stall.as_mut();
+            let stalled = stall.is_some();
+            let result = tokio::select! {
                 biased;
-                notice = self.mailbox.recv() => {
-                    let notice = notice?;
-                    if let Next::Close(reason) = self.notice(notice).await {
-                        return reason;
-                    }
-                    if SinkExt::<ServerMessage>::flush(self.transport).await.is_err() {
-                        return None;
-                    }
-                }
-                frame = self.transport.next() => match frame {
-                    None => return None,
-                    Some(Err(err)) => {
-                        warn!(session = %self.id, remote = %self.remote, error = %err,
-                            "closing connection: bad frame");
-                        let _ = self.send(Disconnect {
-                            reason: ErrorCode::BadArguments.into(),
-                            detail: err.to_string(),
-                        }.into()).await;
-                        return Some(CloseReason::bad_frame);
-                    }
-                    Some(Ok(message)) => {
-                        if let Next::Close(reason) = self.message(message).await {
-                            return reason;
-                        }
-                    }
-                },
-                () = &mut stop => {
-                    let _ = self.send(Disconnect {
-                        reason: ErrorCode::ServerShuttingDown.into(),
+                () = stop.as_mut() => {
+                    self.io.encode(self.shared, Outbound::Disconnect {
+                        code: Code::ShuttingDown,
                         detail: "server shutting down".to_owned(),
-                    }.into()).await;
+                    });
                     return Some(CloseReason::shutdown);
                 }
-            }
-        }
-    }
-
-    /// Queues a notice for writing; the caller flushes.
-    async fn notice(&mut self, notice: Notice) -> Next {
-        match notice {
-            Notice::Watch(event) => {
-                let message = ServerMessage::from(*event);
-                self.shared.metrics.bytes_out.inc_by(frame_len(&message));
-                if self.transport.feed(message).await.is_err() {
-                    return Next::Close(None);
+                notice = self.mailbox.recv() => match notice {
+                    Some(notice) => self.notice(notice),
+                    None => Err(None),
+                },
+                () = async { if let Some(stall) = stall { stall.await } }, if stalled => {
+                    warn!(session = %self.id, remote = %self.remote,
+                        timeout_ms = self.timeout.as_millis() as u64, unsent = self.io.output.len(),
+                        "closing connection: the peer read nothing for the session timeout");
+                    // Nothing more is sent: the peer would not read it.
+                    self.io.output.clear();
+                    return Some(CloseReason::write_stalled);
                 }
-                Next::Continue
+                ready = self.io.stream.writable(), if writing => match ready {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(None),
+                },
+                ready = self.io.stream.readable(), if reading => match ready {
+                    Ok(()) => self.read(),
+                    Err(_) => Err(None),
+                },
+            };
+            if let Err(end) = result {
+                return end;
             }
-            Notice::Disconnect(disconnect, reason) => {
-                let _ = self.send((*disconnect).into()).await;
-                Next::Close(Some(reason))
+            if let Err(end) = self.process().await {
+                return end;
+            }
+            if let Err(end) = self.flush() {
+                return end;
             }
         }
     }
 
-    async fn send(&mut self, message: ServerMessage) -> Result<(), ()> {
-        self.shared.metrics.bytes_out.inc_by(frame_len(&message));
-        self.transport.send(message).await.map_err(|_| ())
+    /// Whether another request may be read: fewer than the limit unanswered
+    /// and less than a frame's worth of output waiting.
+    fn can_take_requests(&self) -> bool {
+        let limits = &self.shared.config.limits;
+        self.unanswered.len() < limits.max_requests_in_flight
+            && self.io.output.len() < limits.max_frame_bytes
     }
 
-    async fn message(&mut self, message: ClientMessage) -> Next {
+    /// Reads what is there and touches the session: every frame keeps it
+    /// alive, from the moment its bytes are read.
+    fn read(&mut self) -> Result<(), End> {
+        match self.io.read_now() {
+            Ok(0) => Err(None),
+            Ok(read) => {
+                self.shared.metrics.bytes_in.inc_by(read as u64);
+                let now = Instant::now().into_std();
+                let touched = self.shared.machine.liveness().touch(self.id, self.owner, now);
+                match touched {
+                    Ok(()) => Ok(()),
+                    Err(err) => {
+                        let (code, reason) = match err {
+                            TouchError::Moved { .. } => (Code::SessionMoved, CloseReason::moved),
+                            TouchError::Unknown { .. } | TouchError::Closing { .. } => {
+                                (Code::SessionExpired, CloseReason::expired)
+                            }
+                        };
+                        self.io.encode(self.shared, Outbound::Disconnect {
+                            code,
+                            detail: err.to_string(),
+                        });
+                        Err(Some(reason))
+                    }
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Err(_) => Err(None),
+        }
+    }
+
+    /// Handles the whole requests buffered, as far as the in-flight bound
+    /// allows; the rest wait in the buffer until replies drain.
+    async fn process(&mut self) -> Result<(), End> {
+        while self.can_take_requests() {
+            let inbound = match self.io.frontend.decode(&mut self.io.input) {
+                Ok(Some(inbound)) => inbound,
+                Ok(None) => break,
+                Err(violation) => {
+                    warn!(session = %self.id, remote = %self.remote, reason = ?violation.reason,
+                        detail = violation.detail, "closing connection: protocol violation");
+                    if let Some(reply) = violation.reply {
+                        self.io.encode(self.shared, reply);
+                    }
+                    return Err(Some(violation.reason));
+                }
+            };
+            self.inbound(inbound).await?;
+        }
+        self.io.shrink_input();
+        Ok(())
+    }
+
+    async fn inbound(&mut self, inbound: Inbound) -> Result<(), End> {
         let started = Instant::now();
-        self.shared.metrics.bytes_in.inc_by(frame_len(&message));
-        let (kind, response, next) = match self.handle(message, started) {
-            Handled::Answer(kind, response, next) => (kind, response, next),
-            Handled::Disconnect(disconnect, reason) => {
-                let _ = self.send(disconnect.into()).await;
-                return Next::Close(Some(reason));
+        let (kind, reply) = match inbound {
+            Inbound::Ping => (
+                OpKind::ping,
+                Outbound::Pong,
+            ),
+            Inbound::Close => {
+                self.close_session().await;
+                self.answer(Outbound::CloseAck)?;
+                self.shared.metrics.observe_op(OpKind::close, started.elapsed());
+                return Err(None);
+            }
+            Inbound::Refused { xid, kind, error } => (
+                kind,
+                Outbound::Reply {
+                    xid,
+                    zxid: self.shared.machine.zxid(),
+                    result: Err(error),
+                },
+            ),
+            Inbound::Request { xid, op } => {
+                let kind = op.kind();
+                let (zxid, result) = self.operation(op).await;
+                (kind, Outbound::Reply { xid, zxid, result })
             }
         };
-        // Watch events queued while this request ran (its own, and those of
-        // other sessions' writes) go out before its reply.
-        while let Ok(notice) = self.mailbox.try_recv() {
-            if let Next::Close(reason) = self.notice(notice).await {
-                return Next::Close(reason);
-            }
-        }
-        if self.send(response).await.is_err() {
-            return Next::Close(None);
-        }
+        self.answer(reply)?;
         self.shared.metrics.observe_op(kind, started.elapsed());
-        next
+        Ok(())
     }
 
-    /// The synchronous part of a message: under the state lock, with no await.
-    fn handle(&mut self, message: ClientMessage, now: Instant) -> Handled {
-        let mut state = self.shared.state();
-        // Every frame keeps the session alive, not only pings.
-        if let Err(err) = state.touch(self.id, self.owner, now.into_std()) {
-            let (code, reason) = match err {
-                TouchError::Moved { .. } => (ErrorCode::SessionMoved, CloseReason::moved),
-                TouchError::Unknown { .. } | TouchError::Closing { .. } => {
-                    (ErrorCode::SessionExpired, CloseReason::expired)
-                }
-            };
-            let disconnect = Disconnect {
-                reason: code.into(),
-                detail: err.to_string(),
-            };
-            return Handled::Disconnect(disconnect, reason);
+    /// Queues a reply after every notice already in the mailbox (watch
+    /// events of its own and of other sessions' writes), and counts it
+    /// unanswered until its last byte is written. A disconnect found there
+    /// ends the connection instead.
+    fn answer(&mut self, reply: Outbound) -> Result<(), End> {
+        while let Ok(notice) = self.mailbox.try_recv() {
+            self.notice(notice)?;
         }
-        match message.kind {
-            Some(client_message::Kind::Ping(_)) => {
-                Handled::Answer(OpKind::ping, Pong {}.into(), Next::Continue)
+        self.io.encode(self.shared, reply);
+        self.unanswered
+            .push_back(self.written + self.io.output.len() as u64);
+        Ok(())
+    }
+
+    /// A notice from outside: a watch event to write, or a disconnect.
+    fn notice(&mut self, notice: Notice) -> Result<(), End> {
+        match notice {
+            Notice::Watch(event) => {
+                self.io.encode(self.shared, Outbound::Watch(*event));
+                Ok(())
             }
-            Some(client_message::Kind::CloseSession(_)) => {
-                self.close_session(&mut state, now);
-                Handled::Answer(OpKind::close, CloseAck {}.into(), Next::Close(None))
-            }
-            Some(client_message::Kind::Request(request)) => {
-                let (kind, reply) = self.request(&mut state, request, now);
-                Handled::Answer(kind, reply.into(), Next::Continue)
-            }
-            Some(client_message::Kind::Handshake(_)) | None => {
-                warn!(session = %self.id, remote = %self.remote,
-                    "closing connection: handshake sent twice");
-                let disconnect = Disconnect {
-                    reason: ErrorCode::BadArguments.into(),
-                    detail: "a handshake may only be the first message".to_owned(),
+            Notice::Disconnect(disconnect) => {
+                let (code, detail) = *disconnect;
+                let reason = match code {
+                    Code::SessionMoved => CloseReason::moved,
+                    _ => CloseReason::expired,
                 };
-                Handled::Disconnect(disconnect, CloseReason::protocol_violation)
+                self.io.encode(self.shared, Outbound::Disconnect { code, detail });
+                Err(Some(reason))
             }
         }
     }
 
-    fn close_session(&mut self, state: &mut State, now: Instant) {
-        if let Ok(applied) = self
-            .shared
-            .apply(state, Command::CloseSession { id: self.id }, now)
-        {
-            let deleted = match applied.outcome {
-                Outcome::SessionClosed { ephemerals_deleted } => ephemerals_deleted,
-                _ => 0,
-            };
-            self.shared.metrics.sessions_closed.inc();
-            self.shared
-                .connections
-                .remove_if(&self.id, |_, handle| handle.owner == self.owner);
-            self.shared.publish(SessionEvent {
+    /// Writes what the socket takes now, retires the replies fully written,
+    /// and arms or disarms the stall timer.
+    fn flush(&mut self) -> Result<(), End> {
+        if self.io.output.is_empty() {
+            return Ok(());
+        }
+        let written = self.io.write_now().map_err(|_| None)?;
+        self.written += written as u64;
+        while self.unanswered.front().is_some_and(|&end| end <= self.written) {
+            self.unanswered.pop_front();
+        }
+        if self.io.output.is_empty() {
+            self.stall = None;
+        } else if written > 0 || self.stall.is_none() {
+            let deadline = Instant::now() + self.timeout;
+            match self.stall.as_mut() {
+                Some(stall) => stall.as_mut().reset(deadline),
+                None => self.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the session at its client's request.
+    async fn close_session(&mut self) {
+        let shared = self.shared;
+        // Deregistered first: the close, when applied, tells the session's
+        // connection; this one is answering it already.
+        shared
+            .machine
+            .connections
+            .remove_if(&self.id, |_, handle| handle.owner == self.owner);
+        let prepared = shared
+            .machine
+            .prepare(Op::CloseSession { id: self.id }, &shared.context());
+        let Ok(Some(txn)) = prepared else {
+            return;
+        };
+        let Ok(applied) = shared.engine.propose(txn).await else {
+            return;
+        };
+        if let Ok(Outcome::SessionClosed { ephemerals, .. }) = &applied.result {
+            shared.metrics.sessions_closed.inc();
+            shared.publish(SessionEvent {
                 id: self.id,
                 kind: SessionEventKind::Closed,
                 remote: Some(self.remote),
                 timeout_ms: 0,
                 zxid: applied.zxid,
             });
-            info!(session = %self.id, remote = %self.remote, ephemerals_deleted = deleted,
-                "session closed");
+            info!(session = %self.id, remote = %self.remote,
+                ephemerals_deleted = ephemerals.len(), "session closed");
         }
     }
 
-    fn request(
-        &mut self,
-        state: &mut State,
-        request: wire::Request,
-        now: Instant,
-    ) -> (OpKind, Reply) {
-        let xid = request.xid;
-        let (kind, result) = match request.op {
-            // A newer client's operation: protobuf leaves the oneof unset.
-            // The connection stays usable (session-wire's versioning rule).
-            None => (
-                OpKind::unknown,
-                Err(convert::op_error(
-                    ErrorCode::Unimplemented,
-                    "this server does not know the request's operation",
-                )),
-            ),
-            Some(op) if xid <= 0 => (
-                op_kind(&op),
-                Err(convert::op_error(
-                    ErrorCode::BadArguments,
-                    format!("xid {xid} is not positive"),
-                )),
-            ),
-            Some(op) => (op_kind(&op), self.operation(state, op, now)),
-        };
-        let mut reply = Reply {
-            xid,
-            zxid: state.zxid(),
-            result: Some(result.unwrap_or_else(reply::Result::Error)),
-        };
-        let max_body = self
-            .shared
-            .config
-            .limits
-            .max_frame_bytes
-            .saturating_sub(LENGTH_PREFIX_LEN);
-        if reply.encoded_len() > max_body {
-            reply.result = Some(reply::Result::Error(convert::op_error(
-                ErrorCode::TooLarge,
-                format!("the reply would exceed the {max_body}-byte frame limit"),
-            )));
-        }
-        (kind, reply)
-    }
-
-    fn operation(
-        &mut self,
-        state: &mut State,
-        op: request::Op,
-        now: Instant,
-    ) -> Result<reply::Result, wire::OpError> {
-        let session = self.id;
+    /// Carries out one operation: a read against the local replica, or a
+    /// write prepared here and applied through the engine.
+    async fn operation(&mut self, op: Operation) -> (u64, Result<OpResult, OpError>) {
         let shared = self.shared;
-        match op {
-            request::Op::Create(create) => {
-                let mode = match (NodeKind::try_from(create.kind), create.sequential) {
-                    (Ok(NodeKind::Persistent), false) => CreateMode::Persistent,
-                    (Ok(NodeKind::Persistent), true) => CreateMode::PersistentSequential,
-                    (Ok(NodeKind::Ephemeral), false) => CreateMode::Ephemeral,
-                    (Ok(NodeKind::Ephemeral), true) => CreateMode::EphemeralSequential,
-                    (kind, _) => {
-                        return Err(convert::op_error(
-                            ErrorCode::BadArguments,
-                            format!("node kind {kind:?} is neither persistent nor ephemeral"),
-                        ));
-                    }
-                };
-                // Copied, so a small node does not pin the connection's
-                // (possibly large) receive buffer for its lifetime.
-                let data = Bytes::copy_from_slice(&create.data);
-                let command = Command::CreateNode {
-                    session,
-                    path: create.path,
-                    data,
-                    mode,
-                };
-                let applied = shared
-                    .apply(state, command, now)
-                    .map_err(|e| convert::apply_error(&e))?;
-                let Outcome::NodeCreated(path) = applied.outcome else {
-                    unreachable!("create produced {:?}", applied.outcome)
-                };
-                let stat = state
-                    .namespace()
-                    .exists(&path)
-                    .ok()
-                    .flatten()
-                    .map(|s| convert::stat(&s));
-                Ok(reply::Result::Create(wire::CreateResult { path, stat }))
+        let session = self.id;
+        let op = match op {
+            Operation::Create { path, data, mode } => Op::Create {
+                session,
+                path,
+                data,
+                mode,
+            },
+            Operation::Delete { path, version } => Op::Delete {
+                session,
+                path,
+                version,
+            },
+            Operation::SetData {
+                path,
+                data,
+                version,
+            } => Op::SetData {
+                session,
+                path,
+                data,
+                version,
+            },
+            read => return shared.machine.read(session, read, &shared.config.limits),
+        };
+        let txn = match shared.machine.prepare(op, &shared.context()) {
+            Ok(Some(txn)) => txn,
+            Ok(None) => {
+                return (
+                    shared.machine.zxid(),
+                    Err(OpError::new(Code::SystemError, "the write prepared no transaction")),
+                );
             }
-            request::Op::Delete(delete) => {
-                let command = Command::DeleteNode {
-                    path: delete.path,
-                    version: expected_version(delete.expected_version),
-                };
-                // `Shared::apply` has delivered the fired watches already.
-                let _applied = shared
-                    .apply(state, command, now)
-                    .map_err(|e| convert::apply_error(&e))?;
-                Ok(reply::Result::Delete(wire::DeleteResult {}))
+            Err(err) => return (shared.machine.zxid(), Err(txn_error(&err))),
+        };
+        let applied = match shared.engine.propose(txn).await {
+            Ok(applied) => applied,
+            Err(err) => {
+                return (
+                    shared.machine.zxid(),
+                    Err(OpError::new(Code::SystemError, err.to_string())),
+                );
             }
-            request::Op::SetData(set) => {
-                let command = Command::SetData {
-                    path: set.path,
-                    data: Bytes::copy_from_slice(&set.data),
-                    version: expected_version(set.expected_version),
-                };
-                let applied = shared
-                    .apply(state, command, now)
-                    .map_err(|e| convert::apply_error(&e))?;
-                let Outcome::DataSet(stat) = applied.outcome else {
-                    unreachable!("set produced {:?}", applied.outcome)
-                };
-                Ok(reply::Result::SetData(wire::SetDataResult {
-                    stat: Some(convert::stat(&stat)),
-                }))
-            }
-            request::Op::GetData(get) => {
-                let namespace = state.namespace_mut();
-                let (data, stat) = if get.watch {
-                    namespace.get_data_and_watch(&get.path, session)
-                } else {
-                    namespace.get_data(&get.path)
-                }
-                .map_err(|e| convert::namespace_error(&e))?;
-                Ok(reply::Result::GetData(wire::GetDataResult {
-                    data,
-                    stat: Some(convert::stat(&stat)),
-                }))
-            }
-            request::Op::Exists(exists) => {
-                let namespace = state.namespace_mut();
-                let stat = if exists.watch {
-                    namespace.exists_and_watch(&exists.path, session)
-                } else {
-                    namespace.exists(&exists.path)
-                }
-                .map_err(|e| convert::namespace_error(&e))?;
-                Ok(reply::Result::Exists(wire::ExistsResult {
-                    stat: stat.map(|s| convert::stat(&s)),
-                }))
-            }
-            request::Op::GetChildren(get) => {
-                let namespace = state.namespace_mut();
-                let (children, stat) = if get.watch {
-                    namespace.children_and_watch(&get.path, session)
-                } else {
-                    namespace.children(&get.path)
-                }
-                .map_err(|e| convert::namespace_error(&e))?;
-                Ok(reply::Result::GetChildren(wire::GetChildrenResult {
-                    children,
-                    stat: Some(convert::stat(&stat)),
-                }))
-            }
-            request::Op::SetWatches(set) => {
-                let fired = state
-                    .namespace_mut()
-                    .set_watches(
-                        session,
-                        set.last_zxid_seen,
-                        &set.data_paths,
-                        &set.exist_paths,
-                        &set.child_paths,
-                    )
-                    .map_err(|e| convert::namespace_error(&e))?;
-                shared.deliver(&fired);
-                Ok(reply::Result::SetWatches(wire::SetWatchesResult {}))
-            }
-        }
-    }
-}
-
-/// `name/version` as the client gave them, bounded so a hostile client cannot
-/// make the server keep a large string per session.
-fn client_label(name: &str, version: &str) -> String {
-    const MAX: usize = 64;
-    let mut label = match (name.is_empty(), version.is_empty()) {
-        (true, _) => String::new(),
-        (false, true) => name.to_owned(),
-        (false, false) => format!("{name}/{version}"),
-    };
-    if label.len() > MAX {
-        let mut end = MAX;
-        while !label.is_char_boundary(end) {
-            end -= 1;
-        }
-        label.truncate(end);
-    }
-    label
-}
-
-/// Absent, or ZooKeeper's -1, matches any version.
-fn expected_version(raw: Option<i32>) -> Option<i32> {
-    raw.filter(|&version| version != -1)
-}
-
-fn op_kind(op: &request::Op) -> OpKind {
-    match op {
-        request::Op::Create(_) => OpKind::create,
-        request::Op::Delete(_) => OpKind::delete,
-        request::Op::GetData(_) => OpKind::get_data,
-        request::Op::SetData(_) => OpKind::set_data,
-        request::Op::Exists(_) => OpKind::exists,
-        request::Op::GetChildren(_) => OpKind::get_children,
-        request::Op::SetWatches(_) => OpKind::set_watches,
+        };
+        let result = match applied.result {
+            Ok(Outcome::NodeCreated { path, stat }) => Ok(OpResult::Create { path, stat }),
+            Ok(Outcome::NodeDeleted) => Ok(OpResult::Delete),
+            Ok(Outcome::DataSet { stat }) => Ok(OpResult::SetData { stat }),
+            Ok(other) => Err(OpError::new(
+                Code::SystemError,
+                format!("a node write produced {other:?}"),
+            )),
+            Err(err) => Err(txn_error(&err)),
+        };
+        (applied.zxid, result)
     }
 }
 
@@ -758,7 +789,8 @@ mod tests {
         };
         let server = crate::Server::start(config).await.expect("start");
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        let future = super::run(server.shared_for_tests(), stream, remote, shutdown);
+        let frontend = crate::frontend::v1::V1::new(1024 * 1024, 1);
+        let future = super::run(server.shared_for_tests(), stream, remote, frontend, shutdown);
         let size = std::mem::size_of_val(&future);
         assert!(size <= 2560, "a connection task takes {size} bytes");
         drop(future);

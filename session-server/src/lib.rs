@@ -2,6 +2,15 @@
 //! bucketed expiry, and a namespace of persistent and ephemeral nodes with
 //! one-shot watches, served over `session-wire`'s protocol.
 //!
+//! Where each concept lives: the session table, the data tree, the
+//! transaction model (`prepare`, deterministic `apply`) and the watch rules
+//! are `session-core`'s; this crate adds the I/O around them. A request's
+//! bytes go through a protocol frontend (the v1 protobuf one today) to a
+//! generic connection; reads are answered from the local replica, writes are
+//! prepared and then ordered and applied by an engine (a single node in
+//! memory today); the watches they fire and the liveness of sessions are
+//! kept per server.
+//!
 //! ```no_run
 //! use session_server::{Server, ServerConfig};
 //!
@@ -17,16 +26,14 @@
 mod admin;
 mod config;
 mod connection;
-mod convert;
+mod engine;
+mod frontend;
 mod metrics;
-mod namespace;
 mod server;
 mod state;
 
 pub use config::{Args, ConfigError, Limits, LogFormat, ServerConfig};
 pub use metrics::{CloseReason, Metrics, OpKind};
-pub use namespace::{
-    CreateMode, Namespace, NamespaceError, NamespaceLimits, Stat, WatchEvent, WatchEventKind,
-    Written,
-};
 pub use server::Server;
+/// The limits on the data tree, from `session-core` (where the tree lives).
+pub use session_core::TreeLimits;

@@ -107,11 +107,15 @@ pub enum CloseReason {
     auth_failed,
     /// The server is shutting down.
     shutdown,
+    /// The peer read nothing for its session timeout while replies waited.
+    write_stalled,
+    /// The client had seen a newer zxid than this server has applied.
+    zxid_ahead,
 }
 
 impl CloseReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [CloseReason; 9] = [
+    pub const ALL: [CloseReason; 11] = [
         CloseReason::too_many_connections,
         CloseReason::too_many_connections_per_ip,
         CloseReason::handshake_timeout,
@@ -121,6 +125,8 @@ impl CloseReason {
         CloseReason::moved,
         CloseReason::auth_failed,
         CloseReason::shutdown,
+        CloseReason::write_stalled,
+        CloseReason::zxid_ahead,
     ];
 }
 

@@ -2,24 +2,28 @@
 //!
 //! Threads and tasks, and what each owns:
 //! - the accept loop admits connections within the limits and spawns one task
-//!   per connection ([`crate::connection`]);
+//!   per connection ([`crate::connection`], speaking the protocol of its
+//!   [`Frontend`](crate::frontend::Frontend));
 //! - the expirer task wakes at every tick boundary, takes the due buckets from
-//!   the tracker (which marks those sessions closing) and sends their ids over a
-//!   crossbeam channel to
-//! - the reaper thread, which applies each close (ephemerals deleted, watches
-//!   fired) and tells the session's connection, found by id in a `DashMap`.
+//!   the local liveness table (which marks those sessions closing) and sends
+//!   their ids over a crossbeam channel to
+//! - the reaper thread, which proposes each close through the
+//!   [`Engine`](crate::engine::Engine); applying it deletes the ephemerals,
+//!   fires watches and tells the session's connection.
 //!
-//! The state lock is a plain mutex that is never held across an `.await`.
+//! No lock is ever held across an `.await`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
-use session_core::{IdGenerator, OwnerId, PasswordSecret, SessionId, SessionTracker};
-use session_wire::v1::{Disconnect, ErrorCode, WatchEvent as WireWatchEvent};
+use session_core::{
+    Context, Liveness, Op, OwnerId, PasswordSecret, Replica, SessionId, WatchEvent,
+    initial_session_id,
+};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
@@ -27,9 +31,11 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::config::ServerConfig;
+use crate::engine::{Engine, LocalEngine};
+use crate::frontend::Code;
+use crate::frontend::v1::V1;
 use crate::metrics::{CloseReason, Metrics};
-use crate::namespace::WatchEvent;
-use crate::state::{Applied, Command, Outcome, State};
+use crate::state::StateMachine;
 
 /// A running server. Dropping it without [`Server::shutdown`] aborts its tasks.
 #[derive(Debug)]
@@ -50,9 +56,10 @@ pub struct Server {
 #[derive(Debug)]
 pub(crate) enum Notice {
     /// A watch the session had set has fired.
-    Watch(Box<WireWatchEvent>),
-    /// The connection must say why and close: the session moved or expired.
-    Disconnect(Box<Disconnect>, CloseReason),
+    Watch(Box<WatchEvent>),
+    /// The connection must say why and close: the session moved, expired or
+    /// was closed elsewhere.
+    Disconnect(Box<(Code, String)>),
 }
 
 /// How to reach the connection that currently holds a session.
@@ -87,9 +94,9 @@ pub(crate) enum SessionEventKind {
 /// Work for the reaper thread.
 #[derive(Debug)]
 enum Reap {
-    /// Close this session, which expired (or was expired by the admin) at
-    /// this instant and is already marked closing.
-    Expired(SessionId, std::time::Instant),
+    /// Close this session, which expired (or was expired by the admin) and
+    /// is already marked closing in the liveness table.
+    Expired(SessionId),
     /// The server is shutting down. (The reaper holds `Shared`, and with it
     /// the channel's sender, so it cannot wait for the channel to close.)
     Stop,
@@ -99,10 +106,10 @@ enum Reap {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
-    state: Mutex<State>,
-    /// Live connections by session id: the reaper and watch delivery find a
-    /// session's connection here without scanning (ZOOKEEPER-1669).
-    pub(crate) connections: DashMap<SessionId, ConnectionHandle>,
+    /// The replica, the watches, liveness and the connections by session.
+    pub(crate) machine: Arc<StateMachine>,
+    /// Orders and applies every write.
+    pub(crate) engine: Box<dyn Engine>,
     per_ip: DashMap<IpAddr, usize>,
     open_connections: AtomicUsize,
     next_owner: AtomicU64,
@@ -113,58 +120,28 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The state, locked. Never hold the guard across an `.await`.
-    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock is a bug elsewhere; the state it left
-        // is still the best there is, so keep serving rather than poison all.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// A fresh owner id for a new connection.
     pub(crate) fn next_owner(&self) -> OwnerId {
         OwnerId::new(self.next_owner.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Applies `command` and delivers the watches it fired while the state is
-    /// still locked, so a watch event always reaches its connection before any
-    /// reply that reflects the change.
-    pub(crate) fn apply(
-        &self,
-        state: &mut State,
-        command: Command,
-        now: Instant,
-    ) -> Result<Applied, crate::state::ApplyError> {
-        let applied = state.apply(command, now.into_std(), wall_clock_ms())?;
-        self.deliver(&applied.fired);
-        // Derived from the tracker here, where every session change passes.
-        self.metrics
-            .sessions
-            .set(i64::try_from(state.tracker().len()).unwrap_or(i64::MAX));
-        Ok(applied)
-    }
-
-    /// Hands fired watch events to the connections of their sessions. A
-    /// session without a connection loses the event; it re-registers its
-    /// watches with its last zxid when it reattaches and is told then.
-    pub(crate) fn deliver(&self, fired: &[(SessionId, WatchEvent)]) {
-        for (session, event) in fired {
-            if let Some(connection) = self.connections.get(session) {
-                let event = Box::new(crate::convert::watch_event(event));
-                let _ = connection.mailbox.send(Notice::Watch(event));
-            }
+    /// What `prepare` needs from outside the replica: this server, its
+    /// policy and limits, and the wall clock now.
+    pub(crate) fn context(&self) -> Context<'_> {
+        Context {
+            server: self.config.server_id,
+            policy: &self.config.timeouts,
+            limits: &self.config.limits.tree,
+            wall_ms: wall_clock_ms(),
         }
     }
 
     /// Marks `id` closing and queues it for the reaper; for the admin's expire.
-    /// Returns whether the session existed.
+    /// Returns whether the session was open.
     pub(crate) fn expire_now(&self, id: SessionId) -> bool {
-        let marked = self.state().mark_closing(id);
+        let marked = self.machine.liveness().mark_closing(id);
         if marked {
-            let _ = self
-                .reaper
-                .send(Reap::Expired(id, Instant::now().into_std()));
+            let _ = self.reaper.send(Reap::Expired(id));
         }
         marked
     }
@@ -175,7 +152,7 @@ impl Shared {
         let _ = self.session_events.send(event);
     }
 
-    /// Admits a connection from `ip` within the limits, or says which is full.
+/// Admits a connection from `ip` within the limits, or says which is full.
     pub(crate) fn admit(&self, ip: IpAddr) -> Result<Admission<'_>, CloseReason> {
         let limits = &self.config.limits;
         let open = self.open_connections.fetch_add(1, Ordering::AcqRel);
@@ -250,29 +227,29 @@ impl Server {
             .transpose()?;
 
         let started = Instant::now();
-        let tracker = SessionTracker::new(
-            config.timeouts,
-            // Ids start from the wall clock so they stay above every id an
-            // earlier run of this server id handed out (state is in memory).
-            IdGenerator::new(
-                config.server_id,
-                u64::try_from(wall_clock_ms()).unwrap_or(0),
-                None,
-            ),
-            random_secret()?,
-            started.into_std(),
-        );
-        let state = State::new(tracker, config.limits.namespace);
+        // Ids start from the wall clock so they stay above every id an
+        // earlier run of this server id handed out (state is in memory).
+        let first_id = initial_session_id(
+            config.server_id,
+            u64::try_from(wall_clock_ms()).unwrap_or(0),
+            None,
+        )
+        .ok_or_else(|| std::io::Error::other("this server id has no session ids left"))?;
+        let replica = Replica::new(random_secret()?, first_id);
+        let liveness =
+            Liveness::new(config.timeouts.tick(), started.into_std()).map_err(std::io::Error::other)?;
+        let metrics = Arc::new(Metrics::new());
+        let machine = Arc::new(StateMachine::new(replica, liveness, Arc::clone(&metrics)));
         let (reaper_tx, reaper_rx) = crossbeam_channel::unbounded();
         let (session_events, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             config: config.clone(),
-            state: Mutex::new(state),
-            connections: DashMap::new(),
+            engine: Box::new(LocalEngine::new(Arc::clone(&machine))),
+            machine,
             per_ip: DashMap::new(),
             open_connections: AtomicUsize::new(0),
             next_owner: AtomicU64::new(1),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             reaper: reaper_tx,
             session_events,
             started,
@@ -303,9 +280,10 @@ impl Server {
         }
         let reaper = {
             let shared = Arc::clone(&shared);
+            let runtime = tokio::runtime::Handle::current();
             std::thread::Builder::new()
                 .name("session-reaper".into())
-                .spawn(move || reaper(&shared, &reaper_rx))?
+                .spawn(move || reaper(&shared, &runtime, &reaper_rx))?
         };
         info!(
             listen = %local_addr,
@@ -345,12 +323,12 @@ impl Server {
 
     /// Sessions held right now.
     pub fn session_count(&self) -> usize {
-        self.shared.state().tracker().len()
+        self.shared.machine.state().replica.session_count()
     }
 
     /// Nodes in the namespace right now, the root included.
     pub fn node_count(&self) -> usize {
-        self.shared.state().namespace().node_count()
+        self.shared.machine.state().replica.tree().node_count()
     }
 
     #[cfg(test)]
@@ -360,7 +338,7 @@ impl Server {
 
     /// Watches registered right now, over all sessions.
     pub fn watch_count(&self) -> usize {
-        self.shared.state().namespace().watch_count()
+        self.shared.machine.state().watches.len()
     }
 
     /// The metrics, as the `/metrics` endpoint shows them.
@@ -369,11 +347,27 @@ impl Server {
     }
 
     /// Stops accepting, tells every connected client the server is shutting
-    /// down, closes their connections and waits for every task to end.
+    /// down and closes their connections. Returns within the configured
+    /// [`shutdown_grace`](ServerConfig::shutdown_grace) whatever the clients
+    /// do: connections still open then (a peer that reads nothing) are
+    /// dropped.
     pub async fn shutdown(mut self) {
-        info!("session server shutting down");
+        let grace = self.shared.config.shutdown_grace;
+        info!(grace_ms = grace.as_millis() as u64, "session server shutting down");
         let _ = self.shutdown.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        let joined = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if joined.is_err() {
+            warn!(
+                grace_ms = grace.as_millis() as u64,
+                "connections still open after the shutdown grace period: dropping them"
+            );
+            // Aborting the accept loop drops its JoinSet, which aborts every
+            // connection task it holds.
+            self.tasks.shutdown().await;
+        }
         let _ = self.shared.reaper.send(Reap::Stop);
         if let Some(reaper) = self.reaper.take() {
             let _ = tokio::task::spawn_blocking(move || reaper.join()).await;
@@ -398,6 +392,8 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     let mut stop = shutdown.clone();
+    let max_frame = shared.config.limits.max_frame_bytes;
+    let server_id = u32::from(shared.config.server_id.get());
     loop {
         tokio::select! {
             () = stopped(&mut stop) => break,
@@ -405,7 +401,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: watch
                 Ok((stream, remote)) => {
                     let shared = Arc::clone(&shared);
                     let shutdown = shutdown.clone();
-                    connections.spawn(crate::connection::run(shared, stream, remote, shutdown));
+                    let frontend = V1::new(max_frame, server_id);
+                    connections.spawn(crate::connection::run(shared, stream, remote, frontend, shutdown));
                 }
                 Err(err) => {
                     // Out of file descriptors and the like: keep serving the
@@ -424,8 +421,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: watch
 /// Wakes at every tick boundary and hands the due sessions to the reaper.
 async fn expirer(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let tick = shared.config.timeouts.tick();
-    // Buckets end on multiples of the tick from the tracker's origin, so waking
-    // exactly then expires each session at the end of its bucket, not later.
+    // Buckets end on multiples of the tick from the liveness table's origin,
+    // so waking exactly then expires each session at the end of its bucket,
+    // not later.
     let mut ticks = tokio::time::interval_at(shared.started + tick, tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -434,56 +432,45 @@ async fn expirer(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             _ = ticks.tick() => {}
         }
         let now = Instant::now().into_std();
-        let due = shared.state().poll_expired(now);
+        let due = shared.machine.liveness().poll_expired(now);
         for id in due {
-            if shared.reaper.send(Reap::Expired(id, now)).is_err() {
+            if shared.reaper.send(Reap::Expired(id)).is_err() {
                 return;
             }
         }
     }
 }
 
-/// Closes expired sessions one by one: ephemerals deleted, watches fired, the
-/// connection told. Runs on its own thread so an expiry storm does not delay
-/// the runtime's workers.
-fn reaper(shared: &Shared, due: &crossbeam_channel::Receiver<Reap>) {
-    while let Ok(Reap::Expired(id, now)) = due.recv() {
-        let (deleted, zxid) = {
-            let mut state = shared.state();
-            match shared.apply(
-                &mut state,
-                Command::CloseSession { id },
-                Instant::from_std(now),
-            ) {
-                Ok(applied) => {
-                    let deleted = match applied.outcome {
-                        Outcome::SessionClosed { ephemerals_deleted } => ephemerals_deleted,
-                        _ => 0,
-                    };
-                    (deleted, applied.zxid)
-                }
-                // Closed by its client between expiry and now: nothing to do.
-                Err(_) => continue,
+/// Proposes the close of each expired session, one by one. Runs on its own
+/// thread so an expiry storm does not delay the runtime's workers; applying
+/// the close deletes the ephemerals, fires watches and tells the connection.
+fn reaper(shared: &Shared, runtime: &tokio::runtime::Handle, due: &crossbeam_channel::Receiver<Reap>) {
+    while let Ok(Reap::Expired(id)) = due.recv() {
+        let txn = match shared.machine.prepare(Op::CloseSession { id }, &shared.context()) {
+            Ok(Some(txn)) => txn,
+            // Closed by its client between expiry and now: nothing to do.
+            Ok(None) | Err(_) => continue,
+        };
+        let applied = match runtime.block_on(shared.engine.propose(txn)) {
+            Ok(applied) => applied,
+            Err(err) => {
+                // The session stays marked closing; it is proposed again by
+                // the next server to run expiry.
+                warn!(session = %id, error = %err, "could not close an expired session");
+                continue;
             }
         };
+        let Ok(session_core::Outcome::SessionClosed { ephemerals, .. }) = applied.result else {
+            continue;
+        };
         shared.metrics.sessions_expired.inc();
-        let remote = shared.connections.remove(&id).map(|(_, connection)| {
-            let _ = connection.mailbox.send(Notice::Disconnect(
-                Box::new(Disconnect {
-                    reason: ErrorCode::SessionExpired.into(),
-                    detail: format!("session {id} expired"),
-                }),
-                CloseReason::expired,
-            ));
-            connection.remote
-        });
         shared.publish(SessionEvent {
             id,
             kind: SessionEventKind::Expired,
-            remote,
+            remote: None,
             timeout_ms: 0,
-            zxid,
+            zxid: applied.zxid,
         });
-        info!(session = %id, remote = ?remote, ephemerals_deleted = deleted, "session expired");
+        info!(session = %id, ephemerals_deleted = ephemerals.len(), "session expired");
     }
 }

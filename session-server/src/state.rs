@@ -1,226 +1,273 @@
-//! The server's replicated-to-be state: the session table and the namespace,
-//! changed only through [`State::apply`].
+//! The server's state: the replicated [`Replica`] (sessions and the data
+//! tree, changed only by applying transactions), and what applying a
+//! transaction does locally on this server: the watches it fires, the
+//! sessions' liveness, and the connections it tells.
 //!
-//! Every state change (create, reattach, close or expire a session; create,
-//! delete or set a node) is a [`Command`] applied in one place and stamped with
-//! the next zxid. That single seam is where a replicated log goes later: the
-//! leader would append the command, and every replica would `apply` it in
-//! order. Reads and heartbeats (touches) go straight to the state.
+//! Writes are prepared here ([`StateMachine::prepare`], reading the replica)
+//! and applied here ([`StateMachine::apply`], by the [`Engine`](crate::engine::Engine)
+//! that ordered them). Reads go straight to the replica, under the same lock
+//! as applies, so a read that leaves a watch can never miss a change.
 
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-use bytes::Bytes;
+use dashmap::DashMap;
 use session_core::{
-    CreateError, NewSession, OwnerId, ReattachError, Reattached, SessionId, SessionPassword,
-    SessionState, SessionTracker, TouchError,
+    Applied, Context, Liveness, Op, Outcome, Replica, SessionId, Txn, TxnError, WatchEvent,
+    WatchKind, WatchTable,
 };
-use thiserror::Error;
 
-use crate::namespace::{CreateMode, Namespace, NamespaceError, NamespaceLimits, Stat, WatchEvent};
+use crate::config::Limits;
+use crate::frontend::{Code, OpError, OpResult, Operation};
+use crate::metrics::Metrics;
+use crate::server::{ConnectionHandle, Notice};
 
-/// A state change, applied by [`State::apply`].
-#[derive(Debug, Clone)]
-pub(crate) enum Command {
-    /// Open a session for the connection `owner`.
-    CreateSession { requested: Duration, owner: OwnerId },
-    /// Move a session to the connection `owner`, checking its password.
-    ReattachSession {
-        id: SessionId,
-        password: SessionPassword,
-        requested: Duration,
-        owner: OwnerId,
-    },
-    /// Close a session at its client's request or because it expired: its
-    /// ephemerals are deleted and its watches dropped.
-    CloseSession { id: SessionId },
-    /// Create a node on behalf of `session`.
-    CreateNode {
-        session: SessionId,
-        path: String,
-        data: Bytes,
-        mode: CreateMode,
-    },
-    /// Delete a node, if its version matches.
-    DeleteNode { path: String, version: Option<i32> },
-    /// Replace a node's data, if its version matches.
-    SetData {
-        path: String,
-        data: Bytes,
-        version: Option<i32>,
-    },
-}
-
-/// What a successful command produced.
-#[derive(Debug, Clone)]
-pub(crate) enum Outcome {
-    SessionCreated(NewSession),
-    SessionReattached(Reattached),
-    SessionClosed { ephemerals_deleted: usize },
-    NodeCreated(String),
-    NodeDeleted,
-    DataSet(Stat),
-}
-
-/// A command's result: its zxid, what it produced, and the watches it fired,
-/// which the caller delivers before releasing the state.
+/// The replicated state with the watches set on it: one lock, so applying a
+/// change and firing its watches is atomic with respect to reads.
 #[derive(Debug)]
-#[must_use = "fired watch events must be delivered"]
-pub(crate) struct Applied {
-    pub(crate) zxid: u64,
-    pub(crate) outcome: Outcome,
-    pub(crate) fired: Vec<(SessionId, WatchEvent)>,
+pub(crate) struct Replicated {
+    pub(crate) replica: Replica,
+    pub(crate) watches: WatchTable<SessionId>,
 }
 
-/// Why a command was refused. A refused command changes nothing.
-#[derive(Debug, Clone, Error)]
-pub(crate) enum ApplyError {
-    #[error(transparent)]
-    Namespace(#[from] NamespaceError),
-    #[error(transparent)]
-    Reattach(#[from] ReattachError),
-    #[error(transparent)]
-    CreateSession(#[from] CreateError),
-    /// The session is unknown or closing: it may create nothing more
-    /// (ZOOKEEPER-1208: an ephemeral created during close outlived its session).
-    #[error("session {0} is expired or closing")]
-    SessionGone(SessionId),
-}
-
-/// The session table and the namespace, with the last zxid handed out.
+/// The replica and the local effects of applying to it.
 #[derive(Debug)]
-pub(crate) struct State {
-    tracker: SessionTracker,
-    namespace: Namespace<SessionId>,
-    zxid: u64,
+pub(crate) struct StateMachine {
+    state: Mutex<Replicated>,
+    /// The replica's zxid, readable without the lock (every pong carries it).
+    zxid: AtomicU64,
+    /// When each session was last heard from and its expiry bucket; local to
+    /// the server that runs expiry. Locked after `state` when both are held.
+    liveness: Mutex<Liveness>,
+    /// Live connections by session id: watch delivery and expiry find a
+    /// session's connection here without scanning (ZOOKEEPER-1669).
+    pub(crate) connections: DashMap<SessionId, ConnectionHandle>,
+    metrics: Arc<Metrics>,
 }
 
-impl State {
-    pub(crate) fn new(tracker: SessionTracker, limits: NamespaceLimits) -> State {
-        State {
-            tracker,
-            namespace: Namespace::new(limits),
-            zxid: 0,
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock is a bug elsewhere; the state it left is
+    // still the best there is, so keep serving rather than poison everything.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl StateMachine {
+    pub(crate) fn new(replica: Replica, liveness: Liveness, metrics: Arc<Metrics>) -> Self {
+        StateMachine {
+            zxid: AtomicU64::new(replica.zxid()),
+            state: Mutex::new(Replicated {
+                replica,
+                watches: WatchTable::new(),
+            }),
+            liveness: Mutex::new(liveness),
+            connections: DashMap::new(),
+            metrics,
         }
     }
 
-    /// The zxid of the last applied command.
+    /// The replicated state, locked. Never hold the guard across an `.await`.
+    pub(crate) fn state(&self) -> MutexGuard<'_, Replicated> {
+        lock(&self.state)
+    }
+
+    /// The local liveness table, locked. Never hold the guard across an
+    /// `.await`, and never lock [`state`](Self::state) while holding it.
+    pub(crate) fn liveness(&self) -> MutexGuard<'_, Liveness> {
+        lock(&self.liveness)
+    }
+
+    /// The zxid of the last applied transaction.
     pub(crate) fn zxid(&self) -> u64 {
-        self.zxid
+        self.zxid.load(Ordering::Acquire)
     }
 
-    pub(crate) fn tracker(&self) -> &SessionTracker {
-        &self.tracker
+    /// Resolves `op` against the current replica into a transaction to
+    /// propose, or `None` when it changes nothing replicated.
+    pub(crate) fn prepare(&self, op: Op, ctx: &Context<'_>) -> Result<Option<Txn>, TxnError> {
+        session_core::prepare(&self.state().replica, op, ctx)
     }
 
-    pub(crate) fn namespace(&self) -> &Namespace<SessionId> {
-        &self.namespace
+    /// Applies `txn` as the next transaction (the single-node engine's order).
+    pub(crate) fn apply_next(&self, txn: &Txn, now: Instant) -> Applied {
+        let mut state = self.state();
+        let zxid = state.replica.zxid() + 1;
+        self.apply_locked(&mut state, zxid, txn, now)
     }
 
-    /// For reads that leave a watch; they change no replicated state.
-    pub(crate) fn namespace_mut(&mut self) -> &mut Namespace<SessionId> {
-        &mut self.namespace
-    }
-
-    /// A heartbeat or any other frame from `owner` for session `id`.
-    pub(crate) fn touch(
-        &mut self,
-        id: SessionId,
-        owner: OwnerId,
+    /// Applies `txn` with `zxid`, then, before the lock is released: drops a
+    /// closed session's watches (so it is not told of its own ephemerals),
+    /// fires and delivers the watches the changes hit (so an event always
+    /// reaches its connection before any reply that reflects the change),
+    /// and keeps liveness in step with the replicated session table.
+    fn apply_locked(
+        &self,
+        state: &mut Replicated,
+        zxid: u64,
+        txn: &Txn,
         now: Instant,
-    ) -> Result<(), TouchError> {
-        self.tracker.touch(id, owner, now)
-    }
-
-    /// Sessions whose deadline has passed, now marked closing; each must be
-    /// closed with [`Command::CloseSession`].
-    pub(crate) fn poll_expired(&mut self, now: Instant) -> Vec<SessionId> {
-        self.tracker.poll_expired(now)
-    }
-
-    /// Marks a session closing (refusing touches and creates) ahead of its
-    /// close; used by the admin's expire.
-    pub(crate) fn mark_closing(&mut self, id: SessionId) -> bool {
-        self.tracker.mark_closing(id).is_ok()
-    }
-
-    /// Applies one state change, stamping it with the next zxid.
-    pub(crate) fn apply(
-        &mut self,
-        command: Command,
-        now: Instant,
-        wall_ms: i64,
-    ) -> Result<Applied, ApplyError> {
-        let zxid = self.zxid + 1;
-        let mut fired = Vec::new();
-        let outcome = match command {
-            Command::CreateSession { requested, owner } => {
-                Outcome::SessionCreated(self.tracker.create(requested, owner, now)?)
+    ) -> Applied {
+        let applied = state.replica.apply(zxid, txn);
+        self.zxid.store(state.replica.zxid(), Ordering::Release);
+        match &applied.result {
+            Ok(Outcome::SessionCreated { id, timeout, .. }) => {
+                // Tracked at once, so a session whose connection never comes
+                // to claim it still expires.
+                let _ = self.liveness().track(*id, *timeout, None, now);
             }
-            Command::ReattachSession {
-                id,
-                password,
-                requested,
-                owner,
-            } => Outcome::SessionReattached(
-                self.tracker
-                    .reattach(id, &password, requested, owner, now)?,
-            ),
-            Command::CloseSession { id } => {
-                if !self.tracker.contains(id) {
-                    return Err(ApplyError::SessionGone(id));
-                }
-                // Closing first: from here the session refuses touches and creates.
-                let _ = self.tracker.mark_closing(id);
-                // Its own watches go first so it is not told of its own ephemerals.
-                self.namespace.remove_watcher(id);
-                let removed = self.namespace.remove_session(id.as_u64(), zxid);
-                fired = removed.fired;
-                self.tracker.remove(id);
-                Outcome::SessionClosed {
-                    ephemerals_deleted: removed.value.len(),
+            Ok(Outcome::SessionUpdated { id, timeout, .. }) => {
+                let mut liveness = self.liveness();
+                let owner = liveness.owner(*id);
+                let _ = liveness.track(*id, *timeout, owner, now);
+            }
+            Ok(Outcome::SessionClosed { id, .. }) => {
+                state.watches.remove_watcher(*id);
+                self.liveness().forget(*id);
+                if let Some((_, connection)) = self.connections.remove(id) {
+                    let _ = connection.mailbox.send(Notice::Disconnect(Box::new((
+                        Code::SessionExpired,
+                        format!("session {id} expired or was closed"),
+                    ))));
                 }
             }
-            Command::CreateNode {
-                session,
-                path,
-                data,
-                mode,
-            } => {
-                let open = self
-                    .tracker
-                    .info(session)
-                    .is_some_and(|info| info.state == SessionState::Open);
-                if !open {
-                    return Err(ApplyError::SessionGone(session));
-                }
-                let written =
-                    self.namespace
-                        .create(&path, data, mode, session.as_u64(), zxid, wall_ms)?;
-                fired = written.fired;
-                Outcome::NodeCreated(written.value)
+            _ => {}
+        }
+        if !applied.changes.is_empty() {
+            let fired = state.watches.fire(&applied.changes, zxid);
+            self.deliver(fired);
+        }
+        self.metrics
+            .sessions
+            .set(i64::try_from(state.replica.session_count()).unwrap_or(i64::MAX));
+        applied
+    }
+
+    /// Hands fired watch events to the connections of their sessions. A
+    /// session without a connection loses the event; it re-registers its
+    /// watches with its last zxid when it reattaches and is told then.
+    fn deliver(&self, fired: Vec<(SessionId, WatchEvent)>) {
+        for (session, event) in fired {
+            if let Some(connection) = self.connections.get(&session) {
+                let _ = connection.mailbox.send(Notice::Watch(Box::new(event)));
             }
-            Command::DeleteNode { path, version } => {
-                let written = self.namespace.delete(&path, version, zxid)?;
-                fired = written.fired;
-                Outcome::NodeDeleted
-            }
-            Command::SetData {
-                path,
-                data,
-                version,
-            } => {
-                let written = self
-                    .namespace
-                    .set_data(&path, data, version, zxid, wall_ms)?;
-                fired = written.fired;
-                Outcome::DataSet(written.value)
+        }
+    }
+
+    /// Answers a read for `session`, leaving the watch it asks for within
+    /// the limits; returns the result and the zxid it reflects.
+    pub(crate) fn read(
+        &self,
+        session: SessionId,
+        op: Operation,
+        limits: &Limits,
+    ) -> (u64, Result<OpResult, OpError>) {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let zxid = state.replica.zxid();
+        let tree = state.replica.tree();
+        let watches = &mut state.watches;
+        let max_watches = limits.max_watches_per_session;
+        let watch_room = |watches: &WatchTable<SessionId>| {
+            if watches.count_of(session) >= max_watches {
+                Err(OpError::new(
+                    Code::TooManyWatches,
+                    format!("session {session} already holds {max_watches} watches, the limit"),
+                ))
+            } else {
+                Ok(())
             }
         };
-        self.zxid = zxid;
-        Ok(Applied {
-            zxid,
-            outcome,
-            fired,
-        })
+        let result = (|| match op {
+            Operation::GetData { path, watch } => {
+                let (data, stat) = tree.get_data(&path).map_err(|e| tree_error(&e))?;
+                if watch {
+                    watch_room(watches)?;
+                    watches.add(WatchKind::Data, &path, session);
+                }
+                Ok(OpResult::GetData { data, stat })
+            }
+            Operation::Exists { path, watch } => {
+                let stat = tree.exists(&path).map_err(|e| tree_error(&e))?;
+                if watch {
+                    watch_room(watches)?;
+                    let kind = if stat.is_some() {
+                        WatchKind::Data
+                    } else {
+                        WatchKind::Exist
+                    };
+                    watches.add(kind, &path, session);
+                }
+                Ok(OpResult::Exists { stat })
+            }
+            Operation::GetChildren { path, watch } => {
+                let (children, stat) = tree.children(&path).map_err(|e| tree_error(&e))?;
+                if watch {
+                    watch_room(watches)?;
+                    watches.add(WatchKind::Child, &path, session);
+                }
+                Ok(OpResult::GetChildren { children, stat })
+            }
+            Operation::SetWatches {
+                last_zxid_seen,
+                data,
+                exist,
+                child,
+            } => {
+                let paths = data.len() + exist.len() + child.len();
+                let max_paths = limits.max_set_watches_paths;
+                if paths > max_paths {
+                    return Err(OpError::new(
+                        Code::TooManyWatches,
+                        format!("set watches names {paths} paths, over the limit of {max_paths} per request"),
+                    ));
+                }
+                let held = watches.count_of(session);
+                if held + paths > max_watches {
+                    return Err(OpError::new(
+                        Code::TooManyWatches,
+                        format!("session {session} holds {held} watches; {paths} more would pass the limit of {max_watches}"),
+                    ));
+                }
+                let fired = watches
+                    .set_watches(tree, session, last_zxid_seen, &data, &exist, &child)
+                    .map_err(|e| tree_error(&e))?;
+                self.deliver(fired);
+                Ok(OpResult::SetWatches)
+            }
+            Operation::Create { .. } | Operation::Delete { .. } | Operation::SetData { .. } => Err(
+                OpError::new(Code::SystemError, "a write was routed as a read"),
+            ),
+        })();
+        (zxid, result)
     }
+}
+
+/// The code and message a client sees for a refused transaction.
+pub(crate) fn txn_error(err: &TxnError) -> OpError {
+    match err {
+        TxnError::Tree(err) => tree_error(err),
+        TxnError::SessionExpired { .. } | TxnError::Reattach(_) => {
+            OpError::new(Code::SessionExpired, err.to_string())
+        }
+        TxnError::SessionMoved { .. } => OpError::new(Code::SessionMoved, err.to_string()),
+        _ => OpError::new(Code::SystemError, err.to_string()),
+    }
+}
+
+/// The code and message a client sees for a tree error.
+pub(crate) fn tree_error(err: &session_core::TreeError) -> OpError {
+    use session_core::TreeError as E;
+    let code = match err {
+        E::NoNode { .. } => Code::NoNode,
+        E::NodeExists { .. } => Code::NodeExists,
+        E::BadVersion { .. } => Code::BadVersion,
+        E::NotEmpty { .. } => Code::NotEmpty,
+        E::NoChildrenForEphemerals { .. } => Code::NoChildrenForEphemerals,
+        E::InvalidPath(_) | E::RootDelete => Code::InvalidPath,
+        E::DataTooLarge { .. } | E::PathTooLong { .. } => Code::TooLarge,
+        E::TooManyEphemerals { .. } => Code::TooManyEphemerals,
+        E::TooManyNodes { .. } | E::DataQuotaExceeded { .. } => Code::QuotaExceeded,
+        _ => Code::BadArguments,
+    };
+    OpError::new(code, err.to_string())
 }

@@ -205,7 +205,7 @@ impl ErrorCode {
     pub fn zookeeper_code(self) -> Option<i32> {
         match self {
             Self::Unspecified | Self::SystemError => Some(-1),
-            Self::SessionExpired | Self::SessionClosing => Some(-112),
+            Self::SessionExpired => Some(-112),
             Self::SessionMoved => Some(-118),
             Self::AuthFailed => Some(-115),
             Self::NoNode => Some(-101),
@@ -213,12 +213,13 @@ impl ErrorCode {
             Self::BadVersion => Some(-103),
             Self::NotEmpty => Some(-111),
             Self::NoChildrenForEphemerals => Some(-108),
-            Self::TooManyRequests => Some(-127),
+            Self::QuotaExceeded => Some(-125),
             Self::BadArguments => Some(-8),
             Self::Unimplemented => Some(-6),
             Self::InvalidPath
             | Self::TooLarge
             | Self::TooManyEphemerals
+            | Self::TooManyWatches
             | Self::ServerShuttingDown => None,
         }
     }

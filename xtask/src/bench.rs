@@ -19,12 +19,13 @@ use crate::cmd::{Error, cargo, exec};
 const USAGE: &str = "\
 usage: cargo xtask bench [--quick] [--only SCENARIO] [--no-zookeeper] [SIZES]
 
-scenarios: establish, hold, churn, expiry, failover
+scenarios: establish, hold, churn, pipelined, expiry, failover
 sizes (defaults; --quick: establish 1000, hold 1000 for 10 s, churn 3 s,
-expiry 1000, failover 200):
+pipelined 20000 requests, expiry 1000, failover 200):
   --establish-sessions N   (10000)   --hold-sessions N        (15000)
   --hold-seconds S         (30)      --churn-sessions N       (64)
-  --churn-seconds S        (10)      --expiry-sessions N      (10000)
+  --churn-seconds S        (10)      --pipelined-requests N   (200000)
+  --pipelined-window W     (1000)    --expiry-sessions N      (10000)
   --failover-sessions N    (1000)
 ";
 
@@ -46,6 +47,10 @@ struct Sizes {
     hold_seconds: u64,
     churn_sessions: usize,
     churn_seconds: u64,
+    /// Requests of the pipelined scenario, all on one session.
+    pipelined_requests: u64,
+    /// Requests in flight at once on that session.
+    pipelined_window: usize,
     expiry: usize,
     failover: usize,
 }
@@ -58,6 +63,8 @@ impl Sizes {
             hold_seconds: 30,
             churn_sessions: 64,
             churn_seconds: 10,
+            pipelined_requests: 200_000,
+            pipelined_window: 1000,
             expiry: 10_000,
             failover: 1000,
         }
@@ -70,13 +77,22 @@ impl Sizes {
             hold_seconds: 10,
             churn_sessions: 64,
             churn_seconds: 3,
+            pipelined_requests: 20_000,
+            pipelined_window: 1000,
             expiry: 1000,
             failover: 200,
         }
     }
 }
 
-const SCENARIOS: [&str; 5] = ["establish", "hold", "churn", "expiry", "failover"];
+const SCENARIOS: [&str; 6] = [
+    "establish",
+    "hold",
+    "churn",
+    "pipelined",
+    "expiry",
+    "failover",
+];
 
 /// Entry point of `cargo xtask bench ARGS`.
 pub(crate) fn run(args: &[String]) -> Result<(), Error> {
@@ -105,6 +121,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
             "--hold-seconds" => sizes.hold_seconds = value()?.parse()?,
             "--churn-sessions" => sizes.churn_sessions = value()?.parse()?,
             "--churn-seconds" => sizes.churn_seconds = value()?.parse()?,
+            "--pipelined-requests" => sizes.pipelined_requests = value()?.parse()?,
+            "--pipelined-window" => sizes.pipelined_window = value()?.parse()?,
             "--expiry-sessions" => sizes.expiry = value()?.parse()?,
             "--failover-sessions" => sizes.failover = value()?.parse()?,
             "--help" | "-h" => {
@@ -361,6 +379,11 @@ fn run_scenario(
                 .args(["--sessions", &sizes.churn_sessions.to_string()])
                 .args(["--duration-s", &sizes.churn_seconds.to_string()]);
         }
+        "pipelined" => {
+            command
+                .args(["--requests", &sizes.pipelined_requests.to_string()])
+                .args(["--window", &sizes.pipelined_window.to_string()]);
+        }
         "expiry" => {
             command
                 .args(["--sessions", &sizes.expiry.to_string()])
@@ -477,6 +500,22 @@ impl Results {
         row("churn", "latency p50, µs", "p50_us", Target::None);
         row("churn", "latency p99, µs", "p99_us", Target::None);
         row("churn", "errors", "errors", Target::Zero);
+        row("pipelined", "requests in flight", "window", Target::None);
+        row(
+            "pipelined",
+            "ops/s (one session, setData+getData)",
+            "ops_per_s",
+            Target::AtLeast(3.0),
+        );
+        row("pipelined", "latency p50, µs", "p50_us", Target::None);
+        row("pipelined", "latency p99, µs", "p99_us", Target::None);
+        row("pipelined", "errors", "errors", Target::Zero);
+        row(
+            "pipelined",
+            "replies out of order",
+            "out_of_order",
+            Target::Zero,
+        );
         row("expiry", "ephemerals", "sessions", Target::None);
         row(
             "expiry",

@@ -183,9 +183,9 @@ async fn connection_limits_in_total_and_per_ip() {
 #[tokio::test]
 async fn ephemerals_per_session_path_and_data_limits() {
     let server = support::start_with(|config| {
-        config.limits.namespace.max_ephemerals_per_session = 2;
-        config.limits.namespace.max_path_bytes = 32;
-        config.limits.namespace.max_data_bytes = 16;
+        config.limits.tree.max_ephemerals_per_session = 2;
+        config.limits.tree.max_path_bytes = 32;
+        config.limits.tree.max_data_bytes = 16;
     })
     .await;
     let (mut raw, _) = Raw::open(server.local_addr(), Duration::from_secs(1)).await;

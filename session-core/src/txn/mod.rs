@@ -1,0 +1,882 @@
+//! The transaction model: protocol-neutral write operations, `prepare` that
+//! turns one into a transaction, and a deterministic `apply`.
+//!
+//! This module owns the replicated state, [`Replica`]: the [`DataTree`], the
+//! session table (id, timeout, owning server), the password secret, the id
+//! high-water mark and the zxid of the last applied transaction. A write
+//! takes three steps, like ZooKeeper's PrepRequestProcessor and
+//! FinalRequestProcessor:
+//!
+//! 1. [`prepare`]`(replica, op, ctx)` checks an [`Op`] against the current
+//!    state and the [`Context`] (limits, timeout policy, this server, the
+//!    wall clock) and resolves everything replicas must agree on into a
+//!    [`Txn`]: the negotiated timeout, the floor of a new session id, the
+//!    owning server, ctime and mtime. Everything non-deterministic enters
+//!    here, and only here.
+//! 2. The engine (a single node, or a replicated log) orders the transaction
+//!    and assigns its zxid.
+//! 3. [`Replica::apply`]`(zxid, &txn)` on every replica: deterministic. The
+//!    same transactions in the same order give the same state, results and
+//!    changes on every replica, whatever was prepared where and when.
+//!
+//! Apply re-checks everything it depends on (session held, owner, the tree's
+//! structure), because transactions prepared concurrently may conflict. It
+//! does not check [`TreeLimits`]: limits are configuration, which replicas need
+//! not share. So transactions prepared concurrently may together overshoot a
+//! limit by at most the number in flight.
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::{
+    Change, CreateMode, DataTree, NodeSnapshot, PasswordSecret, ReattachError, ServerId,
+    SessionId, SessionPassword, Stat, TimeoutPolicy, TreeError, TreeLimits, initial_session_id,
+};
+
+/// Mask of the 56 bits below a session id's server byte: the part a server
+/// counts in (as in the `id` module).
+const LOW_MASK: u64 = (1 << 56) - 1;
+
+/// A session as replicated: what every replica knows of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionEntry {
+    /// The session.
+    pub id: SessionId,
+    /// Its negotiated timeout.
+    pub timeout: Duration,
+    /// The server its client is connected to; node writes are accepted only
+    /// from it (others get [`TxnError::SessionMoved`]).
+    pub owner: ServerId,
+}
+
+/// A write operation as a client asks for it, whatever the protocol.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Open a session with a requested timeout.
+    CreateSession {
+        /// The timeout the client asks for; negotiated by the policy.
+        requested: Duration,
+    },
+    /// A client comes back with its session id and password, on this server.
+    Reattach {
+        /// The session.
+        id: SessionId,
+        /// Its password, as the client sent it.
+        password: SessionPassword,
+        /// The timeout the client asks for now; negotiated again.
+        requested: Duration,
+    },
+    /// Close a session: asked by its client, or its expiry.
+    CloseSession {
+        /// The session.
+        id: SessionId,
+    },
+    /// Create a node.
+    Create {
+        /// The session asking (the owner of an ephemeral node).
+        session: SessionId,
+        /// The path, or for a sequential mode the prefix of the name.
+        path: String,
+        /// The node's data.
+        data: Bytes,
+        /// Persistent or ephemeral, sequential or not.
+        mode: CreateMode,
+    },
+    /// Delete a node.
+    Delete {
+        /// The session asking.
+        session: SessionId,
+        /// The node.
+        path: String,
+        /// The version it must have; `None` or `Some(-1)` match any.
+        version: Option<i32>,
+    },
+    /// Replace a node's data.
+    SetData {
+        /// The session asking.
+        session: SessionId,
+        /// The node.
+        path: String,
+        /// The new data.
+        data: Bytes,
+        /// The version it must have; `None` or `Some(-1)` match any.
+        version: Option<i32>,
+    },
+}
+
+/// What [`prepare`] needs beyond the replica: everything non-deterministic,
+/// and this server's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The server preparing: it becomes the owner of sessions created or
+    /// reattached here, and node writes must come from a session's owner.
+    pub server: ServerId,
+    /// The timeout policy that negotiates requested timeouts.
+    pub policy: &'a TimeoutPolicy,
+    /// The limits writes are checked against.
+    pub limits: &'a TreeLimits,
+    /// The wall clock in milliseconds since the Unix epoch: ctime and mtime
+    /// of nodes, and the floor of new session ids.
+    pub wall_ms: i64,
+}
+
+/// A prepared transaction: what is proposed, logged and applied on every
+/// replica. It carries every value replicas must agree on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Txn {
+    /// Open a session. Apply mints the id `max(min_id, high water + 1)` (the
+    /// replica's first id while it has minted none), so sessions prepared
+    /// concurrently from the same state never get the same id.
+    CreateSession {
+        /// The id floor from the preparing server's wall clock
+        /// ([`initial_session_id`] of the server and the clock).
+        min_id: SessionId,
+        /// The negotiated timeout.
+        timeout: Duration,
+        /// The server the client is connected to.
+        owner: ServerId,
+    },
+    /// A reattach that changes the timeout or the owning server.
+    UpdateSession {
+        /// The session.
+        id: SessionId,
+        /// The timeout negotiated again.
+        timeout: Duration,
+        /// The server the client is now connected to.
+        owner: ServerId,
+    },
+    /// Close a session and delete its ephemerals, all under one zxid.
+    CloseSession {
+        /// The session.
+        id: SessionId,
+    },
+    /// Create a node.
+    ///
+    /// For a sequential mode `path` is the prefix, and apply appends the
+    /// parent's `cversion` *at apply time*. This is deliberate (ZooKeeper
+    /// resolves the name when preparing): two sequential creates prepared
+    /// from the same state never collide, and the name is a function of the
+    /// log alone.
+    CreateNode {
+        /// The session asking; it owns an ephemeral node.
+        session: SessionId,
+        /// The server that prepared it, which must own the session at apply.
+        owner: ServerId,
+        /// The path, or the prefix when sequential.
+        path: String,
+        /// The data.
+        data: Bytes,
+        /// The mode.
+        mode: CreateMode,
+        /// The ctime and mtime, wall-clock milliseconds.
+        time_ms: i64,
+    },
+    /// Delete a node.
+    DeleteNode {
+        /// The session asking.
+        session: SessionId,
+        /// The server that prepared it, which must own the session at apply.
+        owner: ServerId,
+        /// The node.
+        path: String,
+        /// The version it must have; `None` or `Some(-1)` match any.
+        version: Option<i32>,
+    },
+    /// Replace a node's data.
+    SetData {
+        /// The session asking.
+        session: SessionId,
+        /// The server that prepared it, which must own the session at apply.
+        owner: ServerId,
+        /// The node.
+        path: String,
+        /// The new data.
+        data: Bytes,
+        /// The version it must have; `None` or `Some(-1)` match any.
+        version: Option<i32>,
+        /// The new mtime, wall-clock milliseconds.
+        time_ms: i64,
+    },
+}
+
+impl Txn {
+    /// The session the transaction acts for or on (`None` for a session not
+    /// yet created).
+    #[must_use]
+    pub fn session(&self) -> Option<SessionId> {
+        match self {
+            Self::CreateSession { .. } => None,
+            Self::UpdateSession { id, .. } | Self::CloseSession { id } => Some(*id),
+            Self::CreateNode { session, .. }
+            | Self::DeleteNode { session, .. }
+            | Self::SetData { session, .. } => Some(*session),
+        }
+    }
+}
+
+/// What a transaction produced when it applied successfully.
+///
+/// Two outcomes are equal when every field is; passwords are compared
+/// byte by byte without an early exit (for tests and replica comparison, not
+/// for authentication: use [`PasswordSecret::verify`]).
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A session was opened.
+    SessionCreated {
+        /// Its id.
+        id: SessionId,
+        /// Its password, for the connect reply.
+        password: SessionPassword,
+        /// Its negotiated timeout.
+        timeout: Duration,
+    },
+    /// A session's timeout or owner changed (a reattach).
+    SessionUpdated {
+        /// The session.
+        id: SessionId,
+        /// Its timeout now.
+        timeout: Duration,
+        /// The server that owned it before; if that is another server, its
+        /// connection for the session is to be told `SessionMoved`.
+        previous_owner: ServerId,
+    },
+    /// A session was closed.
+    SessionClosed {
+        /// The session.
+        id: SessionId,
+        /// Its ephemeral nodes, deleted with it, in sorted order.
+        ephemerals: Vec<String>,
+    },
+    /// A node was created.
+    NodeCreated {
+        /// Its path (with the sequential suffix, if any).
+        path: String,
+        /// Its stat.
+        stat: Stat,
+    },
+    /// A node was deleted.
+    NodeDeleted,
+    /// A node's data was replaced.
+    DataSet {
+        /// The node's new stat.
+        stat: Stat,
+    },
+}
+
+impl PartialEq for Outcome {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                Self::SessionCreated {
+                    id,
+                    password,
+                    timeout,
+                },
+                Self::SessionCreated {
+                    id: other_id,
+                    password: other_password,
+                    timeout: other_timeout,
+                },
+            ) => {
+                let differ = password
+                    .as_bytes()
+                    .iter()
+                    .zip(other_password.as_bytes())
+                    .fold(0_u8, |diff, (a, b)| diff | (a ^ b));
+                id == other_id && timeout == other_timeout && differ == 0
+            }
+            (
+                Self::SessionUpdated {
+                    id,
+                    timeout,
+                    previous_owner,
+                },
+                Self::SessionUpdated {
+                    id: other_id,
+                    timeout: other_timeout,
+                    previous_owner: other_owner,
+                },
+            ) => id == other_id && timeout == other_timeout && previous_owner == other_owner,
+            (
+                Self::SessionClosed { id, ephemerals },
+                Self::SessionClosed {
+                    id: other_id,
+                    ephemerals: other_ephemerals,
+                },
+            ) => id == other_id && ephemerals == other_ephemerals,
+            (
+                Self::NodeCreated { path, stat },
+                Self::NodeCreated {
+                    path: other_path,
+                    stat: other_stat,
+                },
+            ) => path == other_path && stat == other_stat,
+            (Self::NodeDeleted, Self::NodeDeleted) => true,
+            (Self::DataSet { stat }, Self::DataSet { stat: other_stat }) => stat == other_stat,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Outcome {}
+
+/// A transaction applied by [`Replica::apply`]: its zxid, its result and the
+/// changes it made to the tree (for the watch tables; empty on error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "the result must be answered and the changes handed to the watch tables"]
+pub struct Applied {
+    /// The transaction's zxid.
+    pub zxid: u64,
+    /// What it produced, or why it changed nothing.
+    pub result: Result<Outcome, TxnError>,
+    /// The changes it made to the tree, in firing order.
+    pub changes: Vec<Change>,
+}
+
+/// Why an operation could not be prepared, or a transaction changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TxnError {
+    /// The tree refused the write, or it is over a limit.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    /// The session is not held: it expired or was closed, or never existed.
+    /// Nothing can be written for it any more (ZOOKEEPER-1208). The server
+    /// answers `SessionExpired`.
+    #[error("session {id} is expired or closed")]
+    SessionExpired {
+        /// The session.
+        id: SessionId,
+    },
+    /// The session is owned by another server than the one writing for it:
+    /// its client reattached there. The server answers `SessionMoved`.
+    #[error("session {id} has moved to server {owner}")]
+    SessionMoved {
+        /// The session.
+        id: SessionId,
+        /// The server that owns it now.
+        owner: ServerId,
+    },
+    /// A reattach was refused (unknown session or wrong password).
+    #[error(transparent)]
+    Reattach(#[from] ReattachError),
+    /// No session id is left above the high-water mark without leaving its
+    /// server byte.
+    #[error("server {server} has no session ids left")]
+    IdsExhausted {
+        /// The server that asked for a new session.
+        server: ServerId,
+    },
+    /// [`Replica::apply`] was given a zxid that is not after the last one
+    /// applied; nothing was changed.
+    #[error("zxid {zxid} is not after the last applied zxid {last}")]
+    ZxidNotAfter {
+        /// The zxid given.
+        zxid: u64,
+        /// The last zxid applied.
+        last: u64,
+    },
+}
+
+/// Everything that is replicated of a [`Replica`], in an order that does not
+/// depend on hashing: what determinism tests compare and what a snapshot
+/// persists. Its `Debug` output does not show the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaSnapshot {
+    /// The zxid of the last applied transaction.
+    pub zxid: u64,
+    /// The highest session id minted.
+    pub high_water: Option<SessionId>,
+    /// The first id the replica could mint.
+    pub first_id: SessionId,
+    /// The password secret (see [`PasswordSecret::as_bytes`]).
+    pub secret: PasswordSecret,
+    /// Every session, sorted by id.
+    pub sessions: Vec<SessionEntry>,
+    /// Every node, sorted by path.
+    pub nodes: Vec<NodeSnapshot>,
+}
+
+/// The replicated state: data tree, sessions, password secret, id high-water
+/// mark and last zxid.
+///
+/// Methods: getters (`&self`), [`check_reattach`](Self::check_reattach),
+/// [`export`](Self::export), and one command, [`apply`](Self::apply). The
+/// state changes only through `apply`; [`prepare`] reads it.
+///
+/// ```
+/// use std::time::Duration;
+/// use bytes::Bytes;
+/// use session_core::{
+///     Context, CreateMode, Op, Outcome, PasswordSecret, Replica, ServerId, SessionId,
+///     TimeoutPolicy, TreeLimits, WatchKind, WatchTable, prepare,
+/// };
+///
+/// let server = ServerId::new(1)?;
+/// let first_id = SessionId::from_u64(0x0100_0000_0000_0000);
+/// let mut replica = Replica::new(PasswordSecret::new(&[7; 32])?, first_id);
+/// let policy = TimeoutPolicy::new(Duration::from_secs(2))?;
+/// let limits = TreeLimits::default();
+/// let ctx = Context { server, policy: &policy, limits: &limits, wall_ms: 1_700_000_000_000 };
+///
+/// // Prepare against the current state, let the engine order it, apply.
+/// let txn = prepare(&replica, Op::CreateSession { requested: Duration::from_secs(6) }, &ctx)?
+///     .expect("a new session is always a transaction");
+/// let applied = replica.apply(1, &txn);
+/// let Ok(Outcome::SessionCreated { id, .. }) = applied.result else { panic!() };
+///
+/// // Another client of this server watches the children of /.
+/// let mut watches: WatchTable<SessionId> = WatchTable::new();
+/// let other = SessionId::from_u64(42);
+/// watches.add(WatchKind::Child, "/", other);
+///
+/// let op = Op::Create {
+///     session: id,
+///     path: "/lock-".into(),
+///     data: Bytes::new(),
+///     mode: CreateMode::EphemeralSequential,
+/// };
+/// let txn = prepare(&replica, op, &ctx)?.expect("a create is a transaction");
+/// let applied = replica.apply(2, &txn);
+/// assert!(matches!(&applied.result, Ok(Outcome::NodeCreated { path, .. }) if path == "/lock-0000000000"));
+/// let fired = watches.fire(&applied.changes, applied.zxid);
+/// assert_eq!(fired.len(), 1);
+///
+/// // Closing the session deletes its ephemerals under the same zxid.
+/// let txn = prepare(&replica, Op::CloseSession { id }, &ctx)?.expect("held");
+/// let applied = replica.apply(3, &txn);
+/// assert!(matches!(applied.result, Ok(Outcome::SessionClosed { ref ephemerals, .. }) if ephemerals.len() == 1));
+/// assert_eq!(replica.tree().node_count(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Replica {
+    tree: DataTree,
+    sessions: BTreeMap<SessionId, SessionEntry>,
+    secret: PasswordSecret,
+    high_water: Option<SessionId>,
+    first_id: SessionId,
+    zxid: u64,
+}
+
+impl Replica {
+    /// An empty replica: only the root node, no session, zxid 0.
+    ///
+    /// `first_id` is the first id it could mint: ids of its server byte below
+    /// it, and ids of other server bytes, are [`ReattachError::Unknown`] when
+    /// not held, before any password check (see
+    /// [`check_reattach`](Self::check_reattach)). It is also the floor of
+    /// the first id minted. Every replica of a group must be built with the
+    /// same secret and first id.
+    #[must_use]
+    pub fn new(secret: PasswordSecret, first_id: SessionId) -> Self {
+        Self {
+            tree: DataTree::new(),
+            sessions: BTreeMap::new(),
+            secret,
+            high_water: None,
+            first_id,
+            zxid: 0,
+        }
+    }
+
+    /// The data tree, for reads.
+    #[must_use]
+    pub fn tree(&self) -> &DataTree {
+        &self.tree
+    }
+
+    /// The zxid of the last applied transaction (0 at the start).
+    #[must_use]
+    pub fn zxid(&self) -> u64 {
+        self.zxid
+    }
+
+    /// The session `id`, if held.
+    #[must_use]
+    pub fn session(&self, id: SessionId) -> Option<&SessionEntry> {
+        self.sessions.get(&id)
+    }
+
+    /// Every session held, sorted by id.
+    pub fn sessions(&self) -> impl Iterator<Item = &SessionEntry> + '_ {
+        self.sessions.values()
+    }
+
+    /// Number of sessions held.
+    #[must_use]
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The highest session id minted, if any.
+    #[must_use]
+    pub fn high_water(&self) -> Option<SessionId> {
+        self.high_water
+    }
+
+    /// The first id this replica could mint.
+    #[must_use]
+    pub fn first_id(&self) -> SessionId {
+        self.first_id
+    }
+
+    /// The password secret.
+    #[must_use]
+    pub fn secret(&self) -> &PasswordSecret {
+        &self.secret
+    }
+
+    /// The password of a session held here, for the connect reply of a
+    /// reattach (the client already has it; ZooKeeper sends it again).
+    #[must_use]
+    pub fn password(&self, id: SessionId) -> Option<SessionPassword> {
+        self.sessions
+            .contains_key(&id)
+            .then(|| self.secret.derive(id))
+    }
+
+    /// Checks a reattach: returns the session if `password` is its password.
+    ///
+    /// The rule is the tracker's: an id not held that this replica could not
+    /// have minted (another server byte than [`first_id`](Self::first_id)'s,
+    /// or below it) is [`ReattachError::Unknown`] *before* the password is
+    /// checked: such an id is dead whoever asks, so saying so reveals nothing,
+    /// and a client whose server restarted with a new secret hears "expired"
+    /// rather than "wrong password". Otherwise a wrong password is
+    /// [`ReattachError::WrongPassword`] (checked in constant time, whether the
+    /// session is held or not), and a session not held is `Unknown`.
+    ///
+    /// # Errors
+    /// [`ReattachError::Unknown`], [`ReattachError::WrongPassword`].
+    pub fn check_reattach(
+        &self,
+        id: SessionId,
+        password: &SessionPassword,
+    ) -> Result<&SessionEntry, ReattachError> {
+        let held = self.sessions.get(&id);
+        if held.is_none() && !self.could_have_minted(id) {
+            return Err(ReattachError::Unknown { id });
+        }
+        if !self.secret.verify(id, password) {
+            return Err(ReattachError::WrongPassword { id });
+        }
+        held.ok_or(ReattachError::Unknown { id })
+    }
+
+    /// Everything replicated, sorted: equal on two replicas that applied the
+    /// same transactions in the same order.
+    #[must_use]
+    pub fn export(&self) -> ReplicaSnapshot {
+        ReplicaSnapshot {
+            zxid: self.zxid,
+            high_water: self.high_water,
+            first_id: self.first_id,
+            secret: self.secret.clone(),
+            sessions: self.sessions.values().copied().collect(),
+            nodes: self.tree.export(),
+        }
+    }
+
+    /// Applies `txn` under `zxid`, deterministically: the result and the
+    /// changes depend only on the state and the arguments.
+    ///
+    /// The zxid is consumed even when the result is an error (like a log
+    /// index): the replica's [`zxid`](Self::zxid) becomes `zxid` and nothing
+    /// else changes. A `zxid` not after the last one is refused with
+    /// [`TxnError::ZxidNotAfter`] and changes nothing at all.
+    ///
+    /// Node transactions re-check that the session is held
+    /// ([`TxnError::SessionExpired`]) and owned by the transaction's server
+    /// ([`TxnError::SessionMoved`]), then write the tree, which re-checks its
+    /// structure. A close removes the session and all its ephemerals under
+    /// this one zxid, so nothing can be created for it afterwards
+    /// (ZOOKEEPER-1208). Limits are not checked: see the module docs.
+    pub fn apply(&mut self, zxid: u64, txn: &Txn) -> Applied {
+        if zxid <= self.zxid {
+            return Applied {
+                zxid,
+                result: Err(TxnError::ZxidNotAfter {
+                    zxid,
+                    last: self.zxid,
+                }),
+                changes: Vec::new(),
+            };
+        }
+        self.zxid = zxid;
+        let mut changes = Vec::new();
+        let result = self.apply_txn(zxid, txn, &mut changes);
+        Applied {
+            zxid,
+            result,
+            changes,
+        }
+    }
+
+    fn apply_txn(
+        &mut self,
+        zxid: u64,
+        txn: &Txn,
+        changes: &mut Vec<Change>,
+    ) -> Result<Outcome, TxnError> {
+        match txn {
+            Txn::CreateSession {
+                min_id,
+                timeout,
+                owner,
+            } => {
+                let id = self.next_id(*min_id, *owner)?;
+                self.sessions.insert(
+                    id,
+                    SessionEntry {
+                        id,
+                        timeout: *timeout,
+                        owner: *owner,
+                    },
+                );
+                self.high_water = Some(id);
+                Ok(Outcome::SessionCreated {
+                    id,
+                    password: self.secret.derive(id),
+                    timeout: *timeout,
+                })
+            }
+            Txn::UpdateSession { id, timeout, owner } => {
+                let entry = self
+                    .sessions
+                    .get_mut(id)
+                    .ok_or(TxnError::SessionExpired { id: *id })?;
+                let previous_owner = entry.owner;
+                entry.timeout = *timeout;
+                entry.owner = *owner;
+                Ok(Outcome::SessionUpdated {
+                    id: *id,
+                    timeout: *timeout,
+                    previous_owner,
+                })
+            }
+            Txn::CloseSession { id } => {
+                if self.sessions.remove(id).is_none() {
+                    return Err(TxnError::SessionExpired { id: *id });
+                }
+                let removed = self.tree.remove_session(id.as_u64(), zxid);
+                *changes = removed.changes;
+                Ok(Outcome::SessionClosed {
+                    id: *id,
+                    ephemerals: removed.value,
+                })
+            }
+            Txn::CreateNode {
+                session,
+                owner,
+                path,
+                data,
+                mode,
+                time_ms,
+            } => {
+                self.held_by(*session, *owner)?;
+                let written =
+                    self.tree
+                        .create(path, data.clone(), *mode, session.as_u64(), zxid, *time_ms)?;
+                let stat = self
+                    .tree
+                    .stat(&written.value)
+                    .expect("invariant: a node just created is in the tree");
+                *changes = written.changes;
+                Ok(Outcome::NodeCreated {
+                    path: written.value,
+                    stat,
+                })
+            }
+            Txn::DeleteNode {
+                session,
+                owner,
+                path,
+                version,
+            } => {
+                self.held_by(*session, *owner)?;
+                let written = self.tree.delete(path, *version, zxid)?;
+                *changes = written.changes;
+                Ok(Outcome::NodeDeleted)
+            }
+            Txn::SetData {
+                session,
+                owner,
+                path,
+                data,
+                version,
+                time_ms,
+            } => {
+                self.held_by(*session, *owner)?;
+                let written = self
+                    .tree
+                    .set_data(path, data.clone(), *version, zxid, *time_ms)?;
+                *changes = written.changes;
+                Ok(Outcome::DataSet {
+                    stat: written.value,
+                })
+            }
+        }
+    }
+
+    /// The id a [`Txn::CreateSession`] with `min_id` would mint now:
+    /// `max(min_id, high water + 1)`, or `max(min_id, first_id)` before the
+    /// first; refused when high water + 1 would leave its server byte.
+    fn next_id(&self, min_id: SessionId, server: ServerId) -> Result<SessionId, TxnError> {
+        let floor = match self.high_water {
+            None => self.first_id,
+            Some(mark) if mark >= min_id => {
+                if mark.as_u64() & LOW_MASK == LOW_MASK {
+                    return Err(TxnError::IdsExhausted { server });
+                }
+                SessionId::from_u64(mark.as_u64() + 1)
+            }
+            Some(_) => min_id,
+        };
+        Ok(min_id.max(floor))
+    }
+
+    /// The session, if held and owned by `owner`.
+    fn held_by(&self, id: SessionId, owner: ServerId) -> Result<&SessionEntry, TxnError> {
+        let entry = self
+            .sessions
+            .get(&id)
+            .ok_or(TxnError::SessionExpired { id })?;
+        if entry.owner != owner {
+            return Err(TxnError::SessionMoved {
+                id,
+                owner: entry.owner,
+            });
+        }
+        Ok(entry)
+    }
+
+    fn could_have_minted(&self, id: SessionId) -> bool {
+        id.server_id() == self.first_id.server_id() && id >= self.first_id
+    }
+}
+
+/// Checks `op` against `replica` and `ctx` and resolves it into the
+/// transaction to propose, or `None` when nothing needs to change (a reattach
+/// on the session's owning server with the same negotiated timeout).
+///
+/// Checks, in order:
+/// - sessions: [`Op::CreateSession`] negotiates the timeout and computes the
+///   id floor from `ctx.server` and `ctx.wall_ms`, refusing when no id would
+///   be left; [`Op::Reattach`] runs [`Replica::check_reattach`] and
+///   negotiates; [`Op::CloseSession`] needs the session held;
+/// - node writes: the session must be held ([`TxnError::SessionExpired`])
+///   and owned by `ctx.server` ([`TxnError::SessionMoved`]); then the write
+///   is checked against the tree and `ctx.limits` (path syntax and length,
+///   data size, node count, data quota, ephemerals per session, and the
+///   tree's structure: parent, name taken, version, children), so the
+///   common errors are answered without proposing.
+///
+/// The transaction carries `ctx.server` as owner and `ctx.wall_ms` as the
+/// time. [`Replica::apply`] re-checks all but the limits, since the state
+/// may have changed between prepare and apply.
+///
+/// # Errors
+/// [`TxnError::Tree`], [`TxnError::SessionExpired`],
+/// [`TxnError::SessionMoved`], [`TxnError::Reattach`],
+/// [`TxnError::IdsExhausted`].
+pub fn prepare(replica: &Replica, op: Op, ctx: &Context<'_>) -> Result<Option<Txn>, TxnError> {
+    let txn = match op {
+        Op::CreateSession { requested } => {
+            let timeout = ctx.policy.negotiate(requested);
+            // A clock before the epoch gives the lowest floor; the high
+            // water mark keeps ids rising anyway.
+            let wall_ms = u64::try_from(ctx.wall_ms).unwrap_or(0);
+            let min_id = initial_session_id(ctx.server, wall_ms, None)
+                .ok_or(TxnError::IdsExhausted { server: ctx.server })?;
+            replica.next_id(min_id, ctx.server)?;
+            Txn::CreateSession {
+                min_id,
+                timeout,
+                owner: ctx.server,
+            }
+        }
+        Op::Reattach {
+            id,
+            password,
+            requested,
+        } => {
+            let entry = replica.check_reattach(id, &password)?;
+            let timeout = ctx.policy.negotiate(requested);
+            if entry.timeout == timeout && entry.owner == ctx.server {
+                return Ok(None);
+            }
+            Txn::UpdateSession {
+                id,
+                timeout,
+                owner: ctx.server,
+            }
+        }
+        Op::CloseSession { id } => {
+            if replica.session(id).is_none() {
+                return Err(TxnError::SessionExpired { id });
+            }
+            Txn::CloseSession { id }
+        }
+        Op::Create {
+            session,
+            path,
+            data,
+            mode,
+        } => {
+            replica.held_by(session, ctx.server)?;
+            replica
+                .tree
+                .check_create(&path, data.len(), mode, session.as_u64(), ctx.limits)?;
+            Txn::CreateNode {
+                session,
+                owner: ctx.server,
+                path,
+                data,
+                mode,
+                time_ms: ctx.wall_ms,
+            }
+        }
+        Op::Delete {
+            session,
+            path,
+            version,
+        } => {
+            replica.held_by(session, ctx.server)?;
+            replica.tree.check_delete(&path, version, ctx.limits)?;
+            Txn::DeleteNode {
+                session,
+                owner: ctx.server,
+                path,
+                version,
+            }
+        }
+        Op::SetData {
+            session,
+            path,
+            data,
+            version,
+        } => {
+            replica.held_by(session, ctx.server)?;
+            replica
+                .tree
+                .check_set(&path, data.len(), version, ctx.limits)?;
+            Txn::SetData {
+                session,
+                owner: ctx.server,
+                path,
+                data,
+                version,
+                time_ms: ctx.wall_ms,
+            }
+        }
+    };
+    Ok(Some(txn))
+}

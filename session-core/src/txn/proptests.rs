@@ -1,0 +1,443 @@
+//! Determinism: random operations, prepared against one replica with a
+//! varying wall clock and varying servers, applied in the same order to two
+//! independently built replicas, must leave the same state, results and
+//! changes; also when transactions are applied long after they were prepared,
+//! and out of the order they were prepared in. The invariants of sessions
+//! (ids never repeat, no ephemeral outlives its session) are checked on the
+//! way.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::*;
+
+const START_MS: i64 = 1_700_000_000_000;
+const FIXED: [&str; 5] = ["/a", "/b", "/a/x", "/a/y", "/b/x"];
+const SEQ_PREFIXES: [&str; 2] = ["/a/s-", "/b/"];
+
+#[derive(Debug, Clone)]
+enum Step {
+    CreateSession {
+        requested_ms: u64,
+    },
+    Reattach {
+        session: usize,
+        right_password: bool,
+        requested_ms: u64,
+    },
+    Close {
+        session: usize,
+    },
+    Create {
+        session: usize,
+        path: usize,
+        ephemeral: bool,
+        sequential: bool,
+        len: usize,
+    },
+    Delete {
+        session: usize,
+        path: usize,
+        version: Option<i32>,
+    },
+    Set {
+        session: usize,
+        path: usize,
+        version: Option<i32>,
+        len: usize,
+    },
+}
+
+/// One step of a run: an operation, the server and clock it is prepared
+/// with, and what happens to its transaction.
+#[derive(Debug, Clone)]
+struct Input {
+    step: Step,
+    server: u64,
+    /// For a node write: prepare it on the server owning the session (if
+    /// held) rather than on `server`, as a client's own connection would.
+    on_owner: bool,
+    /// Added to the wall clock before preparing; may be negative.
+    clock_delta: i64,
+    /// Keep the transaction pending instead of applying it now.
+    hold: bool,
+    /// Pending transactions to apply after this step...
+    flush: usize,
+    /// ...from the newest (out of prepare order) instead of the oldest.
+    newest_first: bool,
+}
+
+fn version() -> impl Strategy<Value = Option<i32>> {
+    prop_oneof![Just(None), Just(Some(-1)), (0..3_i32).prop_map(Some)]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let session = || 0..8_usize;
+    prop_oneof![
+        2 => (0..30_000_u64).prop_map(|requested_ms| Step::CreateSession { requested_ms }),
+        2 => (session(), any::<bool>(), 0..30_000_u64).prop_map(
+            |(session, right_password, requested_ms)| Step::Reattach {
+                session,
+                right_password,
+                requested_ms,
+            }
+        ),
+        1 => session().prop_map(|session| Step::Close { session }),
+        5 => (session(), 0..FIXED.len(), any::<bool>(), any::<bool>(), 0..4_usize).prop_map(
+            |(session, path, ephemeral, sequential, len)| Step::Create {
+                session,
+                path,
+                ephemeral,
+                sequential,
+                len,
+            }
+        ),
+        2 => (session(), 0..FIXED.len(), version())
+            .prop_map(|(session, path, version)| Step::Delete { session, path, version }),
+        2 => (session(), 0..FIXED.len(), version(), 0..4_usize).prop_map(
+            |(session, path, version, len)| Step::Set { session, path, version, len }
+        ),
+    ]
+}
+
+fn input() -> impl Strategy<Value = Input> {
+    (
+        step(),
+        1..=3_u64,
+        prop::bool::weighted(0.8),
+        -2_000..5_000_i64,
+        prop::bool::weighted(0.3),
+        0..3_usize,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(step, server, on_owner, clock_delta, hold, flush, newest_first)| Input {
+                step,
+                server,
+                on_owner,
+                clock_delta,
+                hold,
+                flush,
+                newest_first,
+            },
+        )
+}
+
+fn secret() -> PasswordSecret {
+    PasswordSecret::new(&[0xc3; 32]).expect("long enough")
+}
+
+fn first_id() -> SessionId {
+    let server = ServerId::new(1).expect("in range");
+    initial_session_id(server, (START_MS - 1_000) as u64, None).expect("ids left")
+}
+
+/// Small limits, so that every limit is reached in short runs.
+fn limits() -> TreeLimits {
+    TreeLimits {
+        max_path_bytes: 1024,
+        max_data_bytes: 3,
+        max_ephemerals_per_session: 2,
+        max_nodes: 8,
+        max_total_data_bytes: 10,
+    }
+}
+
+/// The sessions a run knows of (created ones, closed or not, and two that
+/// never existed), each with its password.
+struct Known {
+    sessions: Vec<(SessionId, SessionPassword)>,
+}
+
+impl Known {
+    fn new(secret: &PasswordSecret) -> Self {
+        let never = SessionId::from_u64(first_id().as_u64() + 1_000_000);
+        let foreign = SessionId::from_u64((9 << 56) | 77);
+        Self {
+            sessions: vec![
+                (never, secret.derive(never)),
+                (foreign, secret.derive(foreign)),
+            ],
+        }
+    }
+
+    /// Mostly (`index` < 6) a session `replica` holds, else any known one,
+    /// counted from the newest.
+    fn get(&self, index: usize, replica: &Replica) -> (SessionId, SessionPassword) {
+        let live: Vec<SessionId> = replica.sessions().map(|entry| entry.id).collect();
+        if index < 6 && !live.is_empty() {
+            let id = live[live.len() - 1 - index % live.len()];
+            return (id, replica.secret().derive(id));
+        }
+        let len = self.sessions.len();
+        self.sessions[len - 1 - index % len]
+    }
+}
+
+fn op_for(step: &Step, known: &Known, replica: &Replica) -> Op {
+    let ms = Duration::from_millis;
+    match step {
+        Step::CreateSession { requested_ms } => Op::CreateSession {
+            requested: ms(*requested_ms),
+        },
+        Step::Reattach {
+            session,
+            right_password,
+            requested_ms,
+        } => {
+            let (id, password) = known.get(*session, replica);
+            let password = if *right_password {
+                password
+            } else {
+                SessionPassword::from_bytes([0xee; 16])
+            };
+            Op::Reattach {
+                id,
+                password,
+                requested: ms(*requested_ms),
+            }
+        }
+        Step::Close { session } => Op::CloseSession {
+            id: known.get(*session, replica).0,
+        },
+        Step::Create {
+            session,
+            path,
+            ephemeral,
+            sequential,
+            len,
+        } => Op::Create {
+            session: known.get(*session, replica).0,
+            path: if *sequential {
+                SEQ_PREFIXES[path % SEQ_PREFIXES.len()].into()
+            } else {
+                FIXED[*path].into()
+            },
+            data: Bytes::from(vec![b'c'; *len]),
+            mode: CreateMode::from_flags(*ephemeral, *sequential),
+        },
+        Step::Delete {
+            session,
+            path,
+            version,
+        } => Op::Delete {
+            session: known.get(*session, replica).0,
+            path: FIXED[*path].into(),
+            version: *version,
+        },
+        Step::Set {
+            session,
+            path,
+            version,
+            len,
+        } => Op::SetData {
+            session: known.get(*session, replica).0,
+            path: FIXED[*path].into(),
+            data: Bytes::from(vec![b's'; *len]),
+            version: *version,
+        },
+    }
+}
+
+/// The server an input is prepared on.
+fn server_for(input: &Input, known: &Known, replica: &Replica) -> ServerId {
+    let session = match &input.step {
+        Step::Create { session, .. } | Step::Delete { session, .. } | Step::Set { session, .. } => {
+            Some(known.get(*session, replica).0)
+        }
+        _ => None,
+    };
+    let owner = session
+        .filter(|_| input.on_owner)
+        .and_then(|id| replica.session(id))
+        .map(|entry| entry.owner);
+    owner.unwrap_or_else(|| ServerId::new(input.server).expect("in range"))
+}
+
+/// The invariants every replica keeps, whatever the order of transactions.
+fn check_invariants(replica: &Replica) -> Result<(), TestCaseError> {
+    let snapshot = replica.export();
+    let held: BTreeSet<u64> = snapshot.sessions.iter().map(|s| s.id.as_u64()).collect();
+    for node in &snapshot.nodes {
+        let owner = node.stat.ephemeral_owner;
+        prop_assert!(
+            owner == 0 || held.contains(&owner),
+            "{} outlives its session 0x{:016x}",
+            node.path,
+            owner
+        );
+    }
+    for session in &snapshot.sessions {
+        prop_assert!(Some(session.id) <= snapshot.high_water);
+    }
+    let data: usize = snapshot.nodes.iter().map(|n| n.data.len()).sum();
+    prop_assert_eq!(replica.tree().data_bytes(), data);
+    prop_assert_eq!(replica.tree().node_count(), snapshot.nodes.len());
+    Ok(())
+}
+
+/// Two replicas built apart, fed the same log; every application compared.
+struct Pair {
+    a: Replica,
+    b: Replica,
+    log: Vec<(u64, Txn, Applied)>,
+    minted: Vec<SessionId>,
+}
+
+impl Pair {
+    fn new() -> Self {
+        Self {
+            a: Replica::new(secret(), first_id()),
+            b: Replica::new(secret(), first_id()),
+            log: Vec::new(),
+            minted: Vec::new(),
+        }
+    }
+
+    fn apply(&mut self, txn: Txn, known: &mut Known) -> Result<(), TestCaseError> {
+        let zxid = self.a.zxid() + 1;
+        let from_a = self.a.apply(zxid, &txn);
+        let from_b = self.b.apply(zxid, &txn);
+        prop_assert_eq!(&from_a, &from_b, "{:?}", txn);
+        prop_assert_eq!(self.a.export(), self.b.export(), "after {:?}", txn);
+        prop_assert_eq!(self.a.zxid(), zxid);
+        if let Ok(Outcome::SessionCreated { id, password, .. }) = &from_a.result {
+            prop_assert!(
+                self.minted.last().is_none_or(|last| last < id),
+                "id {} not above {:?}",
+                id,
+                self.minted.last()
+            );
+            prop_assert!(self.a.secret().verify(*id, password));
+            self.minted.push(*id);
+            known.sessions.push((*id, *password));
+        }
+        if from_a.result.is_err() {
+            prop_assert!(from_a.changes.is_empty());
+        }
+        check_invariants(&self.a)?;
+        self.log.push((zxid, txn, from_a));
+        Ok(())
+    }
+
+    /// A third replica replaying the whole log from scratch agrees too.
+    fn replay(&self) -> Result<(), TestCaseError> {
+        let mut c = Replica::new(secret(), first_id());
+        for (zxid, txn, applied) in &self.log {
+            prop_assert_eq!(&c.apply(*zxid, txn), applied);
+        }
+        prop_assert_eq!(c.export(), self.a.export());
+        Ok(())
+    }
+}
+
+proptest! {
+    // No regression files: a failure prints its minimal input to copy into a unit test.
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn replicas_fed_the_same_transactions_agree(inputs in proptest::collection::vec(input(), 1..120)) {
+        let policy = TimeoutPolicy::new(Duration::from_millis(500)).expect("valid tick");
+        let limits = limits();
+        let mut pair = Pair::new();
+        let mut known = Known::new(pair.a.secret());
+        let mut pending: VecDeque<Txn> = VecDeque::new();
+        let mut wall_ms = START_MS;
+        for input in &inputs {
+            wall_ms += input.clock_delta;
+            let server = server_for(input, &known, &pair.a);
+            let ctx = Context { server, policy: &policy, limits: &limits, wall_ms };
+            let op = op_for(&input.step, &known, &pair.a);
+            let before = pair.a.export();
+            let prepared = prepare(&pair.a, op, &ctx);
+            prop_assert_eq!(pair.a.export(), before, "prepare changes nothing");
+            match prepared {
+                Ok(Some(txn)) => {
+                    if let Some(owner) = match &txn {
+                        Txn::CreateSession { owner, .. }
+                        | Txn::UpdateSession { owner, .. }
+                        | Txn::CreateNode { owner, .. }
+                        | Txn::DeleteNode { owner, .. }
+                        | Txn::SetData { owner, .. } => Some(*owner),
+                        Txn::CloseSession { .. } => None,
+                    } {
+                        prop_assert_eq!(owner, server);
+                    }
+                    if input.hold {
+                        pending.push_back(txn);
+                    } else {
+                        pair.apply(txn, &mut known)?;
+                    }
+                }
+                Ok(None) => {
+                    let reattach = matches!(input.step, Step::Reattach { .. });
+                    prop_assert!(reattach, "only a reattach may need no transaction");
+                }
+                Err(_) => {}
+            }
+            for _ in 0..input.flush {
+                let next = if input.newest_first { pending.pop_back() } else { pending.pop_front() };
+                let Some(txn) = next else { break };
+                pair.apply(txn, &mut known)?;
+            }
+        }
+        while let Some(txn) = pending.pop_front() {
+            pair.apply(txn, &mut known)?;
+        }
+        pair.replay()?;
+    }
+
+    #[test]
+    fn transactions_prepared_from_one_old_state_apply_deterministically_in_any_order(
+        setup in proptest::collection::vec(input(), 0..40),
+        batch in proptest::collection::vec(input(), 1..40),
+        order in proptest::collection::vec(any::<prop::sample::Index>(), 40),
+    ) {
+        let policy = TimeoutPolicy::new(Duration::from_millis(500)).expect("valid tick");
+        let limits = limits();
+        let mut pair = Pair::new();
+        let mut known = Known::new(pair.a.secret());
+        let mut wall_ms = START_MS;
+        let mut clock = |input: &Input| {
+            wall_ms += input.clock_delta;
+            wall_ms
+        };
+        // Build some state, applying as we go.
+        for input in &setup {
+            let (server, now) = (server_for(input, &known, &pair.a), clock(input));
+            let ctx = Context { server, policy: &policy, limits: &limits, wall_ms: now };
+            if let Ok(Some(txn)) = prepare(&pair.a, op_for(&input.step, &known, &pair.a), &ctx) {
+                pair.apply(txn, &mut known)?;
+            }
+        }
+        // Prepare a whole batch against that one state, as concurrent
+        // requests on several servers would be...
+        let mut batch_txns = Vec::new();
+        for input in &batch {
+            let (server, now) = (server_for(input, &known, &pair.a), clock(input));
+            let ctx = Context { server, policy: &policy, limits: &limits, wall_ms: now };
+            if let Ok(Some(txn)) = prepare(&pair.a, op_for(&input.step, &known, &pair.a), &ctx) {
+                batch_txns.push(txn);
+            }
+        }
+        // ...and apply it in a shuffled order.
+        for index in &order {
+            if batch_txns.is_empty() {
+                break;
+            }
+            let txn = batch_txns.swap_remove(index.index(batch_txns.len()));
+            pair.apply(txn, &mut known)?;
+        }
+        for txn in batch_txns {
+            pair.apply(txn, &mut known)?;
+        }
+        pair.replay()?;
+    }
+}

@@ -1,0 +1,59 @@
+//! The engine orders prepared transactions and applies them: the seam
+//! between "what a request wants to change" and "the change, applied with
+//! its zxid on every replica".
+//!
+//! [`LocalEngine`] is a single node with its state in memory: it applies each
+//! transaction at once, as the next zxid. A Raft engine (a log on disk, one
+//! member or several) is the other implementation the design plans; nothing
+//! above this trait knows which one runs.
+
+use std::fmt;
+use std::future::{Future, ready};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use session_core::{Applied, Txn};
+use thiserror::Error;
+
+use crate::state::StateMachine;
+
+/// A proposed transaction, resolving once it is applied.
+pub(crate) type Proposal = Pin<Box<dyn Future<Output = Result<Applied, EngineError>> + Send>>;
+
+/// Why a transaction could not be ordered. (A transaction that was ordered
+/// but refused by the state machine is an `Applied` with an error result.)
+#[derive(Debug, Clone, Error)]
+pub(crate) enum EngineError {
+    /// The engine cannot order transactions now (for a replicated engine:
+    /// no leader, or this server is not it).
+    #[error("the server cannot order writes now: {0}")]
+    #[allow(dead_code)] // produced by replicated engines; the local one never fails
+    Unavailable(String),
+}
+
+/// Orders and applies prepared transactions.
+pub(crate) trait Engine: Send + Sync + fmt::Debug {
+    /// Proposes `txn`; the returned future resolves with it applied (its
+    /// zxid, its result, and its watches already fired).
+    fn propose(&self, txn: Txn) -> Proposal;
+}
+
+/// A single node with its state in memory: a transaction is applied as soon
+/// as it is proposed.
+#[derive(Debug)]
+pub(crate) struct LocalEngine {
+    machine: Arc<StateMachine>,
+}
+
+impl LocalEngine {
+    pub(crate) fn new(machine: Arc<StateMachine>) -> Self {
+        LocalEngine { machine }
+    }
+}
+
+impl Engine for LocalEngine {
+    fn propose(&self, txn: Txn) -> Proposal {
+        Box::pin(ready(Ok(self.machine.apply_next(&txn, Instant::now()))))
+    }
+}
