@@ -29,11 +29,8 @@ pub use tracker::{
     CreateError, NewSession, OwnerId, ReattachError, Reattached, SessionInfo, SessionState,
     SessionTracker, SnapshotSession, TouchError, TrackerSnapshot, UnknownSession,
 };
-pub use tree::{
-    Change, CreateMode, DataTree, NodeSnapshot, Stat, TreeError, TreeLimits, Written,
-};
+pub use tree::{Change, CreateMode, DataTree, NodeSnapshot, Stat, TreeError, TreeLimits, Written};
 pub use txn::{
-    Applied, Context, Op, Outcome, Replica, ReplicaSnapshot, SessionEntry, Txn, TxnError,
-    prepare,
+    Applied, Context, Op, Outcome, Replica, ReplicaSnapshot, SessionEntry, Txn, TxnError, prepare,
 };
 pub use watch::{EventKind, WatchEvent, WatchKind, WatchTable, watch_kind_for_exists};

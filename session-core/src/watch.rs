@@ -384,7 +384,10 @@ mod tests {
         assert!(table.add(WatchKind::Child, "/a", 1));
         assert!(table.add(WatchKind::Data, "/a", 2));
         assert_eq!(table.len(), 3);
-        assert_eq!((table.count_of(1), table.count_of(2), table.count_of(3)), (2, 1, 0));
+        assert_eq!(
+            (table.count_of(1), table.count_of(2), table.count_of(3)),
+            (2, 1, 0)
+        );
     }
 
     #[test]
@@ -439,7 +442,12 @@ mod tests {
         assert_eq!(NodeDeleted.fires(), &[Data, Exist, Child]);
         assert_eq!(NodeDataChanged.fires(), &[Data]);
         assert_eq!(NodeChildrenChanged.fires(), &[Child]);
-        let events = [NodeCreated, NodeDeleted, NodeDataChanged, NodeChildrenChanged];
+        let events = [
+            NodeCreated,
+            NodeDeleted,
+            NodeDataChanged,
+            NodeChildrenChanged,
+        ];
         for watch in [Data, Exist, Child] {
             for event in events {
                 assert_eq!(
@@ -452,7 +460,10 @@ mod tests {
         let fired_by = |watch: WatchKind| -> Vec<EventKind> {
             events.into_iter().filter(|e| watch.fired_by(*e)).collect()
         };
-        assert_eq!(fired_by(Data), vec![NodeCreated, NodeDeleted, NodeDataChanged]);
+        assert_eq!(
+            fired_by(Data),
+            vec![NodeCreated, NodeDeleted, NodeDataChanged]
+        );
         assert_eq!(fired_by(Exist), vec![NodeCreated, NodeDeleted]);
         assert_eq!(fired_by(Child), vec![NodeDeleted, NodeChildrenChanged]);
         assert_eq!(watch_kind_for_exists(true), Data);

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let server = match Server::start(config).await {
             Ok(server) => server,
             Err(err) => {
@@ -41,9 +41,14 @@ fn main() -> ExitCode {
             }
         };
         shutdown_signal().await;
+        // Bounded by the configured grace period, whatever clients do.
         server.shutdown().await;
         ExitCode::SUCCESS
-    })
+    });
+    // Nothing should be left running; if something is, it does not hold the
+    // exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }
 
 fn init_logging(format: LogFormat) {

@@ -221,6 +221,9 @@ impl StateMachine {
                         format!("set watches names {paths} paths, over the limit of {max_paths} per request"),
                     ));
                 }
+                for path in data.iter().chain(&exist).chain(&child) {
+                    limits.tree.check_path(path).map_err(|e| tree_error(&e))?;
+                }
                 let held = watches.count_of(session);
                 if held + paths > max_watches {
                     return Err(OpError::new(

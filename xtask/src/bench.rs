@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cmd::{Error, cargo, exec};
+use crate::cmd::{Error, cargo, exec, target_directory};
 
 const USAGE: &str = "\
 usage: cargo xtask bench [--quick] [--only SCENARIO] [--no-zookeeper] [SIZES]
@@ -204,28 +204,6 @@ struct Binaries {
     bench: PathBuf,
 }
 
-/// Where cargo puts build output (honours CARGO_TARGET_DIR and config).
-fn target_directory() -> Result<PathBuf, Error> {
-    let output = cargo()
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .stderr(Stdio::inherit())
-        .output()?;
-    if !output.status.success() {
-        return Err("cargo metadata failed".into());
-    }
-    let json = String::from_utf8(output.stdout)?;
-    let key = "\"target_directory\":\"";
-    let start = json
-        .find(key)
-        .ok_or("cargo metadata printed no target_directory")?
-        + key.len();
-    let end = json[start..]
-        .find('"')
-        .ok_or("cargo metadata: unterminated target_directory")?;
-    Ok(PathBuf::from(
-        json[start..start + end].replace("\\\\", "\\"),
-    ))
-}
 
 /// Removes a directory when dropped.
 struct RemoveDir(PathBuf);

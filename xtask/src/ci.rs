@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use crate::cmd::{Error, cargo, exec};
+use crate::cmd::{Error, cargo, exec, target_directory};
 use crate::codegen;
 
 /// The crates published to crates.io, in dependency order.
@@ -82,10 +82,35 @@ const STEPS: &[Step] = &[
         },
     },
     Step {
+        name: "release server",
+        run: || {
+            // The shutdown test runs the binary as it ships, not a debug build.
+            let mut cmd = cargo();
+            cmd.args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "session-server",
+                "--bin",
+                "session-server",
+            ]);
+            exec(cmd)
+        },
+    },
+    Step {
         name: "tests",
         run: || {
+            let server = target_directory()?
+                .join("release")
+                .join(format!("session-server{}", std::env::consts::EXE_SUFFIX));
+            println!(
+                "tests that run the server binary use {}",
+                server.display()
+            );
             let mut cmd = cargo();
-            cmd.args(["test", "--workspace", "--all-features", "--locked"]);
+            cmd.env("SESSION_SERVER_BIN", server)
+                .args(["test", "--workspace", "--all-features", "--locked"]);
             exec(cmd)
         },
     },

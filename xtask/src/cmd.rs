@@ -1,7 +1,7 @@
 //! Running child commands with a printed header, from the workspace root.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// Errors of an xtask step, printed as one line.
 pub(crate) type Error = Box<dyn std::error::Error>;
@@ -55,4 +55,27 @@ fn render(cmd: &Command) -> String {
     parts.push(program);
     parts.extend(cmd.get_args().map(|arg| arg.to_string_lossy().into_owned()));
     parts.join(" ")
+}
+
+/// Where cargo puts build output (honours CARGO_TARGET_DIR and config).
+pub(crate) fn target_directory() -> Result<PathBuf, Error> {
+    let output = cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        return Err("cargo metadata failed".into());
+    }
+    let json = String::from_utf8(output.stdout)?;
+    let key = "\"target_directory\":\"";
+    let start = json
+        .find(key)
+        .ok_or("cargo metadata printed no target_directory")?
+        + key.len();
+    let end = json[start..]
+        .find('"')
+        .ok_or("cargo metadata: unterminated target_directory")?;
+    Ok(PathBuf::from(
+        json[start..start + end].replace("\\\\", "\\"),
+    ))
 }

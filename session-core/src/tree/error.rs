@@ -107,7 +107,9 @@ pub enum TreeError {
     },
     /// The write would take the tree's data over
     /// [`TreeLimits::max_total_data_bytes`](super::TreeLimits::max_total_data_bytes).
-    #[error("data of {size} bytes would take the tree's {total} bytes of data over the quota of {max}")]
+    #[error(
+        "data of {size} bytes would take the tree's {total} bytes of data over the quota of {max}"
+    )]
     DataQuotaExceeded {
         /// The size of the data written.
         size: usize,

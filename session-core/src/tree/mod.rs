@@ -579,7 +579,12 @@ impl DataTree {
 
     /// Refuses a write of `size` bytes that grows the tree's data by `growth`
     /// past the quota.
-    fn check_quota(&self, size: usize, growth: usize, limits: &TreeLimits) -> Result<(), TreeError> {
+    fn check_quota(
+        &self,
+        size: usize,
+        growth: usize,
+        limits: &TreeLimits,
+    ) -> Result<(), TreeError> {
         let max = limits.max_total_data_bytes;
         let total = self.data_bytes;
         if growth > 0 && total.saturating_add(growth) > max {

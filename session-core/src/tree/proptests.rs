@@ -222,20 +222,8 @@ impl Model {
                 pzxid: zxid,
             },
         );
-        self.fire(
-            &[DATA, EXIST],
-            &path,
-            EventKind::NodeCreated,
-            zxid,
-            out,
-        );
-        self.fire(
-            &[CHILD],
-            &parent,
-            EventKind::NodeChildrenChanged,
-            zxid,
-            out,
-        );
+        self.fire(&[DATA, EXIST], &path, EventKind::NodeCreated, zxid, out);
+        self.fire(&[CHILD], &parent, EventKind::NodeChildrenChanged, zxid, out);
         Ok(path)
     }
 
@@ -279,13 +267,7 @@ impl Model {
             zxid,
             out,
         );
-        self.fire(
-            &[CHILD],
-            &parent,
-            EventKind::NodeChildrenChanged,
-            zxid,
-            out,
-        );
+        self.fire(&[CHILD], &parent, EventKind::NodeChildrenChanged, zxid, out);
         Ok(())
     }
 
@@ -321,7 +303,11 @@ fn check(ns: &Namespace<u64>, model: &Model) -> Result<(), TestCaseError> {
     let data_bytes: usize = model.nodes.values().map(|node| node.data.len()).sum();
     prop_assert_eq!(ns.tree.data_bytes(), data_bytes);
     for watcher in 10..13_u64 {
-        let held = model.watches.iter().filter(|(_, _, w)| *w == watcher).count();
+        let held = model
+            .watches
+            .iter()
+            .filter(|(_, _, w)| *w == watcher)
+            .count();
         prop_assert_eq!(ns.watches.count_of(watcher), held, "watches of {}", watcher);
     }
     for (path, expected) in &model.nodes {

@@ -96,9 +96,7 @@ fn reads_refuse_invalid_paths() {
     ));
     assert!(matches!(
         ns.children("/a//b"),
-        Err(TreeError::InvalidPath(
-            PathError::EmptyComponent { .. }
-        ))
+        Err(TreeError::InvalidPath(PathError::EmptyComponent { .. }))
     ));
 }
 
@@ -765,10 +763,7 @@ fn set_watches_data_rules() {
     let later = ns.set_data("/old", data("y"), None, 6, 0).map(|w| w.fired);
     assert_eq!(
         later,
-        Ok(vec![(
-            10,
-            event(EventKind::NodeDataChanged, "/old", 6)
-        )])
+        Ok(vec![(10, event(EventKind::NodeDataChanged, "/old", 6))])
     );
 }
 
@@ -795,10 +790,7 @@ fn set_watches_exist_rules() {
     let created = ns.create("/absent", Bytes::new(), CreateMode::Persistent, S1, 101, 0);
     assert_eq!(
         created.map(|c| c.fired),
-        Ok(vec![(
-            10,
-            event(EventKind::NodeCreated, "/absent", 101)
-        )])
+        Ok(vec![(10, event(EventKind::NodeCreated, "/absent", 101))])
     );
 }
 
@@ -1047,10 +1039,7 @@ fn default_ephemeral_limit_is_ten_thousand() {
 #[test]
 fn error_messages_are_lowercase_and_name_the_values() {
     let cases = [
-        (
-            TreeError::NoNode { path: "/a".into() },
-            "no node at /a",
-        ),
+        (TreeError::NoNode { path: "/a".into() }, "no node at /a"),
         (
             TreeError::BadVersion {
                 path: "/a".into(),
@@ -1067,10 +1056,7 @@ fn error_messages_are_lowercase_and_name_the_values() {
             TreeError::InvalidPath(PathError::Empty),
             "invalid path: path is empty",
         ),
-        (
-            TreeError::RootDelete,
-            "the root node / cannot be deleted",
-        ),
+        (TreeError::RootDelete, "the root node / cannot be deleted"),
     ];
     for (error, message) in cases {
         assert_eq!(error.to_string(), message);
@@ -1153,9 +1139,18 @@ fn a_failed_write_leaves_the_tree_equal() {
             .is_ok()
     );
     let before = tree.clone();
-    assert!(tree.create("/a", data("x"), CreateMode::Persistent, S1, 3, 0).is_err());
-    assert!(tree.create("/a/e/c", data("x"), CreateMode::Persistent, S1, 3, 0).is_err());
-    assert!(tree.create("/x", data("x"), CreateMode::Ephemeral, 0, 3, 0).is_err());
+    assert!(
+        tree.create("/a", data("x"), CreateMode::Persistent, S1, 3, 0)
+            .is_err()
+    );
+    assert!(
+        tree.create("/a/e/c", data("x"), CreateMode::Persistent, S1, 3, 0)
+            .is_err()
+    );
+    assert!(
+        tree.create("/x", data("x"), CreateMode::Ephemeral, 0, 3, 0)
+            .is_err()
+    );
     assert!(tree.delete("/a", None, 3).is_err());
     assert!(tree.delete("/a/e", Some(4), 3).is_err());
     assert!(tree.set_data("/a", data("x"), Some(7), 3, 0).is_err());
@@ -1169,8 +1164,14 @@ fn a_failed_write_leaves_the_tree_equal() {
 fn data_bytes_follow_every_write() {
     let mut tree = DataTree::new();
     assert_eq!(tree.data_bytes(), 0);
-    assert!(tree.create("/a", data("12345"), CreateMode::Persistent, S1, 1, 0).is_ok());
-    assert!(tree.create("/e", data("123"), CreateMode::Ephemeral, S1, 2, 0).is_ok());
+    assert!(
+        tree.create("/a", data("12345"), CreateMode::Persistent, S1, 1, 0)
+            .is_ok()
+    );
+    assert!(
+        tree.create("/e", data("123"), CreateMode::Ephemeral, S1, 2, 0)
+            .is_ok()
+    );
     assert_eq!(tree.data_bytes(), 8);
     assert!(tree.set_data("/a", data("12"), None, 3, 0).is_ok());
     assert_eq!(tree.data_bytes(), 5);
@@ -1216,7 +1217,10 @@ fn data_quota_refuses_growth_only() {
         ..TreeLimits::default()
     };
     let mut ns: Ns = Namespace::new(limits);
-    assert!(ns.create("/a", data("123456"), CreateMode::Persistent, S1, 1, 0).is_ok());
+    assert!(
+        ns.create("/a", data("123456"), CreateMode::Persistent, S1, 1, 0)
+            .is_ok()
+    );
     let create = ns.create("/b", data("12345"), CreateMode::Persistent, S1, 2, 0);
     assert_eq!(
         create.map(|c| c.value),
@@ -1227,8 +1231,14 @@ fn data_quota_refuses_growth_only() {
         })
     );
     // Exactly at the quota is fine, and so are empty nodes once it is full.
-    assert!(ns.create("/b", data("1234"), CreateMode::Persistent, S1, 3, 0).is_ok());
-    assert!(ns.create("/c", Bytes::new(), CreateMode::Persistent, S1, 4, 0).is_ok());
+    assert!(
+        ns.create("/b", data("1234"), CreateMode::Persistent, S1, 3, 0)
+            .is_ok()
+    );
+    assert!(
+        ns.create("/c", Bytes::new(), CreateMode::Persistent, S1, 4, 0)
+            .is_ok()
+    );
     let grow = ns.set_data("/a", data("1234567"), None, 5, 0);
     assert_eq!(
         grow.map(|w| w.value),
@@ -1254,7 +1264,8 @@ fn data_quota_refuses_growth_only() {
         Err(TreeError::DataQuotaExceeded { .. })
     ));
     assert_eq!(
-        ns.tree.check_create("/d", 0, CreateMode::Persistent, S1, &lower),
+        ns.tree
+            .check_create("/d", 0, CreateMode::Persistent, S1, &lower),
         Ok(())
     );
 }
@@ -1268,7 +1279,10 @@ fn checks_report_the_writes_errors_in_order() {
         max_ephemerals_per_session: 1,
         ..TreeLimits::default()
     };
-    assert!(tree.create("/e", Bytes::new(), CreateMode::Ephemeral, S1, 1, 0).is_ok());
+    assert!(
+        tree.create("/e", Bytes::new(), CreateMode::Ephemeral, S1, 1, 0)
+            .is_ok()
+    );
     // Path length first (with the suffix for sequential), then syntax.
     let long = "/".repeat(21);
     assert_eq!(
@@ -1276,7 +1290,13 @@ fn checks_report_the_writes_errors_in_order() {
         Err(TreeError::PathTooLong { len: 21, max: 20 })
     );
     assert_eq!(
-        tree.check_create("/0123456789x", 0, CreateMode::PersistentSequential, S1, &limits),
+        tree.check_create(
+            "/0123456789x",
+            0,
+            CreateMode::PersistentSequential,
+            S1,
+            &limits
+        ),
         Err(TreeError::PathTooLong { len: 22, max: 20 })
     );
     assert!(matches!(
@@ -1286,7 +1306,11 @@ fn checks_report_the_writes_errors_in_order() {
     // Data size before the parent.
     assert!(matches!(
         tree.check_create("/x/y", 5, CreateMode::Persistent, S1, &limits),
-        Err(TreeError::DataTooLarge { size: 5, max: 4, .. })
+        Err(TreeError::DataTooLarge {
+            size: 5,
+            max: 4,
+            ..
+        })
     ));
     assert_eq!(
         tree.check_create("/x/y", 4, CreateMode::Persistent, S1, &limits),
@@ -1325,7 +1349,10 @@ fn checks_report_the_writes_errors_in_order() {
         tree.check_delete(&long, None, &limits),
         Err(TreeError::PathTooLong { len: 21, max: 20 })
     );
-    assert_eq!(tree.check_delete("/", None, &limits), Err(TreeError::RootDelete));
+    assert_eq!(
+        tree.check_delete("/", None, &limits),
+        Err(TreeError::RootDelete)
+    );
     assert_eq!(tree.check_delete("/e", Some(0), &limits), Ok(()));
     // Checks change nothing.
     assert_eq!(tree.node_count(), 2);
@@ -1336,9 +1363,19 @@ fn the_tree_writes_ignore_limits() {
     // What the transaction model relies on: apply never depends on limits.
     let mut tree = DataTree::new();
     let big = Bytes::from(vec![0_u8; 600 * 1024]);
-    assert!(tree.create("/big", big.clone(), CreateMode::Persistent, S1, 1, 0).is_ok());
+    assert!(
+        tree.create("/big", big.clone(), CreateMode::Persistent, S1, 1, 0)
+            .is_ok()
+    );
     for i in 0..3 {
-        let created = tree.create("/e-", Bytes::new(), CreateMode::EphemeralSequential, S1, 2 + i, 0);
+        let created = tree.create(
+            "/e-",
+            Bytes::new(),
+            CreateMode::EphemeralSequential,
+            S1,
+            2 + i,
+            0,
+        );
         assert!(created.is_ok());
     }
     assert!(tree.set_data("/big", big, None, 9, 0).is_ok());
@@ -1349,7 +1386,10 @@ fn the_tree_writes_ignore_limits() {
 fn stat_does_not_validate_and_export_is_sorted() {
     let mut tree = DataTree::new();
     for (zxid, path) in [(1, "/b"), (2, "/a"), (3, "/a/z"), (4, "/a/c")] {
-        assert!(tree.create(path, data("d"), CreateMode::Persistent, S1, zxid, 7).is_ok());
+        assert!(
+            tree.create(path, data("d"), CreateMode::Persistent, S1, zxid, 7)
+                .is_ok()
+        );
     }
     assert_eq!(tree.stat("a"), None);
     assert_eq!(tree.stat("/a/").map(|s| s.czxid), None);

@@ -37,8 +37,8 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::{
-    Change, CreateMode, DataTree, NodeSnapshot, PasswordSecret, ReattachError, ServerId,
-    SessionId, SessionPassword, Stat, TimeoutPolicy, TreeError, TreeLimits, initial_session_id,
+    Change, CreateMode, DataTree, NodeSnapshot, PasswordSecret, ReattachError, ServerId, SessionId,
+    SessionPassword, Stat, TimeoutPolicy, TreeError, TreeLimits, initial_session_id,
 };
 
 /// Mask of the 56 bits below a session id's server byte: the part a server
@@ -682,9 +682,14 @@ impl Replica {
                 time_ms,
             } => {
                 self.held_by(*session, *owner)?;
-                let written =
-                    self.tree
-                        .create(path, data.clone(), *mode, session.as_u64(), zxid, *time_ms)?;
+                let written = self.tree.create(
+                    path,
+                    data.clone(),
+                    *mode,
+                    session.as_u64(),
+                    zxid,
+                    *time_ms,
+                )?;
                 let stat = self
                     .tree
                     .stat(&written.value)
@@ -791,11 +796,19 @@ pub fn prepare(replica: &Replica, op: Op, ctx: &Context<'_>) -> Result<Option<Tx
     let txn = match op {
         Op::CreateSession { requested } => {
             let timeout = ctx.policy.negotiate(requested);
-            // A clock before the epoch gives the lowest floor; the high
-            // water mark keeps ids rising anyway.
-            let wall_ms = u64::try_from(ctx.wall_ms).unwrap_or(0);
-            let min_id = initial_session_id(ctx.server, wall_ms, None)
-                .ok_or(TxnError::IdsExhausted { server: ctx.server })?;
+            // Once this server's ids are running (its high-water mark, or
+            // the replica's first id), they go on one by one, as ZooKeeper's
+            // do; the clock only seeds the floor of a server that has minted
+            // none here yet. (A clock before the epoch gives the lowest
+            // floor; the high-water mark keeps ids rising anyway.)
+            let mark = replica.high_water.unwrap_or(replica.first_id);
+            let min_id = if mark.server_id() == ctx.server.get() {
+                mark
+            } else {
+                let wall_ms = u64::try_from(ctx.wall_ms).unwrap_or(0);
+                initial_session_id(ctx.server, wall_ms, None)
+                    .ok_or(TxnError::IdsExhausted { server: ctx.server })?
+            };
             replica.next_id(min_id, ctx.server)?;
             Txn::CreateSession {
                 min_id,

@@ -106,12 +106,45 @@ fn prepare_err(replica: &Replica, op: Op, ctx: &Context<'_>) -> TxnError {
 // ---- sessions ----
 
 #[test]
+fn a_server_mints_consecutive_ids_whatever_its_clock_does() {
+    let env = Env::new();
+    let mut r = replica();
+    let mut ids = Vec::new();
+    for (step, wall) in [WALL, WALL + 5_000, WALL - 90_000, WALL + 86_400_000]
+        .into_iter()
+        .enumerate()
+    {
+        let ctx = env.ctx(1, wall);
+        let applied = run(&mut r, Op::CreateSession { requested: ms(500) }, &ctx);
+        let Ok(Outcome::SessionCreated { id, .. }) = applied.result else {
+            panic!("step {step}: {applied:?}");
+        };
+        ids.push(id.as_u64());
+    }
+    let first = first_id().as_u64();
+    assert_eq!(ids, vec![first, first + 1, first + 2, first + 3]);
+    // Another server's first session is seeded from its clock, above all.
+    let ctx = env.ctx(2, WALL);
+    let applied = run(&mut r, Op::CreateSession { requested: ms(500) }, &ctx);
+    let Ok(Outcome::SessionCreated { id, .. }) = applied.result else {
+        panic!("{applied:?}");
+    };
+    assert_eq!(
+        Some(id),
+        initial_session_id(server(2), WALL as u64, None),
+        "server 2's floor is above server 1's ids"
+    );
+}
+
+#[test]
 fn create_session_negotiates_mints_and_records_the_owner() {
     let env = Env::new();
     let mut r = replica();
     let ctx = env.ctx(1, WALL);
     let txn = prepare(&r, Op::CreateSession { requested: ms(500) }, &ctx);
-    let min_id = initial_session_id(server(1), WALL as u64, None).expect("ids left");
+    // Server 1's ids start at the replica's first id, whatever the clock says
+    // now; the clock only seeds another server's first id here.
+    let min_id = first_id();
     assert_eq!(
         txn,
         Ok(Some(Txn::CreateSession {
@@ -133,7 +166,10 @@ fn create_session_negotiates_mints_and_records_the_owner() {
     };
     assert_eq!((id, timeout), (min_id, ms(2000)));
     assert!(r.secret().verify(id, &password));
-    assert_eq!(r.password(id).map(|p| *p.as_bytes()), Some(*password.as_bytes()));
+    assert_eq!(
+        r.password(id).map(|p| *p.as_bytes()),
+        Some(*password.as_bytes())
+    );
     assert_eq!(
         r.session(id),
         Some(&SessionEntry {
@@ -142,10 +178,21 @@ fn create_session_negotiates_mints_and_records_the_owner() {
             owner: server(1)
         })
     );
-    assert_eq!((r.session_count(), r.high_water(), r.zxid()), (1, Some(id), 1));
+    assert_eq!(
+        (r.session_count(), r.high_water(), r.zxid()),
+        (1, Some(id), 1)
+    );
     // The upper bound clamps too.
-    let long = run(&mut r, Op::CreateSession { requested: ms(99_000) }, &ctx);
-    assert!(matches!(long.result, Ok(Outcome::SessionCreated { timeout, .. }) if timeout == ms(20_000)));
+    let long = run(
+        &mut r,
+        Op::CreateSession {
+            requested: ms(99_000),
+        },
+        &ctx,
+    );
+    assert!(
+        matches!(long.result, Ok(Outcome::SessionCreated { timeout, .. }) if timeout == ms(20_000))
+    );
 }
 
 #[test]
@@ -204,7 +251,9 @@ fn the_first_id_is_the_floor_until_an_id_is_minted() {
         },
         &env.ctx(3, -5),
     );
-    assert!(matches!(applied.result, Ok(Outcome::SessionCreated { id, .. }) if id.as_u64() == 3 << 56));
+    assert!(
+        matches!(applied.result, Ok(Outcome::SessionCreated { id, .. }) if id.as_u64() == 3 << 56)
+    );
 }
 
 #[test]
@@ -237,7 +286,9 @@ fn ids_exhausted_when_the_counter_would_leave_the_server_byte() {
     assert_eq!(r.export(), ReplicaSnapshot { zxid: 2, ..before });
     // A server whose floor is above the mark still mints.
     let applied = run(&mut r, op(), &env.ctx(2, WALL));
-    assert!(matches!(applied.result, Ok(Outcome::SessionCreated { id, .. }) if id.server_id() == 2));
+    assert!(
+        matches!(applied.result, Ok(Outcome::SessionCreated { id, .. }) if id.server_id() == 2)
+    );
 }
 
 #[test]
@@ -275,7 +326,11 @@ fn reattach_without_a_change_needs_no_transaction() {
         password,
         requested: ms(1500),
     };
-    assert_eq!(prepare(&r, shorter, &ctx), Ok(None), "both negotiate to the minimum");
+    assert_eq!(
+        prepare(&r, shorter, &ctx),
+        Ok(None),
+        "both negotiate to the minimum"
+    );
     let longer = Op::Reattach {
         id,
         password,
@@ -370,7 +425,10 @@ fn reattach_refusals_follow_the_trackers_rule() {
     assert!(run(&mut r, Op::CloseSession { id }, &ctx).result.is_ok());
     assert_eq!(refused(&r, id, password), ReattachError::Unknown { id });
     assert_eq!(r.password(id).map(|p| *p.as_bytes()), None);
-    assert_eq!(r.check_reattach(id, &password).err(), Some(ReattachError::Unknown { id }));
+    assert_eq!(
+        r.check_reattach(id, &password).err(),
+        Some(ReattachError::Unknown { id })
+    );
 }
 
 #[test]
@@ -402,7 +460,11 @@ fn node_writes_from_a_server_that_lost_the_session_are_session_moved() {
     let mut r = replica();
     let (one, two) = (env.ctx(1, WALL), env.ctx(2, WALL));
     let (id, password) = open(&mut r, &one);
-    assert!(run(&mut r, create(id, "/a", CreateMode::Persistent), &one).result.is_ok());
+    assert!(
+        run(&mut r, create(id, "/a", CreateMode::Persistent), &one)
+            .result
+            .is_ok()
+    );
     // Prepared on server 1 while it owns the session...
     let Ok(Some(late_create)) = prepare(&r, create(id, "/b", CreateMode::Ephemeral), &one) else {
         panic!("prepares");
@@ -451,9 +513,19 @@ fn node_writes_from_a_server_that_lost_the_session_are_session_moved() {
         assert_eq!(applied.result, Err(expected.clone()), "{txn:?}");
         assert!(applied.changes.is_empty());
     }
-    assert_eq!(r.export(), ReplicaSnapshot { zxid: before.zxid + 3, ..before });
+    assert_eq!(
+        r.export(),
+        ReplicaSnapshot {
+            zxid: before.zxid + 3,
+            ..before
+        }
+    );
     // The new owner writes.
-    assert!(run(&mut r, create(id, "/c", CreateMode::Persistent), &two).result.is_ok());
+    assert!(
+        run(&mut r, create(id, "/c", CreateMode::Persistent), &two)
+            .result
+            .is_ok()
+    );
 }
 
 // ---- close ----
@@ -465,11 +537,23 @@ fn close_deletes_the_ephemerals_under_one_zxid_and_later_creates_are_expired() {
     let ctx = env.ctx(1, WALL);
     let (id, _) = open(&mut r, &ctx);
     let (other, _) = open(&mut r, &ctx);
-    assert!(run(&mut r, create(id, "/svc", CreateMode::Persistent), &ctx).result.is_ok());
+    assert!(
+        run(&mut r, create(id, "/svc", CreateMode::Persistent), &ctx)
+            .result
+            .is_ok()
+    );
     for path in ["/svc/b", "/svc/a"] {
-        assert!(run(&mut r, create(id, path, CreateMode::Ephemeral), &ctx).result.is_ok());
+        assert!(
+            run(&mut r, create(id, path, CreateMode::Ephemeral), &ctx)
+                .result
+                .is_ok()
+        );
     }
-    assert!(run(&mut r, create(other, "/svc/o", CreateMode::Ephemeral), &ctx).result.is_ok());
+    assert!(
+        run(&mut r, create(other, "/svc/o", CreateMode::Ephemeral), &ctx)
+            .result
+            .is_ok()
+    );
     // Prepared before the close, applied after.
     let Ok(Some(late)) = prepare(&r, create(id, "/svc/late", CreateMode::Ephemeral), &ctx) else {
         panic!("prepares");
@@ -483,11 +567,7 @@ fn close_deletes_the_ephemerals_under_one_zxid_and_later_creates_are_expired() {
             ephemerals: vec!["/svc/a".into(), "/svc/b".into()]
         })
     );
-    let kinds: Vec<(EventKind, &str)> = closed
-        .changes
-        .iter()
-        .map(|c| (c.kind, &*c.path))
-        .collect();
+    let kinds: Vec<(EventKind, &str)> = closed.changes.iter().map(|c| (c.kind, &*c.path)).collect();
     assert_eq!(
         kinds,
         vec![
@@ -497,7 +577,10 @@ fn close_deletes_the_ephemerals_under_one_zxid_and_later_creates_are_expired() {
             (EventKind::NodeChildrenChanged, "/svc"),
         ]
     );
-    assert_eq!(r.tree().stat("/svc").map(|s| (s.pzxid, s.num_children)), Some((zxid, 1)));
+    assert_eq!(
+        r.tree().stat("/svc").map(|s| (s.pzxid, s.num_children)),
+        Some((zxid, 1))
+    );
     assert_eq!(r.tree().ephemeral_count(id.as_u64()), 0);
     assert_eq!(r.tree().ephemeral_count(other.as_u64()), 1);
     assert!(r.session(id).is_none());
@@ -552,7 +635,11 @@ fn a_stale_zxid_changes_nothing_and_an_error_consumes_its_zxid() {
     let mut r = replica();
     let ctx = env.ctx(1, WALL);
     let (id, _) = open(&mut r, &ctx);
-    assert!(run(&mut r, create(id, "/a", CreateMode::Persistent), &ctx).result.is_ok());
+    assert!(
+        run(&mut r, create(id, "/a", CreateMode::Persistent), &ctx)
+            .result
+            .is_ok()
+    );
     let before = r.export();
     let txn = Txn::CreateNode {
         session: id,
@@ -633,7 +720,13 @@ fn node_transactions_carry_owner_and_time_and_apply_them() {
     };
     assert_eq!(path, "/a");
     assert_eq!(
-        (stat.czxid, stat.ctime, stat.mtime, stat.ephemeral_owner, stat.data_length),
+        (
+            stat.czxid,
+            stat.ctime,
+            stat.mtime,
+            stat.ephemeral_owner,
+            stat.data_length
+        ),
         (2, WALL + 1234, WALL + 1234, id.as_u64(), 5)
     );
     let set = Op::SetData {
@@ -646,7 +739,10 @@ fn node_transactions_carry_owner_and_time_and_apply_them() {
     let Ok(Outcome::DataSet { stat }) = applied.result else {
         panic!("{applied:?}");
     };
-    assert_eq!((stat.version, stat.mzxid, stat.mtime, stat.ctime), (1, 3, WALL + 2000, WALL + 1234));
+    assert_eq!(
+        (stat.version, stat.mzxid, stat.mtime, stat.ctime),
+        (1, 3, WALL + 2000, WALL + 1234)
+    );
     assert_eq!(
         applied.changes,
         vec![Change {
@@ -671,14 +767,22 @@ fn sequential_names_are_resolved_at_apply() {
     let mut r = replica();
     let ctx = env.ctx(1, WALL);
     let (id, _) = open(&mut r, &ctx);
-    assert!(run(&mut r, create(id, "/q", CreateMode::Persistent), &ctx).result.is_ok());
+    assert!(
+        run(&mut r, create(id, "/q", CreateMode::Persistent), &ctx)
+            .result
+            .is_ok()
+    );
     let op = || create(id, "/q/n-", CreateMode::EphemeralSequential);
     let (Ok(Some(a)), Ok(Some(b))) = (prepare(&r, op(), &ctx), prepare(&r, op(), &ctx)) else {
         panic!("prepare");
     };
     assert_eq!(a, b, "the prefix is logged, not a name");
     // Something else moves the counter in between.
-    assert!(run(&mut r, create(id, "/q/plain", CreateMode::Persistent), &ctx).result.is_ok());
+    assert!(
+        run(&mut r, create(id, "/q/plain", CreateMode::Persistent), &ctx)
+            .result
+            .is_ok()
+    );
     let zxid = r.zxid();
     let first = r.apply(zxid + 1, &a);
     let second = r.apply(zxid + 2, &b);
@@ -693,14 +797,28 @@ fn prepare_answers_the_trees_errors_without_proposing() {
     let mut r = replica();
     let ctx = env.ctx(1, WALL);
     let (id, _) = open(&mut r, &ctx);
-    assert!(run(&mut r, create(id, "/a", CreateMode::Persistent), &ctx).result.is_ok());
-    assert!(run(&mut r, create(id, "/a/b", CreateMode::Persistent), &ctx).result.is_ok());
-    assert!(run(&mut r, create(id, "/e", CreateMode::Ephemeral), &ctx).result.is_ok());
+    assert!(
+        run(&mut r, create(id, "/a", CreateMode::Persistent), &ctx)
+            .result
+            .is_ok()
+    );
+    assert!(
+        run(&mut r, create(id, "/a/b", CreateMode::Persistent), &ctx)
+            .result
+            .is_ok()
+    );
+    assert!(
+        run(&mut r, create(id, "/e", CreateMode::Ephemeral), &ctx)
+            .result
+            .is_ok()
+    );
     let tree = |error: TreeError| TxnError::Tree(error);
     let cases: Vec<(Op, TxnError)> = vec![
         (
             create(id, "a", CreateMode::Persistent),
-            tree(TreeError::InvalidPath(PathError::NotAbsolute { path: "a".into() })),
+            tree(TreeError::InvalidPath(PathError::NotAbsolute {
+                path: "a".into(),
+            })),
         ),
         (
             create(id, "/x/y", CreateMode::Persistent),
@@ -788,11 +906,19 @@ fn prepare_checks_every_limit_of_the_context() {
     };
     let tree = |error: TreeError| TxnError::Tree(error);
     assert_eq!(
-        prepare_err(&r, create(id, "/0123456789abcdef", CreateMode::Persistent), &ctx),
+        prepare_err(
+            &r,
+            create(id, "/0123456789abcdef", CreateMode::Persistent),
+            &ctx
+        ),
         tree(TreeError::PathTooLong { len: 17, max: 16 })
     );
     assert_eq!(
-        prepare_err(&r, create(id, "/0123456", CreateMode::PersistentSequential), &ctx),
+        prepare_err(
+            &r,
+            create(id, "/0123456", CreateMode::PersistentSequential),
+            &ctx
+        ),
         tree(TreeError::PathTooLong { len: 18, max: 16 })
     );
     assert_eq!(
@@ -803,7 +929,15 @@ fn prepare_checks_every_limit_of_the_context() {
             max: 4
         })
     );
-    assert!(run(&mut r, with_data("/a", b"1234", CreateMode::Ephemeral), &ctx).result.is_ok());
+    assert!(
+        run(
+            &mut r,
+            with_data("/a", b"1234", CreateMode::Ephemeral),
+            &ctx
+        )
+        .result
+        .is_ok()
+    );
     assert_eq!(
         prepare_err(&r, create(id, "/b", CreateMode::Ephemeral), &ctx),
         tree(TreeError::TooManyEphemerals {
@@ -833,8 +967,16 @@ fn prepare_checks_every_limit_of_the_context() {
             max: 4
         })
     );
-    assert!(run(&mut r, create(id, "/b", CreateMode::Persistent), &ctx).result.is_ok());
-    assert!(run(&mut r, create(id, "/c", CreateMode::Persistent), &ctx).result.is_ok());
+    assert!(
+        run(&mut r, create(id, "/b", CreateMode::Persistent), &ctx)
+            .result
+            .is_ok()
+    );
+    assert!(
+        run(&mut r, create(id, "/c", CreateMode::Persistent), &ctx)
+            .result
+            .is_ok()
+    );
     assert_eq!(
         prepare_err(&r, create(id, "/d", CreateMode::Persistent), &ctx),
         tree(TreeError::TooManyNodes { max: 4 })
@@ -898,7 +1040,19 @@ fn apply_rechecks_what_changed_since_prepare_but_not_limits() {
     );
     // Limits are the prepare's: two creates prepared with one slot left
     // both apply, overshooting by the one in flight (documented).
-    assert!(run(&mut r, Op::Delete { session: id, path: "/x".into(), version: None }, &ctx).result.is_ok());
+    assert!(
+        run(
+            &mut r,
+            Op::Delete {
+                session: id,
+                path: "/x".into(),
+                version: None
+            },
+            &ctx
+        )
+        .result
+        .is_ok()
+    );
     let (Ok(Some(c)), Ok(Some(d))) = (
         prepare(&r, create(id, "/c", CreateMode::Persistent), &ctx),
         prepare(&r, create(id, "/d", CreateMode::Persistent), &ctx),
@@ -944,7 +1098,10 @@ fn applied_changes_fire_a_servers_watches() {
     let closed = run(&mut r, Op::CloseSession { id }, &ctx);
     let fired = watches.fire(&closed.changes, closed.zxid);
     assert_eq!(fired.len(), 1);
-    assert_eq!((fired[0].0, fired[0].1.kind), (watcher, EventKind::NodeDeleted));
+    assert_eq!(
+        (fired[0].0, fired[0].1.kind),
+        (watcher, EventKind::NodeDeleted)
+    );
 }
 
 #[test]
@@ -963,11 +1120,23 @@ fn export_is_sorted_hides_the_secret_and_matches_a_replay() {
             panic!("prepare");
         }
     };
-    let created = record(&mut a, Op::CreateSession { requested: ms(4000) }, 2);
+    let created = record(
+        &mut a,
+        Op::CreateSession {
+            requested: ms(4000),
+        },
+        2,
+    );
     let Ok(Outcome::SessionCreated { id: second, .. }) = created.result else {
         panic!()
     };
-    let created = record(&mut a, Op::CreateSession { requested: ms(4000) }, 1);
+    let created = record(
+        &mut a,
+        Op::CreateSession {
+            requested: ms(4000),
+        },
+        1,
+    );
     let Ok(Outcome::SessionCreated { id: third, .. }) = created.result else {
         panic!()
     };
@@ -1049,7 +1218,10 @@ fn txn_sessions_and_error_messages() {
             TxnError::ZxidNotAfter { zxid: 4, last: 9 },
             "zxid 4 is not after the last applied zxid 9",
         ),
-        (TxnError::Tree(TreeError::RootDelete), "the root node / cannot be deleted"),
+        (
+            TxnError::Tree(TreeError::RootDelete),
+            "the root node / cannot be deleted",
+        ),
         (
             TxnError::Reattach(ReattachError::WrongPassword { id }),
             "wrong password for session 0x0100000000000002",
