@@ -14,6 +14,7 @@ use session_wire::v1::{self as wire, NodeKind, reply, request};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::{Command, Driver, Shared, WatchOn, terminal_error};
+use crate::types::stat_from_wire;
 use crate::{CreateMode, Error, Stat, State, StateEvents, Watch};
 
 /// The session timeout asked for when none is set: 10 s.
@@ -337,7 +338,7 @@ impl Client {
         match self.call(path, op, on).await? {
             (reply::Result::GetData(result), watch) => Ok((
                 result.data,
-                result.stat.map(Stat::from).unwrap_or_default(),
+                result.stat.map(stat_from_wire).unwrap_or_default(),
                 watch,
             )),
             (other, _) => Err(unexpected(&other)),
@@ -356,7 +357,9 @@ impl Client {
             expected_version: version,
         });
         match self.call(path, op, None).await?.0 {
-            reply::Result::SetData(result) => Ok(result.stat.map(Stat::from).unwrap_or_default()),
+            reply::Result::SetData(result) => {
+                Ok(result.stat.map(stat_from_wire).unwrap_or_default())
+            }
             other => Err(unexpected(&other)),
         }
     }
@@ -391,7 +394,7 @@ impl Client {
         });
         let on = watch.then_some(WatchOn::Exists);
         match self.call(path, op, on).await? {
-            (reply::Result::Exists(result), watch) => Ok((result.stat.map(Stat::from), watch)),
+            (reply::Result::Exists(result), watch) => Ok((result.stat.map(stat_from_wire), watch)),
             (other, _) => Err(unexpected(&other)),
         }
     }

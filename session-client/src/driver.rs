@@ -13,23 +13,25 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use session_core::{
-    Action, ClientEvent, ClientSession, ConnectString, HostPort, Refusal, SessionId,
-    SessionPassword,
+    Action, ClientEvent, ClientSession, ConnectString, EventKind, HostPort, Refusal, SessionId,
+    SessionPassword, WatchKind, watch_kind_for_exists,
 };
 use session_wire::v1::{
     self as wire, ClientMessage, CloseSession, ErrorCode, Ping, RefusalReason, ServerMessage,
     handshake_reply, reply, request, server_message,
 };
 use session_wire::{
-    ClientCodec, CodecError, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, XidCounter,
+    ClientCodec, CodecError, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    XidCounter,
 };
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::Framed;
 use tracing::{debug, info, warn};
 
-use crate::watches::{SET_WATCHES_BATCH_BYTES, WatchKind, WatchRegistry, WatchSender};
-use crate::{Error, EventKind, State, WatchedEvent};
+use crate::types::event_kind_from_wire;
+use crate::watches::{SET_WATCHES_BATCH_BYTES, WatchRegistry, WatchSender};
+use crate::{Error, State, WatchedEvent};
 
 type Transport = Framed<TcpStream, ClientCodec>;
 type Opening = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
@@ -566,11 +568,7 @@ impl Driver {
         let kind = match (watch.on, result) {
             (WatchOn::Get, reply::Result::GetData(_)) => WatchKind::Data,
             (WatchOn::Exists, reply::Result::Exists(exists)) => {
-                if exists.stat.is_some() {
-                    WatchKind::Data
-                } else {
-                    WatchKind::Exist
-                }
+                watch_kind_for_exists(exists.stat.is_some())
             }
             (WatchOn::Children, reply::Result::GetChildren(_)) => WatchKind::Child,
             _ => return,
@@ -596,7 +594,7 @@ impl Driver {
 
     fn watch_event(&mut self, event: wire::WatchEvent) {
         self.last_zxid = self.last_zxid.max(event.zxid);
-        let Some(kind) = EventKind::from_wire(event.kind()) else {
+        let Some(kind) = event_kind_from_wire(event.kind()) else {
             return;
         };
         for pending in self.pending.values_mut() {

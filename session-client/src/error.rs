@@ -219,9 +219,27 @@ mod tests {
                 ErrorCode::TooManyEphemerals,
                 Error::TooManyEphemerals { detail: "d".into() },
             ),
+            (
+                ErrorCode::TooManyWatches,
+                Error::TooManyWatches { detail: "d".into() },
+            ),
+            (
+                ErrorCode::QuotaExceeded,
+                Error::QuotaExceeded { detail: "d".into() },
+            ),
             (ErrorCode::SessionExpired, Error::SessionExpired),
+            (ErrorCode::AuthFailed, Error::AuthFailed),
             (ErrorCode::SessionMoved, Error::ConnectionLoss),
+            (ErrorCode::ServerShuttingDown, Error::ConnectionLoss),
             (ErrorCode::Unspecified, Error::System { detail: "d".into() }),
+            (ErrorCode::SystemError, Error::System { detail: "d".into() }),
+            (
+                ErrorCode::BadArguments,
+                Error::Unsupported {
+                    code: ErrorCode::BadArguments,
+                    detail: "d".into(),
+                },
+            ),
             (
                 ErrorCode::Unimplemented,
                 Error::Unsupported {
@@ -232,6 +250,55 @@ mod tests {
         ];
         for (code, expected) in cases {
             assert_eq!(Error::from_op(op(code, "d"), "/p"), expected, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn every_code_the_protocol_defines_is_mapped_and_removed_ones_are_not() {
+        // Every code the protocol defines maps to a variant; a number it does
+        // not define (12 and 15 were TOO_MANY_REQUESTS and SESSION_CLOSING,
+        // which no server sent) is a server error, its detail kept.
+        for number in 0..64 {
+            let error = Error::from_op(
+                OpError {
+                    code: number,
+                    detail: "d".into(),
+                },
+                "/p",
+            );
+            match ErrorCode::try_from(number) {
+                Ok(ErrorCode::Unspecified | ErrorCode::SystemError) | Err(_) => {
+                    assert_eq!(error, Error::System { detail: "d".into() }, "{number}");
+                }
+                Ok(code) => {
+                    assert!(!matches!(error, Error::System { .. }), "{code:?}: {error}");
+                }
+            }
+        }
+        for removed in [12, 15] {
+            assert!(ErrorCode::try_from(removed).is_err(), "{removed} is gone");
+        }
+    }
+
+    #[test]
+    fn limit_errors_say_what_to_do() {
+        let watches = Error::TooManyWatches {
+            detail: "session 0x1 holds 1000 watches".into(),
+        };
+        assert_eq!(
+            watches.to_string(),
+            "too many watches: session 0x1 holds 1000 watches"
+        );
+        let quota = Error::QuotaExceeded {
+            detail: "the tree holds 10 nodes".into(),
+        };
+        assert_eq!(quota.to_string(), "quota exceeded: the tree holds 10 nodes");
+        for error in [watches, quota] {
+            assert!(
+                !error.is_retryable(),
+                "{error}: retrying the same call fails again"
+            );
+            assert!(!error.is_terminal(), "{error}: the client stays usable");
         }
     }
 

@@ -69,5 +69,8 @@ mod watches;
 
 pub use client::{Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_SESSION_TIMEOUT};
 pub use error::Error;
+// Node kinds, node stats and watch event kinds are session-core's: one
+// definition for the server and the client.
+pub use session_core::{CreateMode, EventKind, Stat};
 pub use session_core::{SessionId, SessionPassword};
-pub use types::{CreateMode, EventKind, Stat, State, StateEvents, Watch, WatchedEvent};
+pub use types::{State, StateEvents, Watch, WatchedEvent};

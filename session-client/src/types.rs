@@ -1,13 +1,14 @@
-//! The values operations take and return: node kinds, stats, watch events,
-//! and the futures and streams the client hands out.
+//! The values operations return: watch events, and the futures and streams
+//! the client hands out. Node kinds ([`CreateMode`](crate::CreateMode)),
+//! stats ([`Stat`]) and event kinds ([`EventKind`]) are session-core's, the
+//! same types the server uses; this module converts them from the wire.
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
-use session_core::{ClientState, SessionId};
+use session_core::{ClientState, EventKind, Stat};
 use session_wire::v1 as wire;
 use tokio::sync::{mpsc, oneshot};
 
@@ -19,123 +20,32 @@ use crate::Error;
 /// terminal `Closed` and `AuthFailed`.
 pub type State = ClientState;
 
-/// How long a created node lives, and whether the server numbers it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum CreateMode {
-    /// Lives until deleted.
-    #[default]
-    Persistent,
-    /// Lives until deleted; the server appends a 10-digit sequence number to
-    /// the name.
-    PersistentSequential,
-    /// Deleted when the creating session ends (closed or expired). Cannot
-    /// have children.
-    Ephemeral,
-    /// Ephemeral, and numbered by the server (locks, elections, queues).
-    EphemeralSequential,
-}
-
-impl CreateMode {
-    /// The mode for the two flags of `create`.
-    #[must_use]
-    pub fn from_flags(ephemeral: bool, sequential: bool) -> Self {
-        match (ephemeral, sequential) {
-            (false, false) => Self::Persistent,
-            (false, true) => Self::PersistentSequential,
-            (true, false) => Self::Ephemeral,
-            (true, true) => Self::EphemeralSequential,
-        }
-    }
-
-    /// Whether the node belongs to the session.
-    #[must_use]
-    pub fn is_ephemeral(self) -> bool {
-        matches!(self, Self::Ephemeral | Self::EphemeralSequential)
-    }
-
-    /// Whether the server appends a sequence number.
-    #[must_use]
-    pub fn is_sequential(self) -> bool {
-        matches!(self, Self::PersistentSequential | Self::EphemeralSequential)
+/// A node's [`Stat`] from its wire form: the times are the server's
+/// wall-clock milliseconds (`ctime`, `mtime`), `ephemeral_owner` the owning
+/// session's raw id (0 for a persistent node).
+pub(crate) fn stat_from_wire(stat: wire::Stat) -> Stat {
+    Stat {
+        czxid: stat.czxid,
+        mzxid: stat.mzxid,
+        pzxid: stat.pzxid,
+        ctime: stat.ctime_ms,
+        mtime: stat.mtime_ms,
+        version: stat.version,
+        cversion: stat.cversion,
+        ephemeral_owner: stat.ephemeral_owner,
+        data_length: stat.data_length,
+        num_children: stat.num_children,
     }
 }
 
-/// The metadata of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Stat {
-    /// The zxid of the change that created the node.
-    pub czxid: u64,
-    /// The zxid of the change that last modified the node's data.
-    pub mzxid: u64,
-    /// The zxid of the change that last added or removed a child.
-    pub pzxid: u64,
-    /// Creation time, milliseconds since the Unix epoch (server clock).
-    pub ctime_ms: i64,
-    /// Last data modification time, milliseconds since the Unix epoch.
-    pub mtime_ms: i64,
-    /// The number of changes to the node's data.
-    pub version: i32,
-    /// The number of changes to the node's children.
-    pub cversion: i32,
-    /// The session owning the node if it is ephemeral.
-    pub ephemeral_owner: Option<SessionId>,
-    /// The length of the node's data in bytes.
-    pub data_length: u32,
-    /// The number of children.
-    pub num_children: u32,
-}
-
-impl From<wire::Stat> for Stat {
-    fn from(stat: wire::Stat) -> Self {
-        Self {
-            czxid: stat.czxid,
-            mzxid: stat.mzxid,
-            pzxid: stat.pzxid,
-            ctime_ms: stat.ctime_ms,
-            mtime_ms: stat.mtime_ms,
-            version: stat.version,
-            cversion: stat.cversion,
-            ephemeral_owner: (stat.ephemeral_owner != 0)
-                .then(|| SessionId::from_u64(stat.ephemeral_owner)),
-            data_length: stat.data_length,
-            num_children: stat.num_children,
-        }
-    }
-}
-
-/// What happened to a watched node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    /// The node was created (fires watches from `exists` on a missing node).
-    NodeCreated,
-    /// The node was deleted (fires every kind of watch on it).
-    NodeDeleted,
-    /// The node's data changed (fires watches from `get` and `exists`).
-    NodeDataChanged,
-    /// A child was created or deleted (fires watches from `children`).
-    NodeChildrenChanged,
-}
-
-impl EventKind {
-    pub(crate) fn from_wire(kind: wire::WatchEventKind) -> Option<Self> {
-        match kind {
-            wire::WatchEventKind::NodeCreated => Some(Self::NodeCreated),
-            wire::WatchEventKind::NodeDeleted => Some(Self::NodeDeleted),
-            wire::WatchEventKind::NodeDataChanged => Some(Self::NodeDataChanged),
-            wire::WatchEventKind::NodeChildrenChanged => Some(Self::NodeChildrenChanged),
-            wire::WatchEventKind::Unspecified => None,
-        }
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::NodeCreated => "created",
-            Self::NodeDeleted => "deleted",
-            Self::NodeDataChanged => "data-changed",
-            Self::NodeChildrenChanged => "children-changed",
-        })
+/// The [`EventKind`] of a wire event; `None` for an unset kind.
+pub(crate) fn event_kind_from_wire(kind: wire::WatchEventKind) -> Option<EventKind> {
+    match kind {
+        wire::WatchEventKind::NodeCreated => Some(EventKind::NodeCreated),
+        wire::WatchEventKind::NodeDeleted => Some(EventKind::NodeDeleted),
+        wire::WatchEventKind::NodeDataChanged => Some(EventKind::NodeDataChanged),
+        wire::WatchEventKind::NodeChildrenChanged => Some(EventKind::NodeChildrenChanged),
+        wire::WatchEventKind::Unspecified => None,
     }
 }
 
@@ -186,5 +96,50 @@ impl Stream for StateEvents {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<State>> {
         self.receiver.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_stats_and_event_kinds_convert_field_by_field() {
+        let wire = wire::Stat {
+            czxid: 1,
+            mzxid: 2,
+            pzxid: 3,
+            ctime_ms: 4,
+            mtime_ms: 5,
+            version: 6,
+            cversion: 7,
+            ephemeral_owner: 8,
+            data_length: 9,
+            num_children: 10,
+        };
+        let stat = Stat {
+            czxid: 1,
+            mzxid: 2,
+            pzxid: 3,
+            ctime: 4,
+            mtime: 5,
+            version: 6,
+            cversion: 7,
+            ephemeral_owner: 8,
+            data_length: 9,
+            num_children: 10,
+        };
+        assert_eq!(stat_from_wire(wire), stat);
+
+        use wire::WatchEventKind as W;
+        assert_eq!(event_kind_from_wire(W::Unspecified), None);
+        for (from, to) in [
+            (W::NodeCreated, EventKind::NodeCreated),
+            (W::NodeDeleted, EventKind::NodeDeleted),
+            (W::NodeDataChanged, EventKind::NodeDataChanged),
+            (W::NodeChildrenChanged, EventKind::NodeChildrenChanged),
+        ] {
+            assert_eq!(event_kind_from_wire(from), Some(to));
+        }
     }
 }

@@ -1,40 +1,30 @@
 //! The client's one-shot watches, keyed by kind and server-side path, and
-//! their re-registration after a reattach in frames of bounded size.
+//! their re-registration after a reattach in frames of bounded size. Which
+//! event fires which kind of watch is session-core's rule
+//! ([`WatchKind::fired_by`]), the one the server fires by.
 
 use std::collections::BTreeMap;
 
+use session_core::{EventKind, WatchKind};
 use session_wire::v1::SetWatches;
 use tokio::sync::oneshot;
 
-use crate::{Error, EventKind, WatchedEvent};
+use crate::{Error, WatchedEvent};
 
 /// Most bytes of paths in one `SetWatches` request: far under the 1 MiB
 /// frame limit, so a client with many watches never sends a frame the server
 /// must refuse (ZOOKEEPER-706).
 pub(crate) const SET_WATCHES_BATCH_BYTES: usize = 128 * 1024;
 
-/// What a watch was left by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum WatchKind {
-    /// `get`, or `exists` on an existing node: fired by data change and deletion.
-    Data,
-    /// `exists` on a missing node: fired by creation.
-    Exist,
-    /// `children`: fired by a child's creation or deletion, and deletion.
-    Child,
-}
+/// Every kind of watch, in the order `SetWatches` lists them.
+const KINDS: [WatchKind; 3] = [WatchKind::Data, WatchKind::Exist, WatchKind::Child];
 
-impl WatchKind {
-    /// Whether an event of `kind` fires a watch of this kind (ZooKeeper's
-    /// `ZKWatchManager` rules).
-    pub(crate) fn fired_by(self, kind: EventKind) -> bool {
-        match kind {
-            EventKind::NodeCreated | EventKind::NodeDataChanged => {
-                matches!(self, Self::Data | Self::Exist)
-            }
-            EventKind::NodeChildrenChanged => self == Self::Child,
-            EventKind::NodeDeleted => true,
-        }
+/// The registry's slot for `kind`.
+const fn slot(kind: WatchKind) -> usize {
+    match kind {
+        WatchKind::Data => 0,
+        WatchKind::Exist => 1,
+        WatchKind::Child => 2,
     }
 }
 
@@ -43,25 +33,25 @@ pub(crate) type WatchSender = oneshot::Sender<Result<WatchedEvent, Error>>;
 /// The watches the server holds for this client, by kind and server path.
 #[derive(Debug, Default)]
 pub(crate) struct WatchRegistry {
-    watches: BTreeMap<(WatchKind, String), Vec<WatchSender>>,
+    /// Indexed by [`slot`]; paths sorted, so re-registration is deterministic.
+    watches: [BTreeMap<String, Vec<WatchSender>>; KINDS.len()],
 }
 
 impl WatchRegistry {
     pub(crate) fn add(&mut self, kind: WatchKind, server_path: String, sender: WatchSender) {
-        self.watches
-            .entry((kind, server_path))
+        self.watches[slot(kind)]
+            .entry(server_path)
             .or_default()
             .push(sender);
     }
 
-    /// Removes and returns the watches an event of `kind` on `server_path` fires.
+    /// Removes and returns the watches an event of `kind` on `server_path`
+    /// fires ([`EventKind::fires`]).
     pub(crate) fn take_fired(&mut self, kind: EventKind, server_path: &str) -> Vec<WatchSender> {
         let mut fired = Vec::new();
-        for watch in [WatchKind::Data, WatchKind::Exist, WatchKind::Child] {
-            if watch.fired_by(kind) {
-                if let Some(senders) = self.watches.remove(&(watch, server_path.to_owned())) {
-                    fired.extend(senders);
-                }
+        for &watch in kind.fires() {
+            if let Some(senders) = self.watches[slot(watch)].remove(server_path) {
+                fired.extend(senders);
             }
         }
         fired
@@ -69,23 +59,28 @@ impl WatchRegistry {
 
     /// Ends every watch with `error` (the session is over).
     pub(crate) fn fail_all(&mut self, error: &Error) {
-        for (_, senders) in std::mem::take(&mut self.watches) {
-            for sender in senders {
-                let _ = sender.send(Err(error.clone()));
+        for watches in &mut self.watches {
+            for (_, senders) in std::mem::take(watches) {
+                for sender in senders {
+                    let _ = sender.send(Err(error.clone()));
+                }
             }
         }
     }
 
     /// Forgets watches whose `Watch` was dropped.
     pub(crate) fn prune(&mut self) {
-        self.watches.retain(|_, senders| {
-            senders.retain(|sender| !sender.is_closed());
-            !senders.is_empty()
-        });
+        for watches in &mut self.watches {
+            watches.retain(|_, senders| {
+                senders.retain(|sender| !sender.is_closed());
+                !senders.is_empty()
+            });
+        }
     }
 
+    /// Number of (kind, path) watches held.
     pub(crate) fn len(&self) -> usize {
-        self.watches.len()
+        self.watches.iter().map(BTreeMap::len).sum()
     }
 
     /// The `SetWatches` requests that re-register every watch, each with at
@@ -98,7 +93,12 @@ impl WatchRegistry {
         let mut batches = Vec::new();
         let mut batch = empty();
         let mut bytes = 0;
-        for (kind, path) in self.watches.keys() {
+        let keys = KINDS.into_iter().flat_map(|kind| {
+            self.watches[slot(kind)]
+                .keys()
+                .map(move |path| (kind, path))
+        });
+        for (kind, path) in keys {
             // A repeated string field costs its bytes plus a tag and a length.
             let cost = path.len() + 6;
             if bytes > 0 && bytes + cost > max_bytes {
@@ -142,37 +142,48 @@ mod tests {
     }
 
     #[test]
-    fn events_fire_the_kinds_zookeeper_fires() {
+    fn events_fire_the_kinds_session_core_says() {
         let (mut registry, _rx) = registry_of(&[
             (WatchKind::Data, "/a"),
             (WatchKind::Exist, "/a"),
             (WatchKind::Child, "/a"),
         ]);
-        assert_eq!(
-            registry
-                .take_fired(EventKind::NodeChildrenChanged, "/a")
-                .len(),
-            1
-        );
-        assert_eq!(
-            registry
-                .take_fired(EventKind::NodeChildrenChanged, "/a")
-                .len(),
-            0,
-            "one-shot"
-        );
-        assert_eq!(
-            registry.take_fired(EventKind::NodeDataChanged, "/b").len(),
-            0
-        );
-        assert_eq!(
-            registry.take_fired(EventKind::NodeDataChanged, "/a").len(),
-            2
-        );
+        let mut fired = |kind, path| registry.take_fired(kind, path).len();
+        assert_eq!(fired(EventKind::NodeChildrenChanged, "/a"), 1);
+        assert_eq!(fired(EventKind::NodeChildrenChanged, "/a"), 0, "one-shot");
+        assert_eq!(fired(EventKind::NodeDataChanged, "/b"), 0);
+        // The server fires an exist watch only by a create or a delete: a data
+        // change must not take it here either, or its later event is lost.
+        assert_eq!(fired(EventKind::NodeDataChanged, "/a"), 1);
+        assert_eq!(fired(EventKind::NodeCreated, "/a"), 1);
         assert_eq!(registry.len(), 0);
 
-        let (mut registry, _rx) = registry_of(&[(WatchKind::Data, "/x"), (WatchKind::Child, "/x")]);
-        assert_eq!(registry.take_fired(EventKind::NodeDeleted, "/x").len(), 2);
+        let (mut registry, _rx) = registry_of(&[
+            (WatchKind::Data, "/x"),
+            (WatchKind::Exist, "/x"),
+            (WatchKind::Child, "/x"),
+        ]);
+        assert_eq!(registry.take_fired(EventKind::NodeDeleted, "/x").len(), 3);
+    }
+
+    #[test]
+    fn the_registry_follows_the_rules_table() {
+        let events = [
+            EventKind::NodeCreated,
+            EventKind::NodeDeleted,
+            EventKind::NodeDataChanged,
+            EventKind::NodeChildrenChanged,
+        ];
+        for kind in KINDS {
+            for event in events {
+                let (mut registry, _rx) = registry_of(&[(kind, "/p")]);
+                assert_eq!(
+                    registry.take_fired(event, "/p").len() == 1,
+                    kind.fired_by(event),
+                    "{event:?} on a {kind:?} watch"
+                );
+            }
+        }
     }
 
     #[test]

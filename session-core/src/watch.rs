@@ -30,6 +30,18 @@ pub enum EventKind {
     NodeChildrenChanged,
 }
 
+impl std::fmt::Display for EventKind {
+    /// `created`, `deleted`, `data-changed` or `children-changed`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NodeCreated => "created",
+            Self::NodeDeleted => "deleted",
+            Self::NodeDataChanged => "data-changed",
+            Self::NodeChildrenChanged => "children-changed",
+        })
+    }
+}
+
 impl EventKind {
     /// The kinds of watch on a path that a change of this kind to that path
     /// fires, in the order they are taken:

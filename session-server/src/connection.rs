@@ -237,7 +237,7 @@ async fn handshake<F: Frontend>(
             Ok(Some(handshake)) => break handshake,
             Ok(None) => {}
             Err(violation) => {
-                refuse(shared, io, remote, violation);
+                refuse(shared, io, remote, *violation);
                 return None;
             }
         }
@@ -315,7 +315,12 @@ async fn handshake<F: Frontend>(
     })
 }
 
-fn refuse<F: Frontend>(shared: &Shared, io: &mut Io<F>, remote: SocketAddr, violation: Violation) {
+fn refuse<F: Frontend>(
+    shared: &Shared,
+    io: &mut Io<F>,
+    remote: SocketAddr,
+    violation: Violation,
+) {
     shared.metrics.count_close(violation.reason);
     warn!(%remote, reason = ?violation.reason, detail = violation.detail,
         "closing connection: bad handshake");

@@ -451,6 +451,11 @@ fn reaper(shared: &Shared, runtime: &tokio::runtime::Handle, due: &crossbeam_cha
             // Closed by its client between expiry and now: nothing to do.
             Ok(None) | Err(_) => continue,
         };
+        let remote = shared
+            .machine
+            .connections
+            .get(&id)
+            .map(|connection| connection.remote);
         let applied = match runtime.block_on(shared.engine.propose(txn)) {
             Ok(applied) => applied,
             Err(err) => {
@@ -467,10 +472,11 @@ fn reaper(shared: &Shared, runtime: &tokio::runtime::Handle, due: &crossbeam_cha
         shared.publish(SessionEvent {
             id,
             kind: SessionEventKind::Expired,
-            remote: None,
+            remote,
             timeout_ms: 0,
             zxid: applied.zxid,
         });
-        info!(session = %id, ephemerals_deleted = ephemerals.len(), "session expired");
+        info!(session = %id, remote = ?remote, ephemerals_deleted = ephemerals.len(),
+            "session expired");
     }
 }

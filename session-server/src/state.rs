@@ -177,7 +177,17 @@ impl StateMachine {
                 Ok(())
             }
         };
-        let result = (|| match op {
+        // The tree's reads check syntax only; the limit on length is the
+        // server's, and over it a read is TOO_LARGE, as a write is.
+        let checked = match &op {
+            Operation::GetData { path, .. }
+            | Operation::Exists { path, .. }
+            | Operation::GetChildren { path, .. } => {
+                limits.tree.check_path(path).map_err(|e| tree_error(&e))
+            }
+            _ => Ok(()),
+        };
+        let result = checked.and_then(|()| match op {
             Operation::GetData { path, watch } => {
                 let (data, stat) = tree.get_data(&path).map_err(|e| tree_error(&e))?;
                 if watch {
@@ -240,7 +250,7 @@ impl StateMachine {
             Operation::Create { .. } | Operation::Delete { .. } | Operation::SetData { .. } => Err(
                 OpError::new(Code::SystemError, "a write was routed as a read"),
             ),
-        })();
+        });
         (zxid, result)
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use session_client::{Client, CreateMode, Error, SessionId, Stat, State};
+use session_client::{Client, CreateMode, Error, EventKind, SessionId, Stat, State};
 use session_wire::admin::v1::{
     self as admin, SessionEventKind, SessionState, admin_client::AdminClient,
 };
@@ -256,10 +256,11 @@ async fn watch(client: &Client, path: &str, json: bool) -> Result<(), CliError> 
         tokio::select! {
             event = watch => {
                 let event = event?;
+                let kind = event.kind.to_string();
                 print(
                     json,
-                    json!({ "event": event.kind.to_string(), "path": event.path, "zxid": event.zxid }),
-                    || format!("{} {}", event.kind, event.path),
+                    json!({ "event": kind, "path": event.path, "zxid": event.zxid }),
+                    || format!("{kind} {}", event.path),
                 );
             }
             _ = &mut interrupted => return Ok(()),
@@ -529,16 +530,20 @@ fn parse_session_id(text: &str) -> Result<u64, CliError> {
     })
 }
 
+/// A stat as JSON. The keys are those `session-cli` has always printed
+/// (`ctime_ms`, `mtime_ms`, `ephemeral_owner` as a session id or null), whatever
+/// the field names of [`Stat`]: scripts read them.
 fn stat_json(stat: &Stat) -> Value {
     json!({
         "czxid": stat.czxid,
         "mzxid": stat.mzxid,
         "pzxid": stat.pzxid,
-        "ctime_ms": stat.ctime_ms,
-        "mtime_ms": stat.mtime_ms,
+        "ctime_ms": stat.ctime,
+        "mtime_ms": stat.mtime,
         "version": stat.version,
         "cversion": stat.cversion,
-        "ephemeral_owner": stat.ephemeral_owner.map(|id| id.to_string()),
+        "ephemeral_owner": (stat.ephemeral_owner != 0)
+            .then(|| SessionId::from_u64(stat.ephemeral_owner).to_string()),
         "data_length": stat.data_length,
         "num_children": stat.num_children,
     })

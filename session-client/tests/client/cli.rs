@@ -4,7 +4,7 @@
 
 use std::process::Output;
 
-use session_client::CreateMode;
+use session_client::{CreateMode, SessionId};
 use session_server::Server;
 
 use crate::support::{connect, start};
@@ -78,6 +78,75 @@ async fn create_get_ls_set_stat_delete() {
         "/app/tmp"
     );
     assert_eq!(stdout(&cli(&server, &["ls", "/app"]).await), "");
+    server.shutdown().await;
+}
+
+/// `--json` output of a stat, parsed.
+async fn json_stat(server: &Server, args: &[&str]) -> serde_json::Value {
+    let out = stdout(&cli(server, args).await);
+    serde_json::from_str(&out).unwrap_or_else(|err| panic!("not JSON ({err}): {out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_stat_keeps_the_keys_scripts_read() {
+    let server = start().await;
+    let client = connect(&server).await;
+    client
+        .create("/p", b"abc", CreateMode::Persistent)
+        .await
+        .expect("persistent");
+    client
+        .create("/e", b"", CreateMode::Ephemeral)
+        .await
+        .expect("ephemeral");
+    let (_, expected) = client.get("/p").await.expect("get");
+
+    let stat = json_stat(&server, &["--json", "stat", "/p"]).await;
+    let mut keys: Vec<&str> = stat
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "ctime_ms",
+            "cversion",
+            "czxid",
+            "data_length",
+            "ephemeral_owner",
+            "mtime_ms",
+            "mzxid",
+            "num_children",
+            "pzxid",
+            "version",
+        ]
+    );
+    assert_eq!(stat["ctime_ms"], expected.ctime);
+    assert_eq!(stat["mtime_ms"], expected.mtime);
+    assert_eq!(stat["czxid"], expected.czxid);
+    assert_eq!(stat["data_length"], 3);
+    assert_eq!(stat["ephemeral_owner"], serde_json::Value::Null);
+
+    let stat = json_stat(&server, &["--json", "stat", "/e"]).await;
+    assert_eq!(stat["ephemeral_owner"], client.session_id().to_string());
+    let got = json_stat(&server, &["--json", "get", "/p"]).await;
+    assert_eq!(got["stat"]["ctime_ms"], expected.ctime);
+    let set = json_stat(&server, &["--json", "set", "/p", "abcd"]).await;
+    assert_eq!(set["version"], 1);
+    assert_eq!(set["ctime_ms"], expected.ctime);
+    // The text form shows the same keys, `-` for no owner.
+    let text = stdout(&cli(&server, &["stat", "/p"]).await);
+    for line in ["ctime_ms", "mtime_ms"] {
+        assert!(text.lines().any(|l| l.starts_with(line)), "{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().eq(["ephemeral_owner", "-"])),
+        "{text}"
+    );
     server.shutdown().await;
 }
 
@@ -193,7 +262,13 @@ async fn hold_registers_until_interrupted() {
     );
     let (data, stat) = client.get("/worker-1").await.expect("registered");
     assert_eq!(&data[..], b"10.0.0.7:8080");
-    assert!(stat.ephemeral_owner.is_some(), "an ephemeral");
+    // An ephemeral of the session the command printed.
+    assert_ne!(stat.ephemeral_owner, 0, "an ephemeral");
+    let owner = SessionId::from_u64(stat.ephemeral_owner).to_string();
+    assert!(
+        first.contains(&format!("(session {owner})")),
+        "{first} vs owner {owner}"
+    );
     // Ctrl-C closes the session: the registration goes at once, not at expiry.
     assert!(hold.interrupt().await.success());
     assert_eq!(client.exists("/worker-1").await.expect("exists"), None);
@@ -222,5 +297,27 @@ async fn watch_prints_each_event_and_rearms() {
     armed().await;
     client.delete("/cfg", None).await.expect("delete");
     assert_eq!(watch.line().await, "deleted /cfg");
+    assert!(watch.interrupt().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_watch_prints_the_event_names_scripts_read() {
+    let server = start().await;
+    let client = connect(&server).await;
+    let mut watch = Running::spawn(&server, &["--json", "watch", "/j"]);
+    crate::support::eventually("the watch is set", async || server.watch_count() == 1).await;
+    client
+        .create("/j", b"", CreateMode::Persistent)
+        .await
+        .expect("create");
+    let line = watch.line().await;
+    let event: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+    assert_eq!(event["event"], "created", "{line}");
+    assert_eq!(event["path"], "/j", "{line}");
+    assert!(
+        event["zxid"].as_u64().is_some_and(|zxid| zxid > 0),
+        "{line}"
+    );
     assert!(watch.interrupt().await.success());
 }

@@ -1,13 +1,16 @@
-//! Connection loss, reattach, failover, expiry and refused passwords.
+//! Connection loss, reattach, failover, expiry, refused passwords and
+//! handshake replies in a protocol version the client does not speak.
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
-
 use session_client::{Client, CreateMode, Error, EventKind, SessionPassword, State};
+use session_wire::v1::{HandshakeReply, SessionGranted, handshake_reply};
 
 use crate::support::{
-    self, MAX_TIMEOUT, PATIENCE, Proxy, connect, dead_addr, next_state, plan, start, start_on,
+    self, FakeServer, MAX_TIMEOUT, PATIENCE, Proxy, connect, dead_addr, next_state, plan, start,
+    start_on,
 };
 
 #[tokio::test]
@@ -56,7 +59,7 @@ async fn a_cut_shorter_than_the_timeout_keeps_the_session_and_its_watches() {
 
     assert_eq!(client.session_id(), id, "same session");
     let (_, stat) = direct.get("/lock").await.expect("the ephemeral survived");
-    assert_eq!(stat.ephemeral_owner, Some(id));
+    assert_eq!(stat.ephemeral_owner, id.as_u64());
     // Reference "States and events": SetWatches with the last zxid seen
     // fires at once the watches whose node changed meanwhile.
     let event = tokio::time::timeout(PATIENCE, config_changed)
@@ -86,6 +89,7 @@ async fn a_cut_shorter_than_the_timeout_keeps_the_session_and_its_watches() {
 
 #[tokio::test]
 async fn in_flight_requests_fail_with_connection_loss() {
+    const CALLS: usize = 20;
     let seed = support::seed_with_retry_in(Duration::from_millis(100)..Duration::from_millis(900));
     let server = start().await;
     let proxy = Proxy::start(server.local_addr()).await;
@@ -97,35 +101,80 @@ async fn in_flight_requests_fail_with_connection_loss() {
         .await
         .expect("connect");
     let mut events = client.events();
-    // Requests queued behind a cut never get an answer from that connection.
-    let calls: Vec<_> = (0..20)
+    let nodes_before = server.node_count();
+    assert_eq!(nodes_before, 1, "only the root");
+
+    // From here on no answer reaches the client, though its requests reach
+    // the server: every request sent now stays in flight until the cut.
+    proxy.hold();
+    let calls: Vec<_> = (0..CALLS)
         .map(|i| {
             let client = client.clone();
             tokio::spawn(async move {
-                client
-                    .create(&format!("/n{i}"), b"", CreateMode::Persistent)
-                    .await
+                let path = format!("/n{i}");
+                let result = client.create(&path, b"", CreateMode::Persistent).await;
+                (path, result)
             })
         })
         .collect();
+    // Wait until the server has applied every create (and answered into the
+    // void), well before the client would suspend itself (2/3 of 2 s).
+    support::eventually("the server applied every create", async || {
+        server.node_count() == nodes_before + CALLS
+    })
+    .await;
+    assert!(
+        calls.iter().all(|call| !call.is_finished()),
+        "no answer got through the hold"
+    );
+    assert_eq!(*client.state().borrow(), State::Connected);
     proxy.cut();
-    let mut lost = 0;
+
+    let (mut ok, mut lost) = (Vec::new(), 0);
     for call in calls {
-        match call.await.expect("task") {
-            Ok(_) => {}
+        let (path, result) = tokio::time::timeout(PATIENCE, call)
+            .await
+            .expect("every call ends once the connection is cut")
+            .expect("task");
+        match result {
+            Ok(created) => ok.push(created),
             Err(Error::ConnectionLoss) => lost += 1,
-            Err(other) => panic!("unexpected {other}"),
+            Err(other) => panic!("{path}: unexpected {other}"),
         }
     }
+    assert_eq!(lost + ok.len(), CALLS, "every call answered once");
+    assert_eq!(
+        lost, CALLS,
+        "no reply reached the client: every call in flight is lost"
+    );
     assert_eq!(next_state(&mut events).await, State::Suspended);
     proxy.restore();
     assert_eq!(next_state(&mut events).await, State::Connected);
-    // Some may have been applied before the cut: ConnectionLoss means "maybe".
-    let created = client.children("/").await.expect("children").len();
-    assert!(
-        created <= 20 && lost <= 20,
-        "{created} created, {lost} lost"
+
+    // ConnectionLoss means "maybe applied": here the server applied them all.
+    let created = client.children("/").await.expect("children");
+    assert_eq!(
+        created.len(),
+        server.node_count() - 1,
+        "the client sees what the server applied (all but the root)"
     );
+    assert!(
+        (ok.len()..=CALLS).contains(&created.len()),
+        "{} created, {} ok, {lost} lost",
+        created.len(),
+        ok.len()
+    );
+    assert_eq!(
+        created.len(),
+        CALLS,
+        "every create was applied: {created:?}"
+    );
+    for path in &ok {
+        assert!(
+            client.exists(path).await.expect("exists").is_some(),
+            "{path} returned Ok but does not exist"
+        );
+    }
     server.shutdown().await;
 }
 
@@ -248,5 +297,78 @@ async fn a_wrong_password_is_refused_with_auth_failed() {
         .connect()
         .await;
     assert!(matches!(result, Err(Error::SessionExpired)), "{result:?}");
+    server.shutdown().await;
+}
+
+/// The session id the fake server grants: never one a real test server
+/// (server id 1) hands out.
+const FAKE_SESSION: u64 = 0x6300_0000_0000_0001;
+
+/// A reply granting a well-formed session, in `protocol_version`.
+fn granted_in(protocol_version: u32) -> HandshakeReply {
+    HandshakeReply {
+        protocol_version,
+        outcome: Some(handshake_reply::Outcome::Granted(SessionGranted {
+            negotiated_timeout_ms: 2000,
+            session_id: FAKE_SESSION,
+            password: Bytes::from_static(&[7; 16]),
+            server_id: 0x63,
+            reattached: false,
+            zxid: 0,
+        })),
+    }
+}
+
+#[tokio::test]
+async fn a_handshake_reply_in_an_unknown_protocol_version_is_refused() {
+    // The fake grants a session: only its protocol version is wrong.
+    let fake = FakeServer::start(granted_in(99)).await;
+
+    // Alone, it never gets the client Connected: the client notes why and
+    // tries again (after a full cycle, 1-2 s later) until the deadline.
+    let alone = Client::builder()
+        .servers(fake.addr().to_string())
+        .session_timeout(MAX_TIMEOUT)
+        .connect_timeout(Duration::from_millis(2500))
+        .rng_seed(1)
+        .connect()
+        .await;
+    match alone {
+        Err(Error::Timeout {
+            last_error: Some(last_error),
+            ..
+        }) => assert!(last_error.contains("protocol version 99"), "{last_error}"),
+        other => panic!("expected a timeout naming version 99, got {other:?}"),
+    }
+    assert!(
+        fake.handshakes() >= 2,
+        "tried again: {} handshakes",
+        fake.handshakes()
+    );
+
+    // With a real server second in the connect string, the client moves on
+    // to it and is Connected there, with the real server's session.
+    let server = start().await;
+    let seed = (0..100)
+        .find(|&seed| plan(2, seed).0[0] == 0)
+        .expect("some seed orders the fake host first");
+    let before = fake.handshakes();
+    let client = Client::builder()
+        .servers(format!("{},{}", fake.addr(), server.local_addr()))
+        .session_timeout(MAX_TIMEOUT)
+        .rng_seed(seed)
+        .connect_timeout(PATIENCE)
+        .connect()
+        .await
+        .expect("connects to the real server");
+    assert_eq!(fake.handshakes(), before + 1, "the fake was tried first");
+    assert_ne!(client.session_id().as_u64(), FAKE_SESSION);
+    assert_eq!(client.session_id().server_id(), 1, "the real server's");
+    assert_eq!(server.session_count(), 1);
+    assert_eq!(*client.state().borrow(), State::Connected);
+    assert_eq!(
+        client.create("/up", b"", CreateMode::Persistent).await,
+        Ok("/up".to_owned())
+    );
     server.shutdown().await;
 }

@@ -65,7 +65,7 @@ async fn every_operation_and_its_errors() {
     assert_eq!(&data[..], b"one");
     assert_eq!(stat.version, 0);
     assert_eq!(stat.data_length, 3);
-    assert_eq!(stat.ephemeral_owner, None);
+    assert_eq!(stat.ephemeral_owner, 0, "persistent");
 
     let stat = client
         .set("/a", b"two", Some(0))
@@ -121,7 +121,7 @@ async fn every_operation_and_its_errors() {
         .await
         .expect("ephemeral");
     let (_, stat) = client.get(&ephemeral).await.expect("get ephemeral");
-    assert_eq!(stat.ephemeral_owner, Some(client.session_id()));
+    assert_eq!(stat.ephemeral_owner, client.session_id().as_u64());
     assert!(matches!(
         client.create("/e/child", b"", CreateMode::Persistent).await,
         Err(Error::NoChildrenForEphemerals { .. })

@@ -1,20 +1,26 @@
-//! Test support: servers with short timeouts, clients, and a TCP proxy that
-//! can cut every connection through it.
+//! Test support: servers with short timeouts, clients, a TCP proxy that can
+//! hold back the server's answers and cut every connection through it, and a
+//! fake server with a fixed handshake reply.
 
 #![allow(dead_code, unreachable_pub)] // each test module uses a different part
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use session_client::{Client, State, StateEvents};
 use session_core::{Action, ClientConfig, ClientSession, SessionId, SessionPassword};
 use session_server::{Server, ServerConfig};
+use session_wire::ServerCodec;
+use session_wire::v1::{ClientMessage, HandshakeReply, ServerMessage, client_message};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_util::codec::Framed;
 
 /// Tick of the test servers: expiry is checked every 50 ms.
 pub const TICK: Duration = Duration::from_millis(50);
@@ -131,12 +137,50 @@ pub fn seed_with_retry_in(range: std::ops::Range<Duration>) -> u64 {
 }
 
 /// A TCP proxy in front of a server; `cut` closes every connection through
-/// it and refuses new ones until `restore`.
+/// it and refuses new ones until `restore`; `hold` stops every byte from the
+/// server to the client (requests still reach the server, no answer comes
+/// back) until the connections are cut.
 pub struct Proxy {
     addr: SocketAddr,
     cut: Arc<AtomicBool>,
     generation: watch::Sender<u64>,
+    hold: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Copies `from` to `to` until either end closes. While `hold` is true (when
+/// given) nothing is written to `to`: bytes read meanwhile are dropped, so
+/// that no answer the server sent after `hold` ever reaches the client.
+async fn forward(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    mut hold: Option<watch::Receiver<bool>>,
+) {
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let read = match hold.as_mut() {
+            None => from.read(&mut buf).await,
+            Some(hold) => {
+                if hold.wait_for(|held| !*held).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    read = from.read(&mut buf) => read,
+                    _ = hold.wait_for(|held| *held) => continue,
+                }
+            }
+        };
+        let n = match read {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if hold.as_ref().is_some_and(|hold| *hold.borrow()) {
+            continue;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Proxy {
@@ -145,22 +189,31 @@ impl Proxy {
         let addr = listener.local_addr().expect("proxy address");
         let cut = Arc::new(AtomicBool::new(false));
         let (generation, _) = watch::channel(0u64);
+        let (hold, _) = watch::channel(false);
         let task = {
             let cut = Arc::clone(&cut);
             let generation = generation.clone();
+            let hold = hold.clone();
             tokio::spawn(async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
+                while let Ok((inbound, _)) = listener.accept().await {
                     if cut.load(Ordering::SeqCst) {
                         drop(inbound);
                         continue;
                     }
                     let mut cuts = generation.subscribe();
+                    let held = hold.subscribe();
                     tokio::spawn(async move {
-                        let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        let Ok(outbound) = TcpStream::connect(target).await else {
                             return;
                         };
+                        let _ = inbound.set_nodelay(true);
+                        let _ = outbound.set_nodelay(true);
+                        let (client_read, client_write) = inbound.into_split();
+                        let (server_read, server_write) = outbound.into_split();
+                        // Either end closing, or a cut, closes both.
                         tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            () = forward(client_read, server_write, None) => {}
+                            () = forward(server_read, client_write, Some(held)) => {}
                             _ = cuts.changed() => {}
                         }
                     });
@@ -171,6 +224,7 @@ impl Proxy {
             addr,
             cut,
             generation,
+            hold,
             task,
         }
     }
@@ -185,13 +239,84 @@ impl Proxy {
         self.generation.send_modify(|generation| *generation += 1);
     }
 
-    /// Lets connections through again.
+    /// From now on, nothing the server sends reaches the client; what the
+    /// client sends still reaches the server. Lasts until `restore`: cut
+    /// before, as the held connections have lost bytes.
+    pub fn hold(&self) {
+        self.hold.send_replace(true);
+    }
+
+    /// Lets connections through again (and ends a `hold`).
     pub fn restore(&self) {
+        self.hold.send_replace(false);
         self.cut.store(false, Ordering::SeqCst);
     }
 }
 
 impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A fake server speaking session-wire framing on 127.0.0.1 that answers
+/// every handshake with one fixed reply and then waits for the client to hang
+/// up: for what a client does with a reply a real server would not send.
+pub struct FakeServer {
+    addr: SocketAddr,
+    handshakes: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeServer {
+    pub async fn start(reply: HandshakeReply) -> FakeServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake server");
+        let addr = listener.local_addr().expect("fake server address");
+        let handshakes = Arc::new(AtomicUsize::new(0));
+        let task = {
+            let handshakes = Arc::clone(&handshakes);
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let handshakes = Arc::clone(&handshakes);
+                    let reply = reply.clone();
+                    tokio::spawn(async move {
+                        let mut framed = Framed::new(stream, ServerCodec::new());
+                        let Some(Ok(ClientMessage {
+                            kind: Some(client_message::Kind::Handshake(_)),
+                        })) = framed.next().await
+                        else {
+                            return;
+                        };
+                        handshakes.fetch_add(1, Ordering::SeqCst);
+                        if framed.send(ServerMessage::from(reply)).await.is_err() {
+                            return;
+                        }
+                        // Keep the connection until the client drops it.
+                        while let Some(Ok(_)) = framed.next().await {}
+                    });
+                }
+            })
+        };
+        FakeServer {
+            addr,
+            handshakes,
+            task,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many handshakes it has answered.
+    pub fn handshakes(&self) -> usize {
+        self.handshakes.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FakeServer {
     fn drop(&mut self) {
         self.task.abort();
     }

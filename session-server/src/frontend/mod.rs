@@ -28,7 +28,7 @@ pub(crate) trait Frontend: Send + 'static {
     /// # Errors
     /// A [`Violation`] when the first frame is not a valid handshake; it
     /// carries the refusal to send before closing.
-    fn decode_handshake(&mut self, buf: &mut BytesMut) -> Result<Option<Handshake>, Violation>;
+    fn decode_handshake(&mut self, buf: &mut BytesMut) -> Result<Option<Handshake>, Box<Violation>>;
 
     /// The next message after the handshake: `Ok(None)` until a whole frame
     /// is buffered.
@@ -37,7 +37,7 @@ pub(crate) trait Frontend: Send + 'static {
     /// A [`Violation`] for a frame that cannot be decoded or a message not
     /// allowed after the handshake; the connection sends what it carries and
     /// closes.
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, Violation>;
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, Box<Violation>>;
 
     /// Appends `message`, framed, to `buf`. A reply too large for the
     /// protocol's frame limit is replaced by a `TooLarge` error reply to the

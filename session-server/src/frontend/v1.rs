@@ -49,30 +49,30 @@ impl V1 {
     }
 }
 
-fn refuse(reason: Refusal, close: CloseReason, detail: String) -> Violation {
-    Violation {
+fn refuse(reason: Refusal, close: CloseReason, detail: String) -> Box<Violation> {
+    Box::new(Violation {
         reason: close,
         reply: Some(Outbound::Refused {
             reason,
             detail: detail.clone(),
         }),
         detail,
-    }
+    })
 }
 
-fn disconnect(code: Code, close: CloseReason, detail: String) -> Violation {
-    Violation {
+fn disconnect(code: Code, close: CloseReason, detail: String) -> Box<Violation> {
+    Box::new(Violation {
         reason: close,
         reply: Some(Outbound::Disconnect {
             code,
             detail: detail.clone(),
         }),
         detail,
-    }
+    })
 }
 
 impl Frontend for V1 {
-    fn decode_handshake(&mut self, buf: &mut BytesMut) -> Result<Option<Handshake>, Violation> {
+    fn decode_handshake(&mut self, buf: &mut BytesMut) -> Result<Option<Handshake>, Box<Violation>> {
         let first = match self.codec.decode(buf) {
             Ok(Some(first)) => first,
             Ok(None) => return Ok(None),
@@ -131,7 +131,7 @@ impl Frontend for V1 {
         }))
     }
 
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, Violation> {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, Box<Violation>> {
         let message: ClientMessage = match self.codec.decode(buf) {
             Ok(Some(message)) => message,
             Ok(None) => return Ok(None),
