@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
 use futures_util::{Stream, StreamExt};
-use session_core::{Replica, SessionEntry, SessionId, Liveness};
+use session_core::{Liveness, Replica, SessionEntry, SessionId};
 use session_wire::admin::v1::{
     self as admin, DumpExpiryRequest, DumpExpiryResponse, ExpireSessionRequest,
     ExpireSessionResponse, ExpiryBucket, GetSessionRequest, GetSessionResponse,

@@ -171,7 +171,8 @@ impl<F: Frontend> Io<F> {
     fn read_now(&mut self) -> std::io::Result<usize> {
         if self.input.capacity() - self.input.len() < INITIAL_BUFFER / 2 {
             // Doubling, so a large frame arrives in few reads.
-            self.input.reserve(self.input.capacity().max(INITIAL_BUFFER));
+            self.input
+                .reserve(self.input.capacity().max(INITIAL_BUFFER));
         }
         self.stream.try_read_buf(&mut self.input)
     }
@@ -315,12 +316,7 @@ async fn handshake<F: Frontend>(
     })
 }
 
-fn refuse<F: Frontend>(
-    shared: &Shared,
-    io: &mut Io<F>,
-    remote: SocketAddr,
-    violation: Violation,
-) {
+fn refuse<F: Frontend>(shared: &Shared, io: &mut Io<F>, remote: SocketAddr, violation: Violation) {
     shared.metrics.count_close(violation.reason);
     warn!(%remote, reason = ?violation.reason, detail = violation.detail,
         "closing connection: bad handshake");
@@ -377,7 +373,13 @@ async fn establish(
             ),
         ));
     }
-    let system = |detail: String| (Refusal::BadHandshake, CloseReason::protocol_violation, detail);
+    let system = |detail: String| {
+        (
+            Refusal::BadHandshake,
+            CloseReason::protocol_violation,
+            detail,
+        )
+    };
     let (id, timeout, zxid, kind) = match (prepared, handshake.reattach) {
         (Some(txn), _) => {
             let applied = shared
@@ -415,11 +417,13 @@ async fn establish(
         }
         (None, None) => return Err(system("a new session prepared no transaction".to_owned())),
     };
-    let password = machine
-        .state()
-        .replica
-        .password(id)
-        .ok_or_else(|| (Refusal::Expired, CloseReason::expired, format!("session {id} is unknown")))?;
+    let password = machine.state().replica.password(id).ok_or_else(|| {
+        (
+            Refusal::Expired,
+            CloseReason::expired,
+            format!("session {id} is unknown"),
+        )
+    })?;
     machine
         .liveness()
         .track(id, timeout, Some(owner), Instant::now().into_std())
@@ -544,7 +548,11 @@ impl<F: Frontend> Connection<'_, F> {
             Ok(read) => {
                 self.shared.metrics.bytes_in.inc_by(read as u64);
                 let now = Instant::now().into_std();
-                let touched = self.shared.machine.liveness().touch(self.id, self.owner, now);
+                let touched = self
+                    .shared
+                    .machine
+                    .liveness()
+                    .touch(self.id, self.owner, now);
                 match touched {
                     Ok(()) => Ok(()),
                     Err(err) => {
@@ -554,10 +562,13 @@ impl<F: Frontend> Connection<'_, F> {
                                 (Code::SessionExpired, CloseReason::expired)
                             }
                         };
-                        self.io.encode(self.shared, Outbound::Disconnect {
-                            code,
-                            detail: err.to_string(),
-                        });
+                        self.io.encode(
+                            self.shared,
+                            Outbound::Disconnect {
+                                code,
+                                detail: err.to_string(),
+                            },
+                        );
                         Err(Some(reason))
                     }
                 }
@@ -592,14 +603,13 @@ impl<F: Frontend> Connection<'_, F> {
     async fn inbound(&mut self, inbound: Inbound) -> Result<(), End> {
         let started = Instant::now();
         let (kind, reply) = match inbound {
-            Inbound::Ping => (
-                OpKind::ping,
-                Outbound::Pong,
-            ),
+            Inbound::Ping => (OpKind::ping, Outbound::Pong),
             Inbound::Close => {
                 self.close_session().await;
                 self.answer(Outbound::CloseAck)?;
-                self.shared.metrics.observe_op(OpKind::close, started.elapsed());
+                self.shared
+                    .metrics
+                    .observe_op(OpKind::close, started.elapsed());
                 return Err(None);
             }
             Inbound::Refused { xid, kind, error } => (
@@ -648,7 +658,8 @@ impl<F: Frontend> Connection<'_, F> {
                     Code::SessionMoved => CloseReason::moved,
                     _ => CloseReason::expired,
                 };
-                self.io.encode(self.shared, Outbound::Disconnect { code, detail });
+                self.io
+                    .encode(self.shared, Outbound::Disconnect { code, detail });
                 Err(Some(reason))
             }
         }
@@ -662,7 +673,11 @@ impl<F: Frontend> Connection<'_, F> {
         }
         let written = self.io.write_now().map_err(|_| None)?;
         self.written += written as u64;
-        while self.unanswered.front().is_some_and(|&end| end <= self.written) {
+        while self
+            .unanswered
+            .front()
+            .is_some_and(|&end| end <= self.written)
+        {
             self.unanswered.pop_front();
         }
         if self.io.output.is_empty() {
@@ -743,7 +758,10 @@ impl<F: Frontend> Connection<'_, F> {
             Ok(None) => {
                 return (
                     shared.machine.zxid(),
-                    Err(OpError::new(Code::SystemError, "the write prepared no transaction")),
+                    Err(OpError::new(
+                        Code::SystemError,
+                        "the write prepared no transaction",
+                    )),
                 );
             }
             Err(err) => return (shared.machine.zxid(), Err(txn_error(&err))),
@@ -795,7 +813,13 @@ mod tests {
         let server = crate::Server::start(config).await.expect("start");
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
         let frontend = crate::frontend::v1::V1::new(1024 * 1024, 1);
-        let future = super::run(server.shared_for_tests(), stream, remote, frontend, shutdown);
+        let future = super::run(
+            server.shared_for_tests(),
+            stream,
+            remote,
+            frontend,
+            shutdown,
+        );
         let size = std::mem::size_of_val(&future);
         assert!(size <= 2560, "a connection task takes {size} bytes");
         drop(future);

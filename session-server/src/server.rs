@@ -14,8 +14,8 @@
 //! No lock is ever held across an `.await`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -152,7 +152,7 @@ impl Shared {
         let _ = self.session_events.send(event);
     }
 
-/// Admits a connection from `ip` within the limits, or says which is full.
+    /// Admits a connection from `ip` within the limits, or says which is full.
     pub(crate) fn admit(&self, ip: IpAddr) -> Result<Admission<'_>, CloseReason> {
         let limits = &self.config.limits;
         let open = self.open_connections.fetch_add(1, Ordering::AcqRel);
@@ -236,8 +236,8 @@ impl Server {
         )
         .ok_or_else(|| std::io::Error::other("this server id has no session ids left"))?;
         let replica = Replica::new(random_secret()?, first_id);
-        let liveness =
-            Liveness::new(config.timeouts.tick(), started.into_std()).map_err(std::io::Error::other)?;
+        let liveness = Liveness::new(config.timeouts.tick(), started.into_std())
+            .map_err(std::io::Error::other)?;
         let metrics = Arc::new(Metrics::new());
         let machine = Arc::new(StateMachine::new(replica, liveness, Arc::clone(&metrics)));
         let (reaper_tx, reaper_rx) = crossbeam_channel::unbounded();
@@ -353,7 +353,10 @@ impl Server {
     /// dropped.
     pub async fn shutdown(mut self) {
         let grace = self.shared.config.shutdown_grace;
-        info!(grace_ms = grace.as_millis() as u64, "session server shutting down");
+        info!(
+            grace_ms = grace.as_millis() as u64,
+            "session server shutting down"
+        );
         let _ = self.shutdown.send(true);
         let joined = tokio::time::timeout(grace, async {
             while self.tasks.join_next().await.is_some() {}
@@ -444,9 +447,16 @@ async fn expirer(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
 /// Proposes the close of each expired session, one by one. Runs on its own
 /// thread so an expiry storm does not delay the runtime's workers; applying
 /// the close deletes the ephemerals, fires watches and tells the connection.
-fn reaper(shared: &Shared, runtime: &tokio::runtime::Handle, due: &crossbeam_channel::Receiver<Reap>) {
+fn reaper(
+    shared: &Shared,
+    runtime: &tokio::runtime::Handle,
+    due: &crossbeam_channel::Receiver<Reap>,
+) {
     while let Ok(Reap::Expired(id)) = due.recv() {
-        let txn = match shared.machine.prepare(Op::CloseSession { id }, &shared.context()) {
+        let txn = match shared
+            .machine
+            .prepare(Op::CloseSession { id }, &shared.context())
+        {
             Ok(Some(txn)) => txn,
             // Closed by its client between expiry and now: nothing to do.
             Ok(None) | Err(_) => continue,

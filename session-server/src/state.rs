@@ -49,7 +49,9 @@ pub(crate) struct StateMachine {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a lock is a bug elsewhere; the state it left is
     // still the best there is, so keep serving rather than poison everything.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl StateMachine {
@@ -100,13 +102,7 @@ impl StateMachine {
     /// fires and delivers the watches the changes hit (so an event always
     /// reaches its connection before any reply that reflects the change),
     /// and keeps liveness in step with the replicated session table.
-    fn apply_locked(
-        &self,
-        state: &mut Replicated,
-        zxid: u64,
-        txn: &Txn,
-        now: Instant,
-    ) -> Applied {
+    fn apply_locked(&self, state: &mut Replicated, zxid: u64, txn: &Txn, now: Instant) -> Applied {
         let applied = state.replica.apply(zxid, txn);
         self.zxid.store(state.replica.zxid(), Ordering::Release);
         match &applied.result {

@@ -28,7 +28,8 @@ pub(crate) trait Frontend: Send + 'static {
     /// # Errors
     /// A [`Violation`] when the first frame is not a valid handshake; it
     /// carries the refusal to send before closing.
-    fn decode_handshake(&mut self, buf: &mut BytesMut) -> Result<Option<Handshake>, Box<Violation>>;
+    fn decode_handshake(&mut self, buf: &mut BytesMut)
+    -> Result<Option<Handshake>, Box<Violation>>;
 
     /// The next message after the handshake: `Ok(None)` until a whole frame
     /// is buffered.
@@ -83,7 +84,11 @@ pub(crate) enum Inbound {
     /// A request the frontend understood well enough to answer but not to
     /// carry out (an unknown operation, a bad argument): answered with this
     /// error, the connection stays open.
-    Refused { xid: i32, kind: OpKind, error: OpError },
+    Refused {
+        xid: i32,
+        kind: OpKind,
+        error: OpError,
+    },
 }
 
 /// A protocol-neutral operation.
@@ -213,7 +218,10 @@ pub(crate) struct Granted {
 #[derive(Debug)]
 pub(crate) enum Outbound {
     Granted(Granted),
-    Refused { reason: Refusal, detail: String },
+    Refused {
+        reason: Refusal,
+        detail: String,
+    },
     Pong,
     CloseAck,
     Reply {
@@ -222,7 +230,10 @@ pub(crate) enum Outbound {
         result: Result<OpResult, OpError>,
     },
     Watch(WatchEvent),
-    Disconnect { code: Code, detail: String },
+    Disconnect {
+        code: Code,
+        detail: String,
+    },
 }
 
 /// `name/version` as the client gave them, bounded so a hostile client cannot

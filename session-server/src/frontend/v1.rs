@@ -6,9 +6,9 @@ use bytes::{Bytes, BytesMut};
 use prost::Message;
 use session_core::{CreateMode, EventKind, SessionId, SessionPassword, Stat};
 use session_wire::v1::{
-    self as wire, ClientMessage, CloseAck, Disconnect, ErrorCode, HandshakeRefusal,
-    HandshakeReply, NodeKind, Pong, RefusalReason, Reply, ServerMessage, SessionGranted,
-    client_message, handshake_reply, reply, request,
+    self as wire, ClientMessage, CloseAck, Disconnect, ErrorCode, HandshakeRefusal, HandshakeReply,
+    NodeKind, Pong, RefusalReason, Reply, ServerMessage, SessionGranted, client_message,
+    handshake_reply, reply, request,
 };
 use session_wire::{
     LENGTH_PREFIX_LEN, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServerCodec,
@@ -17,8 +17,8 @@ use session_wire::{
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::{
-    Code, Frontend, Handshake, Inbound, OpError, OpResult, Operation, Outbound, Refusal,
-    Violation, client_label,
+    Code, Frontend, Handshake, Inbound, OpError, OpResult, Operation, Outbound, Refusal, Violation,
+    client_label,
 };
 use crate::metrics::{CloseReason, OpKind};
 
@@ -72,7 +72,10 @@ fn disconnect(code: Code, close: CloseReason, detail: String) -> Box<Violation> 
 }
 
 impl Frontend for V1 {
-    fn decode_handshake(&mut self, buf: &mut BytesMut) -> Result<Option<Handshake>, Box<Violation>> {
+    fn decode_handshake(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<Handshake>, Box<Violation>> {
         let first = match self.codec.decode(buf) {
             Ok(Some(first)) => first,
             Ok(None) => return Ok(None),
@@ -101,7 +104,13 @@ impl Frontend for V1 {
                 ),
             ));
         }
-        let bad = |detail: String| refuse(Refusal::BadHandshake, CloseReason::protocol_violation, detail);
+        let bad = |detail: String| {
+            refuse(
+                Refusal::BadHandshake,
+                CloseReason::protocol_violation,
+                detail,
+            )
+        };
         if handshake.requested_timeout_ms == 0 {
             return Err(bad("the requested session timeout is 0 ms".to_owned()));
         }
@@ -293,10 +302,7 @@ fn inbound_request(request: wire::Request) -> Inbound {
             child: set.child_paths,
         },
     };
-    Inbound::Request {
-        xid,
-        op: operation,
-    }
+    Inbound::Request { xid, op: operation }
 }
 
 /// Absent, or ZooKeeper's -1, matches any version; below -1 is malformed.
