@@ -204,7 +204,6 @@ struct Binaries {
     bench: PathBuf,
 }
 
-
 /// Removes a directory when dropped.
 struct RemoveDir(PathBuf);
 

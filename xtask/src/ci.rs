@@ -104,13 +104,14 @@ const STEPS: &[Step] = &[
             let server = target_directory()?
                 .join("release")
                 .join(format!("session-server{}", std::env::consts::EXE_SUFFIX));
-            println!(
-                "tests that run the server binary use {}",
-                server.display()
-            );
+            println!("tests that run the server binary use {}", server.display());
             let mut cmd = cargo();
-            cmd.env("SESSION_SERVER_BIN", server)
-                .args(["test", "--workspace", "--all-features", "--locked"]);
+            cmd.env("SESSION_SERVER_BIN", server).args([
+                "test",
+                "--workspace",
+                "--all-features",
+                "--locked",
+            ]);
             exec(cmd)
         },
     },

@@ -36,12 +36,7 @@ async fn timeouts_are_negotiated_into_bounds() {
     // Reference: negotiated = clamp(requested, min, max); ZooKeeper clamps a
     // zero or huge request the same way.
     let server = support::start().await;
-    for (requested_ms, expected_ms) in [
-        (1, 200),
-        (300, 300),
-        (2_000, 2_000),
-        (u32::MAX, 2_000),
-    ] {
+    for (requested_ms, expected_ms) in [(1, 200), (300, 300), (2_000, 2_000), (u32::MAX, 2_000)] {
         let mut raw = Raw::connect(server.local_addr()).await;
         let mut handshake = support::new_session(Duration::ZERO);
         handshake.requested_timeout_ms = requested_ms;
