@@ -34,7 +34,14 @@ const LOW_MASK: u64 = (1 << 56) - 1;
 /// assert_eq!(id.server_id(), 1);
 /// assert_eq!(u64::from(id), 0x0100_0003_42b8_0000);
 /// ```
+///
+/// With the `serde` feature it is (de)serialized as a plain `u64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct SessionId(u64);
 
 impl SessionId {
@@ -84,6 +91,9 @@ impl fmt::Display for SessionId {
 /// assert_eq!(ServerId::new(0), Err(ServerIdError::OutOfRange { value: 0 }));
 /// assert_eq!(ServerId::new(256), Err(ServerIdError::OutOfRange { value: 256 }));
 /// ```
+///
+/// With the `serde` feature it is (de)serialized as a `u8`, and 0 is refused
+/// when deserializing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServerId(u8);
 
@@ -125,6 +135,26 @@ impl TryFrom<u64> for ServerId {
 impl fmt::Display for ServerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for ServerId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(self.0)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for ServerId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let byte = <u8 as serde::Deserialize>::deserialize(deserializer)?;
+        Self::new(u64::from(byte)).map_err(|_| {
+            serde::de::Error::invalid_value(
+                serde::de::Unexpected::Unsigned(u64::from(byte)),
+                &"a server id in 1..=255",
+            )
+        })
     }
 }
 

@@ -7,6 +7,7 @@ mod id;
 mod liveness;
 mod password;
 mod path;
+mod restore;
 mod timeout;
 mod tracker;
 mod tree;
@@ -24,6 +25,7 @@ pub use password::{
     MIN_SECRET_LEN, PASSWORD_LEN, PasswordSecret, PasswordSecretError, SessionPassword,
 };
 pub use path::{PathError, validate_path, validate_sequential_prefix};
+pub use restore::RestoreError;
 pub use timeout::{ClientTimings, TimeoutPolicy, TimeoutPolicyError};
 pub use tracker::{
     CreateError, NewSession, OwnerId, ReattachError, Reattached, SessionInfo, SessionState,
@@ -31,6 +33,7 @@ pub use tracker::{
 };
 pub use tree::{Change, CreateMode, DataTree, NodeSnapshot, Stat, TreeError, TreeLimits, Written};
 pub use txn::{
-    Applied, Context, Op, Outcome, Replica, ReplicaSnapshot, SessionEntry, Txn, TxnError, prepare,
+    Applied, Context, Genesis, Op, Outcome, Replica, ReplicaSnapshot, SessionEntry, Txn, TxnError,
+    prepare,
 };
 pub use watch::{EventKind, WatchEvent, WatchKind, WatchTable, watch_kind_for_exists};

@@ -80,6 +80,12 @@ pub enum PasswordSecretError {
 /// ```
 ///
 /// Two secrets are equal when their bytes are, compared in constant time.
+///
+/// With the `serde` feature it is (de)serialized as its bytes (a byte string
+/// where the format has one, else a sequence of numbers), and deserializing
+/// goes through [`PasswordSecret::new`], so a secret shorter than
+/// [`MIN_SECRET_LEN`] is an error. Whatever holds the serialized form (a
+/// log, a snapshot file) holds the secret.
 #[derive(Clone)]
 pub struct PasswordSecret {
     /// The keyed state, cloned per derivation instead of re-keying.
@@ -151,6 +157,44 @@ impl Eq for PasswordSecret {}
 impl fmt::Debug for PasswordSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PasswordSecret(..)")
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for PasswordSecret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.bytes)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for PasswordSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, SeqAccess, Visitor};
+
+        struct SecretVisitor;
+
+        impl<'de> Visitor<'de> for SecretVisitor {
+            type Value = PasswordSecret;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "at least {MIN_SECRET_LEN} bytes of password secret")
+            }
+
+            fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<PasswordSecret, E> {
+                PasswordSecret::new(bytes).map_err(|_| E::invalid_length(bytes.len(), &self))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PasswordSecret, A::Error> {
+                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some(byte) = seq.next_element::<u8>()? {
+                    bytes.push(byte);
+                }
+                self.visit_bytes(&bytes)
+            }
+        }
+
+        deserializer.deserialize_bytes(SecretVisitor)
     }
 }
 

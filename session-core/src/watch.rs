@@ -202,6 +202,14 @@ impl<W: Copy + Eq + Hash> WatchTable<W> {
             .map_or(0, |paths| paths.iter().map(HashSet::len).sum())
     }
 
+    /// Whether `watcher` holds a watch of `kind` on `path`.
+    #[must_use]
+    pub fn holds(&self, kind: WatchKind, path: &str, watcher: W) -> bool {
+        self.by_path[kind as usize]
+            .get(path)
+            .is_some_and(|watchers| watchers.contains(&watcher))
+    }
+
     /// Adds a watch; returns false when the watcher already had it, in which
     /// case it will still fire once.
     pub fn add(&mut self, kind: WatchKind, path: &str, watcher: W) -> bool {

@@ -124,6 +124,10 @@ impl AdminService {
     }
 }
 
+fn gauge(gauge: &prometheus_client::metrics::gauge::Gauge) -> u64 {
+    u64::try_from(gauge.get()).unwrap_or(0)
+}
+
 fn session_id(raw: u64) -> Result<SessionId, Status> {
     if raw == 0 {
         return Err(Status::invalid_argument("session id 0 is not a session"));
@@ -197,6 +201,10 @@ impl Admin for AdminService {
             server_id: u32::from(self.shared.config.server_id.get()),
             zxid,
             nodes: nodes as u64,
+            durable: matches!(self.shared.config.storage, crate::Storage::Disk(_)),
+            snapshot_index: gauge(&metrics.snapshot_index),
+            snapshot_bytes: gauge(&metrics.snapshot_bytes),
+            log_bytes: gauge(&metrics.log_bytes),
         }))
     }
 

@@ -39,6 +39,10 @@ pub enum ConfigError {
     /// The tick or session timeout bounds do not form a valid policy.
     #[error("invalid session timeouts: {0}")]
     Timeouts(#[from] session_core::TimeoutPolicyError),
+    /// `--in-memory` and `--data-dir` were both given (the file and the flags
+    /// together count).
+    #[error("in-memory and data-dir exclude each other: choose one")]
+    InMemoryWithDataDir,
     /// A limit that must be positive is zero.
     #[error("limit {name} must be at least 1, got 0")]
     ZeroLimit {
@@ -102,6 +106,18 @@ impl Default for Limits {
     }
 }
 
+/// Where the server keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// In memory only: a restart forgets every session and node. For tests
+    /// and benchmarks (`--in-memory`).
+    InMemory,
+    /// A Raft log and snapshots in this directory (created if missing):
+    /// every write is on disk before it is acknowledged, and a restarted
+    /// server keeps every session and node (`--data-dir`).
+    Disk(PathBuf),
+}
+
 /// Everything a [`Server`](crate::Server) needs to start.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -121,6 +137,12 @@ pub struct ServerConfig {
     /// How long a shutdown waits for connections to say goodbye and close;
     /// past it, whatever is left is dropped. Default 5 s.
     pub shutdown_grace: Duration,
+    /// Where the state lives. Default: on disk in `./session-data`.
+    pub storage: Storage,
+    /// A snapshot is taken every this many log entries, and the log behind
+    /// it purged, so a restart replays at most about this many. Default
+    /// 100,000.
+    pub snapshot_every: u64,
 }
 
 impl Default for ServerConfig {
@@ -134,9 +156,14 @@ impl Default for ServerConfig {
                 .expect("invariant: the default tick is a valid policy"),
             limits: Limits::default(),
             shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
+            storage: Storage::Disk(PathBuf::from(DEFAULT_DATA_DIR)),
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
         }
     }
 }
+
+const DEFAULT_DATA_DIR: &str = "./session-data";
+const DEFAULT_SNAPSHOT_EVERY: u64 = 100_000;
 
 const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5000;
 
@@ -220,6 +247,19 @@ pub struct Args {
     /// dropping them [default: 5000].
     #[arg(long, value_name = "MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// Directory of the Raft log and snapshots, created if missing
+    /// [default: ./session-data].
+    #[arg(long, value_name = "DIR", conflicts_with = "in_memory")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep the state in memory only: a restart forgets every session and
+    /// node (for tests and benchmarks).
+    #[arg(long)]
+    #[serde(default)]
+    pub in_memory: bool,
+    /// Take a snapshot every this many log entries and purge the log behind
+    /// it [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub snapshot_every: Option<u64>,
     /// Log line format; the RUST_LOG variable sets the filter [default: text].
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -274,6 +314,9 @@ impl Args {
                 .or(base.max_watches_per_session),
             max_set_watches_paths: self.max_set_watches_paths.or(base.max_set_watches_paths),
             shutdown_grace_ms: self.shutdown_grace_ms.or(base.shutdown_grace_ms),
+            data_dir: self.data_dir.or(base.data_dir),
+            in_memory: self.in_memory || base.in_memory,
+            snapshot_every: self.snapshot_every.or(base.snapshot_every),
             log_format: self.log_format.or(base.log_format),
         }
     }
@@ -372,6 +415,21 @@ impl Args {
             Some(ms) => Duration::from_millis(ms),
             None => defaults.shutdown_grace,
         };
+        let storage = match (self.in_memory, self.data_dir) {
+            (true, Some(_)) => return Err(ConfigError::InMemoryWithDataDir),
+            (true, None) => Storage::InMemory,
+            (false, Some(dir)) => Storage::Disk(dir),
+            (false, None) => defaults.storage,
+        };
+        let snapshot_every = match self.snapshot_every {
+            Some(0) => {
+                return Err(ConfigError::ZeroLimit {
+                    name: "snapshot-every",
+                });
+            }
+            Some(entries) => entries,
+            None => defaults.snapshot_every,
+        };
         Ok(ServerConfig {
             listen: self.listen.unwrap_or(defaults.listen),
             admin_listen: self.admin_listen.or(defaults.admin_listen),
@@ -380,6 +438,8 @@ impl Args {
             timeouts,
             limits,
             shutdown_grace,
+            storage,
+            snapshot_every,
         })
     }
 }
@@ -416,6 +476,11 @@ mod tests {
         assert_eq!(config.timeouts.max(), Duration::from_millis(40_000));
         assert_eq!(config.limits, Limits::default());
         assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(
+            config.storage,
+            Storage::Disk(PathBuf::from("./session-data"))
+        );
+        assert_eq!(config.snapshot_every, 100_000);
     }
 
     #[test]

@@ -482,7 +482,7 @@ impl<F: Frontend> Connection<'_, F> {
     /// Serves until the connection ends; returns why the server closed it, or
     /// `None` when the client did.
     async fn serve(&mut self, mut stop: Pin<&mut impl std::future::Future<Output = ()>>) -> End {
-        if let Err(end) = self.flush() {
+        if let Err(end) = self.process_and_flush().await {
             return end;
         }
         loop {
@@ -523,11 +523,21 @@ impl<F: Frontend> Connection<'_, F> {
             if let Err(end) = result {
                 return end;
             }
-            if let Err(end) = self.process().await {
+            if let Err(end) = self.process_and_flush().await {
                 return end;
             }
-            if let Err(end) = self.flush() {
-                return end;
+        }
+    }
+
+    /// Handles what is buffered and writes what the socket takes, until
+    /// neither makes progress: replies written may make room for requests
+    /// already buffered, which no readiness event would announce.
+    async fn process_and_flush(&mut self) -> Result<(), End> {
+        loop {
+            let held_back = self.process().await?;
+            self.flush()?;
+            if !(held_back && self.can_take_requests()) {
+                return Ok(());
             }
         }
     }
@@ -579,9 +589,13 @@ impl<F: Frontend> Connection<'_, F> {
     }
 
     /// Handles the whole requests buffered, as far as the in-flight bound
-    /// allows; the rest wait in the buffer until replies drain.
-    async fn process(&mut self) -> Result<(), End> {
-        while self.can_take_requests() {
+    /// allows; the rest wait in the buffer until replies drain. Returns
+    /// whether the bound held bytes back.
+    async fn process(&mut self) -> Result<bool, End> {
+        loop {
+            if !self.can_take_requests() {
+                return Ok(!self.io.input.is_empty());
+            }
             let inbound = match self.io.frontend.decode(&mut self.io.input) {
                 Ok(Some(inbound)) => inbound,
                 Ok(None) => break,
@@ -597,7 +611,7 @@ impl<F: Frontend> Connection<'_, F> {
             self.inbound(inbound).await?;
         }
         self.io.shrink_input();
-        Ok(())
+        Ok(false)
     }
 
     async fn inbound(&mut self, inbound: Inbound) -> Result<(), End> {
@@ -808,6 +822,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().expect("addr"),
             admin_listen: None,
             metrics_listen: None,
+            storage: crate::Storage::InMemory,
             ..crate::ServerConfig::default()
         };
         let server = crate::Server::start(config).await.expect("start");

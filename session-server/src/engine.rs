@@ -3,9 +3,9 @@
 //! its zxid on every replica".
 //!
 //! [`LocalEngine`] is a single node with its state in memory: it applies each
-//! transaction at once, as the next zxid. A Raft engine (a log on disk, one
-//! member or several) is the other implementation the design plans; nothing
-//! above this trait knows which one runs.
+//! transaction at once, as the next zxid. [`RaftEngine`](crate::raft::RaftEngine)
+//! is openraft with its log on disk (one member today); nothing above this
+//! trait knows which one runs.
 
 use std::fmt;
 use std::future::{Future, ready};
@@ -28,12 +28,20 @@ pub(crate) enum EngineError {
     /// The engine cannot order transactions now (for a replicated engine:
     /// no leader, or this server is not it).
     #[error("the server cannot order writes now: {0}")]
-    #[allow(dead_code)] // produced by replicated engines; the local one never fails
     Unavailable(String),
 }
 
+/// An engine stopping.
+pub(crate) type Stopping = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Orders and applies prepared transactions.
 pub(crate) trait Engine: Send + Sync + fmt::Debug {
+    /// Stops ordering; for an engine with storage, its files are left
+    /// consistent. Proposals after it fail.
+    fn shutdown(&self) -> Stopping {
+        Box::pin(ready(()))
+    }
+
     /// Proposes `txn`; the returned future resolves with it applied (its
     /// zxid, its result, and its watches already fired).
     fn propose(&self, txn: Txn) -> Proposal;

@@ -29,11 +29,13 @@ mod connection;
 mod engine;
 mod frontend;
 mod metrics;
+mod raft;
 mod server;
 mod state;
 
-pub use config::{Args, ConfigError, Limits, LogFormat, ServerConfig};
+pub use config::{Args, ConfigError, Limits, LogFormat, ServerConfig, Storage};
 pub use metrics::{CloseReason, Metrics, OpKind};
+pub use raft::{SnapshotError, StorageError};
 pub use server::Server;
 /// The limits on the data tree, from `session-core` (where the tree lives).
 pub use session_core::TreeLimits;

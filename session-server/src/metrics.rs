@@ -155,6 +155,17 @@ pub struct Metrics {
     pub bytes_in: Counter,
     /// Bytes written to clients.
     pub bytes_out: Counter,
+    /// The zxid of the last applied transaction.
+    pub applied_zxid: Gauge,
+    /// The last log index the newest snapshot holds (0: none yet).
+    pub snapshot_index: Gauge,
+    /// The newest snapshot file's size in bytes.
+    pub snapshot_bytes: Gauge,
+    /// The Raft log's files, in bytes.
+    pub log_bytes: Gauge,
+    /// Time from handing log entries to the disk until they are fsynced
+    /// (group commit: one flush may carry many writes).
+    pub log_flush: Histogram,
     ops: Vec<Counter>,
     latencies: Vec<Histogram>,
     closes: Vec<Counter>,
@@ -208,6 +219,36 @@ impl Metrics {
         );
         let bytes_out = Counter::default();
         registry.register("sent_bytes", "Bytes written to clients", bytes_out.clone());
+        let applied_zxid = Gauge::default();
+        registry.register(
+            "applied_zxid",
+            "The zxid of the last applied transaction",
+            applied_zxid.clone(),
+        );
+        let snapshot_index = Gauge::default();
+        registry.register(
+            "snapshot_index",
+            "The last log index the newest snapshot holds",
+            snapshot_index.clone(),
+        );
+        let snapshot_bytes = Gauge::default();
+        registry.register(
+            "snapshot_bytes",
+            "Size of the newest snapshot file",
+            snapshot_bytes.clone(),
+        );
+        let log_bytes = Gauge::default();
+        registry.register(
+            "log_bytes",
+            "Size of the Raft log's files",
+            log_bytes.clone(),
+        );
+        let log_flush = latency_histogram();
+        registry.register(
+            "log_flush_seconds",
+            "Time from handing log entries to the disk until they are fsynced",
+            log_flush.clone(),
+        );
 
         let op_family = Family::<OpLabels, Counter>::default();
         registry.register("ops", "Client operations by kind", op_family.clone());
@@ -249,6 +290,11 @@ impl Metrics {
             sessions_closed,
             bytes_in,
             bytes_out,
+            applied_zxid,
+            snapshot_index,
+            snapshot_bytes,
+            log_bytes,
+            log_flush,
             ops,
             latencies,
             closes,

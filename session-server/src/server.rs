@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use session_core::{
-    Context, Liveness, Op, OwnerId, PasswordSecret, Replica, SessionId, WatchEvent,
+    Context, Liveness, Op, OwnerId, PasswordSecret, Replica, ServerId, SessionId, WatchEvent,
     initial_session_id,
 };
 use tokio::net::TcpListener;
@@ -30,11 +30,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, Storage};
 use crate::engine::{Engine, LocalEngine};
 use crate::frontend::Code;
 use crate::frontend::v1::V1;
 use crate::metrics::{CloseReason, Metrics};
+use crate::raft::RaftEngine;
 use crate::state::StateMachine;
 
 /// A running server. Dropping it without [`Server::shutdown`] aborts its tasks.
@@ -227,24 +228,51 @@ impl Server {
             .transpose()?;
 
         let started = Instant::now();
-        // Ids start from the wall clock so they stay above every id an
-        // earlier run of this server id handed out (state is in memory).
-        let first_id = initial_session_id(
-            config.server_id,
-            u64::try_from(wall_clock_ms()).unwrap_or(0),
-            None,
-        )
-        .ok_or_else(|| std::io::Error::other("this server id has no session ids left"))?;
-        let replica = Replica::new(random_secret()?, first_id);
         let liveness = Liveness::new(config.timeouts.tick(), started.into_std())
             .map_err(std::io::Error::other)?;
         let metrics = Arc::new(Metrics::new());
-        let machine = Arc::new(StateMachine::new(replica, liveness, Arc::clone(&metrics)));
+        let (machine, engine): (Arc<StateMachine>, Box<dyn Engine>) = match &config.storage {
+            Storage::InMemory => {
+                info!(
+                    "state in memory only (--in-memory): a restart forgets every session and node"
+                );
+                let replica = Replica::new(random_secret()?, first_session_id(config.server_id)?);
+                let machine = Arc::new(StateMachine::new(replica, liveness, Arc::clone(&metrics)));
+                let engine = Box::new(LocalEngine::new(Arc::clone(&machine)));
+                (machine, engine)
+            }
+            Storage::Disk(dir) => {
+                let machine = Arc::new(StateMachine::new(
+                    Replica::uninitialized(),
+                    liveness,
+                    Arc::clone(&metrics),
+                ));
+                let engine = RaftEngine::start(
+                    dir,
+                    config.server_id,
+                    local_addr,
+                    config.snapshot_every,
+                    Arc::clone(&machine),
+                )
+                .await
+                .map_err(std::io::Error::other)?;
+                info!(
+                    data_dir = %dir.display(),
+                    zxid = machine.zxid(),
+                    sessions = machine.state().replica.session_count(),
+                    "state loaded from disk"
+                );
+                (machine, Box::new(engine))
+            }
+        };
+        // Every session held gets a full timeout from now, when the server
+        // is ready: none expires for the time the server was down.
+        machine.refresh_liveness(Instant::now().into_std());
         let (reaper_tx, reaper_rx) = crossbeam_channel::unbounded();
         let (session_events, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             config: config.clone(),
-            engine: Box::new(LocalEngine::new(Arc::clone(&machine))),
+            engine,
             machine,
             per_ip: DashMap::new(),
             open_connections: AtomicUsize::new(0),
@@ -375,12 +403,21 @@ impl Server {
         if let Some(reaper) = self.reaper.take() {
             let _ = tokio::task::spawn_blocking(move || reaper.join()).await;
         }
+        self.shared.engine.shutdown().await;
         info!("session server stopped");
     }
 }
 
-/// A fresh per-run password secret from the operating system's generator.
-fn random_secret() -> std::io::Result<PasswordSecret> {
+/// The first session id of a new state: from the wall clock, so it stays
+/// above every id an earlier run (or a lost data directory) of this server id
+/// handed out.
+pub(crate) fn first_session_id(server: ServerId) -> std::io::Result<SessionId> {
+    initial_session_id(server, u64::try_from(wall_clock_ms()).unwrap_or(0), None)
+        .ok_or_else(|| std::io::Error::other(format!("server id {server} has no session ids left")))
+}
+
+/// A fresh password secret from the operating system's generator.
+pub(crate) fn random_secret() -> std::io::Result<PasswordSecret> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
     PasswordSecret::new(&bytes).map_err(std::io::Error::other)

@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use dashmap::DashMap;
 use session_core::{
-    Applied, Context, Liveness, Op, Outcome, Replica, SessionId, Txn, TxnError, WatchEvent,
-    WatchKind, WatchTable,
+    Applied, Context, Liveness, Op, Outcome, Replica, ReplicaSnapshot, SessionId, Txn, TxnError,
+    WatchEvent, WatchKind, WatchTable, watch_kind_for_exists,
 };
 
 use crate::config::Limits;
@@ -79,6 +79,11 @@ impl StateMachine {
         lock(&self.liveness)
     }
 
+    /// The metrics the state keeps up to date.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The zxid of the last applied transaction.
     pub(crate) fn zxid(&self) -> u64 {
         self.zxid.load(Ordering::Acquire)
@@ -90,11 +95,62 @@ impl StateMachine {
         session_core::prepare(&self.state().replica, op, ctx)
     }
 
-    /// Applies `txn` as the next transaction (the single-node engine's order).
+    /// Applies `txn` as the next transaction (the in-memory engine's order).
     pub(crate) fn apply_next(&self, txn: &Txn, now: Instant) -> Applied {
         let mut state = self.state();
         let zxid = state.replica.zxid() + 1;
         self.apply_locked(&mut state, zxid, txn, now)
+    }
+
+    /// Applies `txn` as log entry `zxid` (the Raft engine's order).
+    pub(crate) fn apply(&self, zxid: u64, txn: &Txn, now: Instant) -> Applied {
+        let mut state = self.state();
+        self.apply_locked(&mut state, zxid, txn, now)
+    }
+
+    /// Everything replicated, for a snapshot.
+    pub(crate) fn export(&self) -> ReplicaSnapshot {
+        self.state().replica.export()
+    }
+
+    /// Replaces the replica (a snapshot loaded at start, or installed from
+    /// another server). Watches set on the old state are dropped: their
+    /// clients set them again with their last zxid when they reattach.
+    pub(crate) fn restore(&self, replica: Replica, now: Instant) {
+        let mut state = self.state();
+        state.replica = replica;
+        state.watches = WatchTable::new();
+        self.zxid.store(state.replica.zxid(), Ordering::Release);
+        self.metrics
+            .applied_zxid
+            .set(i64::try_from(state.replica.zxid()).unwrap_or(i64::MAX));
+        self.metrics
+            .sessions
+            .set(i64::try_from(state.replica.session_count()).unwrap_or(i64::MAX));
+        drop(state);
+        self.refresh_liveness(now);
+    }
+
+    /// Gives every session held a fresh full timeout from `now`, with no
+    /// connection, and forgets what liveness knew of sessions no longer
+    /// held: ZooKeeper's rule when a server starts serving a state it did
+    /// not keep alive itself (after a restart, or on taking over expiry), so
+    /// nothing expires early and there is no expiry storm.
+    pub(crate) fn refresh_liveness(&self, now: Instant) {
+        let state = self.state();
+        let mut liveness = self.liveness();
+        let stale: Vec<SessionId> = liveness
+            .sessions()
+            .map(|info| info.id)
+            .filter(|id| state.replica.session(*id).is_none())
+            .collect();
+        for id in stale {
+            liveness.forget(id);
+        }
+        for entry in state.replica.sessions() {
+            let owner = liveness.owner(entry.id);
+            let _ = liveness.track(entry.id, entry.timeout, owner, now);
+        }
     }
 
     /// Applies `txn` with `zxid`, then, before the lock is released: drops a
@@ -105,6 +161,9 @@ impl StateMachine {
     fn apply_locked(&self, state: &mut Replicated, zxid: u64, txn: &Txn, now: Instant) -> Applied {
         let applied = state.replica.apply(zxid, txn);
         self.zxid.store(state.replica.zxid(), Ordering::Release);
+        self.metrics
+            .applied_zxid
+            .set(i64::try_from(state.replica.zxid()).unwrap_or(i64::MAX));
         match &applied.result {
             Ok(Outcome::SessionCreated { id, timeout, .. }) => {
                 // Tracked at once, so a session whose connection never comes
@@ -163,8 +222,9 @@ impl StateMachine {
         let tree = state.replica.tree();
         let watches = &mut state.watches;
         let max_watches = limits.max_watches_per_session;
-        let watch_room = |watches: &WatchTable<SessionId>| {
-            if watches.count_of(session) >= max_watches {
+        // Asking again for a watch already held is not one more.
+        let watch_room = |watches: &WatchTable<SessionId>, kind: WatchKind, path: &str| {
+            if !watches.holds(kind, path, session) && watches.count_of(session) >= max_watches {
                 Err(OpError::new(
                     Code::TooManyWatches,
                     format!("session {session} already holds {max_watches} watches, the limit"),
@@ -187,7 +247,7 @@ impl StateMachine {
             Operation::GetData { path, watch } => {
                 let (data, stat) = tree.get_data(&path).map_err(|e| tree_error(&e))?;
                 if watch {
-                    watch_room(watches)?;
+                    watch_room(watches, WatchKind::Data, &path)?;
                     watches.add(WatchKind::Data, &path, session);
                 }
                 Ok(OpResult::GetData { data, stat })
@@ -195,12 +255,8 @@ impl StateMachine {
             Operation::Exists { path, watch } => {
                 let stat = tree.exists(&path).map_err(|e| tree_error(&e))?;
                 if watch {
-                    watch_room(watches)?;
-                    let kind = if stat.is_some() {
-                        WatchKind::Data
-                    } else {
-                        WatchKind::Exist
-                    };
+                    let kind = watch_kind_for_exists(stat.is_some());
+                    watch_room(watches, kind, &path)?;
                     watches.add(kind, &path, session);
                 }
                 Ok(OpResult::Exists { stat })
@@ -208,7 +264,7 @@ impl StateMachine {
             Operation::GetChildren { path, watch } => {
                 let (children, stat) = tree.children(&path).map_err(|e| tree_error(&e))?;
                 if watch {
-                    watch_room(watches)?;
+                    watch_room(watches, WatchKind::Child, &path)?;
                     watches.add(WatchKind::Child, &path, session);
                 }
                 Ok(OpResult::GetChildren { children, stat })
@@ -230,11 +286,22 @@ impl StateMachine {
                 for path in data.iter().chain(&exist).chain(&child) {
                     limits.tree.check_path(path).map_err(|e| tree_error(&e))?;
                 }
+                // Watches the session holds already (re-registered after a
+                // reattach to the same server) are not more.
+                let new = [
+                    (WatchKind::Data, &data),
+                    (WatchKind::Exist, &exist),
+                    (WatchKind::Child, &child),
+                ]
+                .into_iter()
+                .flat_map(|(kind, paths)| paths.iter().map(move |path| (kind, path)))
+                .filter(|(kind, path)| !watches.holds(*kind, path, session))
+                .count();
                 let held = watches.count_of(session);
-                if held + paths > max_watches {
+                if held + new > max_watches {
                     return Err(OpError::new(
                         Code::TooManyWatches,
-                        format!("session {session} holds {held} watches; {paths} more would pass the limit of {max_watches}"),
+                        format!("session {session} holds {held} watches; {new} more would pass the limit of {max_watches}"),
                     ));
                 }
                 let fired = watches

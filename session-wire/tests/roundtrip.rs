@@ -329,12 +329,17 @@ mod admin {
             ops in proptest::collection::hash_map("[a-z_]{1,12}", any::<u64>(), 0..6),
             counters in (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>(), any::<u64>(), any::<u64>()),
             buckets in vec((any::<u64>(), vec(any::<u64>(), 0..6)), 0..4),
+            storage in (any::<bool>(), any::<u64>(), any::<u64>(), any::<u64>()),
             event in (any::<i32>(), any::<u64>(), "\\PC{0,16}", any::<u32>(), any::<u64>()),
         ) {
             round_trip(&ListSessionsResponse { sessions })?;
             let (sessions, connections, sessions_expired, uptime_ms, server_id, zxid, nodes) = counters;
             let ops_by_kind: HashMap<String, u64> = ops;
-            round_trip(&StatsResponse { sessions, connections, sessions_expired, ops_by_kind, uptime_ms, server_id, zxid, nodes })?;
+            let (durable, snapshot_index, snapshot_bytes, log_bytes) = storage;
+            round_trip(&StatsResponse {
+                sessions, connections, sessions_expired, ops_by_kind, uptime_ms, server_id, zxid, nodes,
+                durable, snapshot_index, snapshot_bytes, log_bytes,
+            })?;
             let buckets = buckets.into_iter().map(|(due_in_ms, session_ids)| ExpiryBucket { due_in_ms, session_ids }).collect();
             round_trip(&DumpExpiryResponse { tick_ms: 2000, buckets })?;
             let (kind, session_id, remote_address, negotiated_timeout_ms, zxid) = event;

@@ -265,6 +265,7 @@ fn start_ours(bins: &Binaries, work: &Path) -> Result<Running, Error> {
         .arg("--")
         .arg(&bins.server)
         .args(["--listen", &addr.to_string()])
+        .arg("--in-memory")
         .args(["--admin-listen", &admin.to_string()])
         .args(["--metrics-listen", &metrics.to_string()])
         .args(["--tick-ms", &TICK_MS.to_string()])

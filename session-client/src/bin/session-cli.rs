@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use session_client::{Client, CreateMode, Error, EventKind, SessionId, Stat, State};
+use session_client::{Client, CreateMode, Error, SessionId, Stat, State};
 use session_wire::admin::v1::{
     self as admin, SessionEventKind, SessionState, admin_client::AdminClient,
 };
@@ -402,18 +402,26 @@ async fn run_admin(address: &str, command: AdminCommand, json: bool) -> Result<(
                 "server_id": stats.server_id,
                 "zxid": stats.zxid,
                 "nodes": stats.nodes,
+                "durable": stats.durable,
+                "snapshot_index": stats.snapshot_index,
+                "snapshot_bytes": stats.snapshot_bytes,
+                "log_bytes": stats.log_bytes,
                 "ops_by_kind": stats.ops_by_kind,
             });
             print(json, value, || {
                 let mut text = format!(
-                    "sessions          {}\nconnections       {}\nsessions_expired  {}\nuptime_ms         {}\nserver_id         {}\nzxid              {}\nnodes             {}",
+                    "sessions          {}\nconnections       {}\nsessions_expired  {}\nuptime_ms         {}\nserver_id         {}\nzxid              {}\nnodes             {}\ndurable           {}\nsnapshot_index    {}\nsnapshot_bytes    {}\nlog_bytes         {}",
                     stats.sessions,
                     stats.connections,
                     stats.sessions_expired,
                     stats.uptime_ms,
                     stats.server_id,
                     stats.zxid,
-                    stats.nodes
+                    stats.nodes,
+                    stats.durable,
+                    stats.snapshot_index,
+                    stats.snapshot_bytes,
+                    stats.log_bytes
                 );
                 for (kind, count) in ops {
                     text.push_str(&format!("\nops.{kind:<13} {count}"));

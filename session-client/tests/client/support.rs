@@ -31,7 +31,10 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Every listener on 127.0.0.1 port 0, tick 50 ms, timeouts 200 ms ..= 2 s.
 pub fn test_config() -> ServerConfig {
-    let mut config = ServerConfig::default();
+    let mut config = ServerConfig {
+        storage: session_server::Storage::InMemory,
+        ..ServerConfig::default()
+    };
     let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
     config.listen = any_port;
     config.admin_listen = Some(any_port);

@@ -9,10 +9,16 @@
 //! to turn into events. The size limits of [`TreeLimits`] are checked before a
 //! write, by the `check_*` methods; the transaction model's
 //! [`prepare`](crate::prepare) does so.
+//!
+//! [`DataTree::export`] lists every node (path, data, stat, children) in path
+//! order, and [`DataTree::restore`] rebuilds the tree from such a list,
+//! derived indexes included, after checking its structure (see
+//! [`RestoreError`](crate::RestoreError)).
 
 mod error;
 mod limits;
 mod node;
+mod restore;
 
 #[cfg(test)]
 mod namespace;
@@ -40,6 +46,7 @@ const SEQUENCE_DIGITS: usize = 10;
 /// How [`DataTree::create`] makes a node: persistent or ephemeral, with or
 /// without a sequential suffix (ZooKeeper's `CreateMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum CreateMode {
     /// Lives until deleted.
     #[default]
@@ -132,7 +139,8 @@ pub struct Written<T> {
 ///   [`set_data`](Self::set_data), [`remove_session`](Self::remove_session).
 ///
 /// A failed write changes nothing. The same writes in the same order give the
-/// same tree and the same changes, whatever the machine.
+/// same tree and the same changes, whatever the machine. A tree is rebuilt
+/// from its [`export`](Self::export) with [`restore`](Self::restore).
 ///
 /// ```
 /// use bytes::Bytes;

@@ -9,6 +9,7 @@ use bytes::Bytes;
 /// Zxids are the caller's transaction ids; times are wall-clock milliseconds
 /// given by the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Stat {
     /// Zxid of the create.
     pub czxid: u64,
@@ -37,6 +38,7 @@ pub struct Stat {
 /// One node as exported by [`DataTree::export`](super::DataTree::export):
 /// everything that is replicated of it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct NodeSnapshot {
     /// The node's path.
     pub path: String,
@@ -90,6 +92,6 @@ impl Node {
     }
 }
 
-fn saturating_u32(n: usize) -> u32 {
+pub(super) fn saturating_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }

@@ -1,5 +1,6 @@
 //! Random sequences of operations checked against a simple model: results,
-//! stats, children, the ephemeral index and fired watches must all agree.
+//! stats, children, the ephemeral index and fired watches must all agree; and
+//! after every step the tree restored from its export equals it.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -350,6 +351,10 @@ fn check(ns: &Namespace<u64>, model: &Model) -> Result<(), TestCaseError> {
         prop_assert_eq!(ns.ephemerals(owner).collect::<Vec<_>>(), expected.clone());
         prop_assert_eq!(ns.ephemeral_count(owner), expected.len());
     }
+    // The snapshot gives the same tree back: indexes, totals, last zxid.
+    let restored = DataTree::restore(ns.tree.export())
+        .map_err(|e| TestCaseError::fail(format!("restore: {e}")))?;
+    prop_assert_eq!(&restored, &ns.tree);
     Ok(())
 }
 

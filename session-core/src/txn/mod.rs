@@ -24,6 +24,31 @@
 //! does not check [`TreeLimits`]: limits are configuration, which replicas need
 //! not share. So transactions prepared concurrently may together overshoot a
 //! limit by at most the number in flight.
+//!
+//! # Genesis
+//!
+//! Passwords are derived from a secret, and ids are minted from a first id;
+//! every replica must have the same two, and a replica rebuilt by replaying
+//! a log from an empty state must get them back. So a durable or replicated
+//! state starts with [`Replica::uninitialized`], and the first transaction of
+//! its log is a [`Txn::Genesis`] carrying the secret and the first id (the
+//! server builds it directly; [`prepare`] never does). Before it, a replica
+//! creates no session ([`TxnError::NotInitialized`]), knows no password and
+//! answers every reattach [`ReattachError::Unknown`]; a second genesis is
+//! [`TxnError::AlreadyInitialized`]. A server that keeps its state only in
+//! memory skips all this with [`Replica::new`], which is initialized from the
+//! start. Either way the pair is a [`Genesis`], in [`ReplicaSnapshot::genesis`].
+//!
+//! # Snapshots
+//!
+//! [`Replica::export`] gives everything replicated as a [`ReplicaSnapshot`],
+//! and [`Replica::restore`] rebuilds a replica from one, checking it first
+//! (see [`RestoreError`]): a restored replica applies the following
+//! transactions exactly as the one exported did. With the `serde` feature,
+//! [`Txn`] and [`ReplicaSnapshot`] (and the types in them) implement
+//! `Serialize` and `Deserialize`, for the log and for snapshot files.
+
+mod restore;
 
 #[cfg(test)]
 mod proptests;
@@ -41,12 +66,34 @@ use crate::{
     SessionPassword, Stat, TimeoutPolicy, TreeError, TreeLimits, initial_session_id,
 };
 
+#[cfg(doc)]
+use crate::RestoreError;
+
 /// Mask of the 56 bits below a session id's server byte: the part a server
 /// counts in (as in the `id` module).
 const LOW_MASK: u64 = (1 << 56) - 1;
 
+/// What a replica's genesis fixes, and every replica of a group shares: the
+/// password secret and the first id it could mint.
+///
+/// A replica gets it from [`Txn::Genesis`], or at once from [`Replica::new`];
+/// [`ReplicaSnapshot::genesis`] carries it. Its `Debug` output does not show
+/// the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Genesis {
+    /// The secret session passwords are derived from.
+    pub secret: PasswordSecret,
+    /// The first id the replica could mint: ids of its server byte below it,
+    /// and ids of other server bytes, are [`ReattachError::Unknown`] when not
+    /// held, before any password check (see [`Replica::check_reattach`]). It
+    /// is also the floor of the first id minted.
+    pub first_id: SessionId,
+}
+
 /// A session as replicated: what every replica knows of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SessionEntry {
     /// The session.
     pub id: SessionId,
@@ -130,8 +177,26 @@ pub struct Context<'a> {
 
 /// A prepared transaction: what is proposed, logged and applied on every
 /// replica. It carries every value replicas must agree on.
+///
+/// With the `serde` feature it implements `Serialize` and `Deserialize` (a
+/// [`Txn::Genesis`] carries the password secret: a log that holds it is as
+/// secret as the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Txn {
+    /// The first transaction of a durable or replicated state: fixes the
+    /// password secret and the first id on a replica made with
+    /// [`Replica::uninitialized`], so that every replica, and a replica
+    /// replaying the log from an empty state, derives the same passwords and
+    /// mints the same ids. Applied only once, and only before any session was
+    /// created; else [`TxnError::AlreadyInitialized`]. Never produced by
+    /// [`prepare`]: the server builds it when it creates the state.
+    Genesis {
+        /// The password secret.
+        secret: PasswordSecret,
+        /// The first id replicas could mint (see [`Genesis::first_id`]).
+        first_id: SessionId,
+    },
     /// Open a session. Apply mints the id `max(min_id, high water + 1)` (the
     /// replica's first id while it has minted none), so sessions prepared
     /// concurrently from the same state never get the same id.
@@ -209,11 +274,11 @@ pub enum Txn {
 
 impl Txn {
     /// The session the transaction acts for or on (`None` for a session not
-    /// yet created).
+    /// yet created, and for a genesis).
     #[must_use]
     pub fn session(&self) -> Option<SessionId> {
         match self {
-            Self::CreateSession { .. } => None,
+            Self::Genesis { .. } | Self::CreateSession { .. } => None,
             Self::UpdateSession { id, .. } | Self::CloseSession { id } => Some(*id),
             Self::CreateNode { session, .. }
             | Self::DeleteNode { session, .. }
@@ -229,6 +294,8 @@ impl Txn {
 /// for authentication: use [`PasswordSecret::verify`]).
 #[derive(Debug, Clone)]
 pub enum Outcome {
+    /// A genesis was applied: the replica has its secret and first id.
+    Initialized,
     /// A session was opened.
     SessionCreated {
         /// Its id.
@@ -319,7 +386,7 @@ impl PartialEq for Outcome {
                     stat: other_stat,
                 },
             ) => path == other_path && stat == other_stat,
-            (Self::NodeDeleted, Self::NodeDeleted) => true,
+            (Self::Initialized, Self::Initialized) | (Self::NodeDeleted, Self::NodeDeleted) => true,
             (Self::DataSet { stat }, Self::DataSet { stat: other_stat }) => stat == other_stat,
             _ => false,
         }
@@ -374,6 +441,16 @@ pub enum TxnError {
         /// The server that asked for a new session.
         server: ServerId,
     },
+    /// The replica has had no genesis yet (see [`Replica::uninitialized`]),
+    /// so it cannot create a session: it has no secret to derive a password
+    /// from, nor a first id.
+    #[error("the replica has no genesis yet: no session can be created")]
+    NotInitialized,
+    /// A [`Txn::Genesis`] on a replica that already has one (or was made with
+    /// [`Replica::new`]), or that has created sessions. Nothing changed but
+    /// the replica's zxid, which is consumed as by any refused transaction.
+    #[error("the replica already has its genesis")]
+    AlreadyInitialized,
     /// [`Replica::apply`] was given a zxid that is not after the last one
     /// applied; nothing was changed.
     #[error("zxid {zxid} is not after the last applied zxid {last}")]
@@ -387,29 +464,39 @@ pub enum TxnError {
 
 /// Everything that is replicated of a [`Replica`], in an order that does not
 /// depend on hashing: what determinism tests compare and what a snapshot
-/// persists. Its `Debug` output does not show the secret.
+/// persists. [`Replica::export`] makes one and [`Replica::restore`] rebuilds
+/// the replica from it (the indexes and totals of the tree are derived, so
+/// not stored). Its `Debug` output does not show the secret.
+///
+/// With the `serde` feature it implements `Serialize` and `Deserialize`. A
+/// deserialized snapshot is not checked until [`Replica::restore`] checks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ReplicaSnapshot {
     /// The zxid of the last applied transaction.
     pub zxid: u64,
     /// The highest session id minted.
     pub high_water: Option<SessionId>,
-    /// The first id the replica could mint.
-    pub first_id: SessionId,
-    /// The password secret (see [`PasswordSecret::as_bytes`]).
-    pub secret: PasswordSecret,
+    /// The secret and first id, or `None` for a replica that has had no
+    /// genesis yet ([`Replica::uninitialized`]). The secret is there in
+    /// clear (see [`PasswordSecret::as_bytes`]).
+    pub genesis: Option<Genesis>,
     /// Every session, sorted by id.
     pub sessions: Vec<SessionEntry>,
     /// Every node, sorted by path.
     pub nodes: Vec<NodeSnapshot>,
 }
 
-/// The replicated state: data tree, sessions, password secret, id high-water
-/// mark and last zxid.
+/// The replicated state: data tree, sessions, genesis (password secret and
+/// first id), id high-water mark and last zxid.
 ///
-/// Methods: getters (`&self`), [`check_reattach`](Self::check_reattach),
-/// [`export`](Self::export), and one command, [`apply`](Self::apply). The
-/// state changes only through `apply`; [`prepare`] reads it.
+/// Made with [`new`](Self::new) (initialized at once, for a server that
+/// keeps its state in memory), [`uninitialized`](Self::uninitialized) (for a
+/// durable or replicated state whose log starts with a [`Txn::Genesis`]), or
+/// [`restore`](Self::restore) from a snapshot. Methods: getters (`&self`),
+/// [`check_reattach`](Self::check_reattach), [`export`](Self::export), and
+/// one command, [`apply`](Self::apply). The state changes only through
+/// `apply`; [`prepare`] reads it.
 ///
 /// ```
 /// use std::time::Duration;
@@ -460,14 +547,18 @@ pub struct ReplicaSnapshot {
 pub struct Replica {
     tree: DataTree,
     sessions: BTreeMap<SessionId, SessionEntry>,
-    secret: PasswordSecret,
+    /// `None` until a genesis: no secret, so no password can be derived or
+    /// verified, and no session created.
+    genesis: Option<Genesis>,
     high_water: Option<SessionId>,
-    first_id: SessionId,
     zxid: u64,
 }
 
 impl Replica {
-    /// An empty replica: only the root node, no session, zxid 0.
+    /// An empty replica, already initialized with this secret and first id:
+    /// only the root node, no session, zxid 0. For a server that keeps its
+    /// state in memory only; a durable or replicated state starts from
+    /// [`uninitialized`](Self::uninitialized) and a [`Txn::Genesis`] instead.
     ///
     /// `first_id` is the first id it could mint: ids of its server byte below
     /// it, and ids of other server bytes, are [`ReattachError::Unknown`] when
@@ -478,13 +569,60 @@ impl Replica {
     #[must_use]
     pub fn new(secret: PasswordSecret, first_id: SessionId) -> Self {
         Self {
+            genesis: Some(Genesis { secret, first_id }),
+            ..Self::uninitialized()
+        }
+    }
+
+    /// An empty replica that has had no genesis: only the root node, no
+    /// session, zxid 0, and no secret or first id yet.
+    ///
+    /// Until it applies a [`Txn::Genesis`] it creates no session
+    /// ([`TxnError::NotInitialized`], from [`prepare`] and from
+    /// [`apply`](Self::apply)), [`password`](Self::password) is `None` and
+    /// [`check_reattach`](Self::check_reattach) answers
+    /// [`ReattachError::Unknown`]: there is no placeholder secret that could
+    /// verify a password. This is where a state that is replayed from a log
+    /// starts, so that the secret and first id come from the log itself.
+    ///
+    /// ```
+    /// use session_core::{Outcome, PasswordSecret, Replica, SessionId, Txn, TxnError};
+    ///
+    /// let mut replica = Replica::uninitialized();
+    /// assert!(!replica.is_initialized());
+    /// let genesis = Txn::Genesis {
+    ///     secret: PasswordSecret::new(&[7; 32])?,
+    ///     first_id: SessionId::from_u64(0x0100_0000_0000_0000),
+    /// };
+    /// assert_eq!(replica.apply(1, &genesis).result, Ok(Outcome::Initialized));
+    /// assert!(replica.is_initialized());
+    /// assert_eq!(replica.first_id(), Some(SessionId::from_u64(0x0100_0000_0000_0000)));
+    /// // Only once.
+    /// assert_eq!(replica.apply(2, &genesis).result, Err(TxnError::AlreadyInitialized));
+    /// # Ok::<(), session_core::PasswordSecretError>(())
+    /// ```
+    #[must_use]
+    pub fn uninitialized() -> Self {
+        Self {
             tree: DataTree::new(),
             sessions: BTreeMap::new(),
-            secret,
+            genesis: None,
             high_water: None,
-            first_id,
             zxid: 0,
         }
+    }
+
+    /// Whether the replica has its secret and first id: made with
+    /// [`new`](Self::new), or after a [`Txn::Genesis`].
+    #[must_use]
+    pub fn is_initialized(&self) -> bool {
+        self.genesis.is_some()
+    }
+
+    /// The secret and first id, once initialized.
+    #[must_use]
+    pub fn genesis(&self) -> Option<&Genesis> {
+        self.genesis.as_ref()
     }
 
     /// The data tree, for reads.
@@ -522,25 +660,26 @@ impl Replica {
         self.high_water
     }
 
-    /// The first id this replica could mint.
+    /// The first id this replica could mint (`None` before its genesis).
     #[must_use]
-    pub fn first_id(&self) -> SessionId {
-        self.first_id
+    pub fn first_id(&self) -> Option<SessionId> {
+        self.genesis.as_ref().map(|genesis| genesis.first_id)
     }
 
-    /// The password secret.
+    /// The password secret (`None` before its genesis).
     #[must_use]
-    pub fn secret(&self) -> &PasswordSecret {
-        &self.secret
+    pub fn secret(&self) -> Option<&PasswordSecret> {
+        self.genesis.as_ref().map(|genesis| &genesis.secret)
     }
 
     /// The password of a session held here, for the connect reply of a
     /// reattach (the client already has it; ZooKeeper sends it again).
     #[must_use]
     pub fn password(&self, id: SessionId) -> Option<SessionPassword> {
+        let genesis = self.genesis.as_ref()?;
         self.sessions
             .contains_key(&id)
-            .then(|| self.secret.derive(id))
+            .then(|| genesis.secret.derive(id))
     }
 
     /// Checks a reattach: returns the session if `password` is its password.
@@ -552,7 +691,9 @@ impl Replica {
     /// and a client whose server restarted with a new secret hears "expired"
     /// rather than "wrong password". Otherwise a wrong password is
     /// [`ReattachError::WrongPassword`] (checked in constant time, whether the
-    /// session is held or not), and a session not held is `Unknown`.
+    /// session is held or not), and a session not held is `Unknown`. Before
+    /// its genesis a replica holds no session and has no secret: every id is
+    /// `Unknown`.
     ///
     /// # Errors
     /// [`ReattachError::Unknown`], [`ReattachError::WrongPassword`].
@@ -561,11 +702,14 @@ impl Replica {
         id: SessionId,
         password: &SessionPassword,
     ) -> Result<&SessionEntry, ReattachError> {
+        let Some(genesis) = &self.genesis else {
+            return Err(ReattachError::Unknown { id });
+        };
         let held = self.sessions.get(&id);
-        if held.is_none() && !self.could_have_minted(id) {
+        if held.is_none() && !could_have_minted(genesis, id) {
             return Err(ReattachError::Unknown { id });
         }
-        if !self.secret.verify(id, password) {
+        if !genesis.secret.verify(id, password) {
             return Err(ReattachError::WrongPassword { id });
         }
         held.ok_or(ReattachError::Unknown { id })
@@ -578,8 +722,7 @@ impl Replica {
         ReplicaSnapshot {
             zxid: self.zxid,
             high_water: self.high_water,
-            first_id: self.first_id,
-            secret: self.secret.clone(),
+            genesis: self.genesis.clone(),
             sessions: self.sessions.values().copied().collect(),
             nodes: self.tree.export(),
         }
@@ -592,6 +735,12 @@ impl Replica {
     /// index): the replica's [`zxid`](Self::zxid) becomes `zxid` and nothing
     /// else changes. A `zxid` not after the last one is refused with
     /// [`TxnError::ZxidNotAfter`] and changes nothing at all.
+    ///
+    /// A [`Txn::Genesis`] gives an uninitialized replica its secret and first
+    /// id; on a replica that has them, or holds sessions or a high-water
+    /// mark, it is [`TxnError::AlreadyInitialized`]. A
+    /// [`Txn::CreateSession`] before the genesis is
+    /// [`TxnError::NotInitialized`].
     ///
     /// Node transactions re-check that the session is held
     /// ([`TxnError::SessionExpired`]) and owned by the transaction's server
@@ -627,12 +776,27 @@ impl Replica {
         changes: &mut Vec<Change>,
     ) -> Result<Outcome, TxnError> {
         match txn {
+            Txn::Genesis { secret, first_id } => {
+                if self.genesis.is_some() || !self.sessions.is_empty() || self.high_water.is_some()
+                {
+                    return Err(TxnError::AlreadyInitialized);
+                }
+                self.genesis = Some(Genesis {
+                    secret: secret.clone(),
+                    first_id: *first_id,
+                });
+                Ok(Outcome::Initialized)
+            }
             Txn::CreateSession {
                 min_id,
                 timeout,
                 owner,
             } => {
-                let id = self.next_id(*min_id, *owner)?;
+                let (id, password) = {
+                    let genesis = self.genesis.as_ref().ok_or(TxnError::NotInitialized)?;
+                    let id = next_id(genesis, self.high_water, *min_id, *owner)?;
+                    (id, genesis.secret.derive(id))
+                };
                 self.sessions.insert(
                     id,
                     SessionEntry {
@@ -644,7 +808,7 @@ impl Replica {
                 self.high_water = Some(id);
                 Ok(Outcome::SessionCreated {
                     id,
-                    password: self.secret.derive(id),
+                    password,
                     timeout: *timeout,
                 })
             }
@@ -731,23 +895,6 @@ impl Replica {
         }
     }
 
-    /// The id a [`Txn::CreateSession`] with `min_id` would mint now:
-    /// `max(min_id, high water + 1)`, or `max(min_id, first_id)` before the
-    /// first; refused when high water + 1 would leave its server byte.
-    fn next_id(&self, min_id: SessionId, server: ServerId) -> Result<SessionId, TxnError> {
-        let floor = match self.high_water {
-            None => self.first_id,
-            Some(mark) if mark >= min_id => {
-                if mark.as_u64() & LOW_MASK == LOW_MASK {
-                    return Err(TxnError::IdsExhausted { server });
-                }
-                SessionId::from_u64(mark.as_u64() + 1)
-            }
-            Some(_) => min_id,
-        };
-        Ok(min_id.max(floor))
-    }
-
     /// The session, if held and owned by `owner`.
     fn held_by(&self, id: SessionId, owner: ServerId) -> Result<&SessionEntry, TxnError> {
         let entry = self
@@ -762,10 +909,32 @@ impl Replica {
         }
         Ok(entry)
     }
+}
 
-    fn could_have_minted(&self, id: SessionId) -> bool {
-        id.server_id() == self.first_id.server_id() && id >= self.first_id
-    }
+/// The id a [`Txn::CreateSession`] with `min_id` would mint now:
+/// `max(min_id, high water + 1)`, or `max(min_id, first_id)` before the
+/// first; refused when high water + 1 would leave its server byte.
+fn next_id(
+    genesis: &Genesis,
+    high_water: Option<SessionId>,
+    min_id: SessionId,
+    server: ServerId,
+) -> Result<SessionId, TxnError> {
+    let floor = match high_water {
+        None => genesis.first_id,
+        Some(mark) if mark >= min_id => {
+            if mark.as_u64() & LOW_MASK == LOW_MASK {
+                return Err(TxnError::IdsExhausted { server });
+            }
+            SessionId::from_u64(mark.as_u64() + 1)
+        }
+        Some(_) => min_id,
+    };
+    Ok(min_id.max(floor))
+}
+
+fn could_have_minted(genesis: &Genesis, id: SessionId) -> bool {
+    id.server_id() == genesis.first_id.server_id() && id >= genesis.first_id
 }
 
 /// Checks `op` against `replica` and `ctx` and resolves it into the
@@ -773,7 +942,8 @@ impl Replica {
 /// on the session's owning server with the same negotiated timeout).
 ///
 /// Checks, in order:
-/// - sessions: [`Op::CreateSession`] negotiates the timeout and computes the
+/// - sessions: [`Op::CreateSession`] needs the replica initialized
+///   ([`TxnError::NotInitialized`]), negotiates the timeout and computes the
 ///   id floor from `ctx.server` and `ctx.wall_ms`, refusing when no id would
 ///   be left; [`Op::Reattach`] runs [`Replica::check_reattach`] and
 ///   negotiates; [`Op::CloseSession`] needs the session held;
@@ -786,22 +956,24 @@ impl Replica {
 ///
 /// The transaction carries `ctx.server` as owner and `ctx.wall_ms` as the
 /// time. [`Replica::apply`] re-checks all but the limits, since the state
-/// may have changed between prepare and apply.
+/// may have changed between prepare and apply. It never produces a
+/// [`Txn::Genesis`]: the server builds that one itself.
 ///
 /// # Errors
 /// [`TxnError::Tree`], [`TxnError::SessionExpired`],
 /// [`TxnError::SessionMoved`], [`TxnError::Reattach`],
-/// [`TxnError::IdsExhausted`].
+/// [`TxnError::IdsExhausted`], [`TxnError::NotInitialized`].
 pub fn prepare(replica: &Replica, op: Op, ctx: &Context<'_>) -> Result<Option<Txn>, TxnError> {
     let txn = match op {
         Op::CreateSession { requested } => {
+            let genesis = replica.genesis.as_ref().ok_or(TxnError::NotInitialized)?;
             let timeout = ctx.policy.negotiate(requested);
             // Once this server's ids are running (its high-water mark, or
             // the replica's first id), they go on one by one, as ZooKeeper's
             // do; the clock only seeds the floor of a server that has minted
             // none here yet. (A clock before the epoch gives the lowest
             // floor; the high-water mark keeps ids rising anyway.)
-            let mark = replica.high_water.unwrap_or(replica.first_id);
+            let mark = replica.high_water.unwrap_or(genesis.first_id);
             let min_id = if mark.server_id() == ctx.server.get() {
                 mark
             } else {
@@ -809,7 +981,7 @@ pub fn prepare(replica: &Replica, op: Op, ctx: &Context<'_>) -> Result<Option<Tx
                 initial_session_id(ctx.server, wall_ms, None)
                     .ok_or(TxnError::IdsExhausted { server: ctx.server })?
             };
-            replica.next_id(min_id, ctx.server)?;
+            next_id(genesis, replica.high_water, min_id, ctx.server)?;
             Txn::CreateSession {
                 min_id,
                 timeout,

@@ -1,10 +1,14 @@
 //! Determinism: random operations, prepared against one replica with a
 //! varying wall clock and varying servers, applied in the same order to two
-//! independently built replicas, must leave the same state, results and
+//! independently built replicas (both uninitialized, given the same genesis
+//! as the log's first transaction), must leave the same state, results and
 //! changes; also when transactions are applied long after they were prepared,
 //! and out of the order they were prepared in. The invariants of sessions
 //! (ids never repeat, no ephemeral outlives its session) are checked on the
 //! way.
+//!
+//! Snapshots: a replica restored from another's export exports the same,
+//! prepares the same and applies further transactions the same.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
@@ -135,6 +139,13 @@ fn first_id() -> SessionId {
     initial_session_id(server, (START_MS - 1_000) as u64, None).expect("ids left")
 }
 
+fn genesis() -> Txn {
+    Txn::Genesis {
+        secret: secret(),
+        first_id: first_id(),
+    }
+}
+
 /// Small limits, so that every limit is reached in short runs.
 fn limits() -> TreeLimits {
     TreeLimits {
@@ -170,7 +181,8 @@ impl Known {
         let live: Vec<SessionId> = replica.sessions().map(|entry| entry.id).collect();
         if index < 6 && !live.is_empty() {
             let id = live[live.len() - 1 - index % live.len()];
-            return (id, replica.secret().derive(id));
+            let password = replica.password(id).expect("a held session has a password");
+            return (id, password);
         }
         let len = self.sessions.len();
         self.sessions[len - 1 - index % len]
@@ -288,13 +300,22 @@ struct Pair {
 }
 
 impl Pair {
-    fn new() -> Self {
-        Self {
-            a: Replica::new(secret(), first_id()),
-            b: Replica::new(secret(), first_id()),
+    /// Two uninitialized replicas, given the genesis as the first
+    /// transaction of the log.
+    fn new() -> Result<Self, TestCaseError> {
+        let mut pair = Self {
+            a: Replica::uninitialized(),
+            b: Replica::uninitialized(),
             log: Vec::new(),
             minted: Vec::new(),
-        }
+        };
+        prop_assert!(!pair.a.is_initialized());
+        pair.apply(genesis(), &mut Known::new(&secret()))?;
+        prop_assert_eq!(&pair.log[0].2.result, &Ok(Outcome::Initialized));
+        prop_assert!(pair.a.is_initialized() && pair.b.is_initialized());
+        prop_assert_eq!(pair.a.secret(), Some(&secret()));
+        prop_assert_eq!(pair.a.first_id(), Some(first_id()));
+        Ok(pair)
     }
 
     fn apply(&mut self, txn: Txn, known: &mut Known) -> Result<(), TestCaseError> {
@@ -311,7 +332,7 @@ impl Pair {
                 id,
                 self.minted.last()
             );
-            prop_assert!(self.a.secret().verify(*id, password));
+            prop_assert!(secret().verify(*id, password));
             self.minted.push(*id);
             known.sessions.push((*id, *password));
         }
@@ -323,15 +344,23 @@ impl Pair {
         Ok(())
     }
 
-    /// A third replica replaying the whole log from scratch agrees too.
+    /// A third replica replaying the whole log from an empty, uninitialized
+    /// state agrees too, and so does one restored from the export.
     fn replay(&self) -> Result<(), TestCaseError> {
-        let mut c = Replica::new(secret(), first_id());
+        let mut c = Replica::uninitialized();
         for (zxid, txn, applied) in &self.log {
             prop_assert_eq!(&c.apply(*zxid, txn), applied);
         }
         prop_assert_eq!(c.export(), self.a.export());
+        let restored = restore(self.a.export())?;
+        prop_assert_eq!(restored.export(), self.a.export());
+        prop_assert_eq!(restored.tree(), self.a.tree());
         Ok(())
     }
+}
+
+fn restore(snapshot: ReplicaSnapshot) -> Result<Replica, TestCaseError> {
+    Replica::restore(snapshot).map_err(|err| TestCaseError::fail(format!("restore: {err}")))
 }
 
 proptest! {
@@ -346,8 +375,8 @@ proptest! {
     fn replicas_fed_the_same_transactions_agree(inputs in proptest::collection::vec(input(), 1..120)) {
         let policy = TimeoutPolicy::new(Duration::from_millis(500)).expect("valid tick");
         let limits = limits();
-        let mut pair = Pair::new();
-        let mut known = Known::new(pair.a.secret());
+        let mut pair = Pair::new()?;
+        let mut known = Known::new(&secret());
         let mut pending: VecDeque<Txn> = VecDeque::new();
         let mut wall_ms = START_MS;
         for input in &inputs {
@@ -366,7 +395,7 @@ proptest! {
                         | Txn::CreateNode { owner, .. }
                         | Txn::DeleteNode { owner, .. }
                         | Txn::SetData { owner, .. } => Some(*owner),
-                        Txn::CloseSession { .. } => None,
+                        Txn::Genesis { .. } | Txn::CloseSession { .. } => None,
                     } {
                         prop_assert_eq!(owner, server);
                     }
@@ -402,8 +431,8 @@ proptest! {
     ) {
         let policy = TimeoutPolicy::new(Duration::from_millis(500)).expect("valid tick");
         let limits = limits();
-        let mut pair = Pair::new();
-        let mut known = Known::new(pair.a.secret());
+        let mut pair = Pair::new()?;
+        let mut known = Known::new(&secret());
         let mut wall_ms = START_MS;
         let mut clock = |input: &Input| {
             wall_ms += input.clock_delta;
@@ -440,4 +469,252 @@ proptest! {
         }
         pair.replay()?;
     }
+
+    #[test]
+    fn a_restored_replica_goes_on_as_the_one_exported(
+        setup in proptest::collection::vec(input(), 0..100),
+        further in proptest::collection::vec(input(), 1..40),
+    ) {
+        let policy = TimeoutPolicy::new(Duration::from_millis(500)).expect("valid tick");
+        let limits = limits();
+        let mut pair = Pair::new()?;
+        let mut known = Known::new(&secret());
+        let mut wall_ms = START_MS;
+        for input in &setup {
+            wall_ms += input.clock_delta;
+            let server = server_for(input, &known, &pair.a);
+            let ctx = Context { server, policy: &policy, limits: &limits, wall_ms };
+            if let Ok(Some(txn)) = prepare(&pair.a, op_for(&input.step, &known, &pair.a), &ctx) {
+                pair.apply(txn, &mut known)?;
+            }
+        }
+        let snapshot = pair.a.export();
+        let mut restored = restore(snapshot.clone())?;
+        prop_assert_eq!(restored.export(), snapshot);
+        prop_assert_eq!(restored.tree(), pair.a.tree());
+        prop_assert_eq!(restored.zxid(), pair.a.zxid());
+        prop_assert_eq!(restored.high_water(), pair.a.high_water());
+        prop_assert_eq!(restored.genesis(), pair.a.genesis());
+        for input in &further {
+            wall_ms += input.clock_delta;
+            let server = server_for(input, &known, &pair.a);
+            let ctx = Context { server, policy: &policy, limits: &limits, wall_ms };
+            let op = op_for(&input.step, &known, &pair.a);
+            let prepared = prepare(&pair.a, op.clone(), &ctx);
+            prop_assert_eq!(&prepare(&restored, op, &ctx), &prepared);
+            if let Ok(Some(txn)) = prepared {
+                let from_restored = restored.apply(pair.a.zxid() + 1, &txn);
+                pair.apply(txn, &mut known)?;
+                let (_, _, from_original) = pair.log.last().expect("just applied");
+                prop_assert_eq!(&from_restored, from_original);
+                prop_assert_eq!(restored.export(), pair.a.export());
+            }
+        }
+        prop_assert_eq!(restored.tree(), pair.a.tree());
+        pair.replay()?;
+    }
+
+    #[test]
+    fn restore_refuses_or_reproduces_a_corrupted_snapshot(
+        setup in proptest::collection::vec(input(), 0..60),
+        corruptions in proptest::collection::vec(corruption(), 1..4),
+    ) {
+        let policy = TimeoutPolicy::new(Duration::from_millis(500)).expect("valid tick");
+        let limits = limits();
+        let mut pair = Pair::new()?;
+        let mut known = Known::new(&secret());
+        let mut wall_ms = START_MS;
+        for input in &setup {
+            wall_ms += input.clock_delta;
+            let server = server_for(input, &known, &pair.a);
+            let ctx = Context { server, policy: &policy, limits: &limits, wall_ms };
+            if let Ok(Some(txn)) = prepare(&pair.a, op_for(&input.step, &known, &pair.a), &ctx) {
+                pair.apply(txn, &mut known)?;
+            }
+        }
+        let mut snapshot = pair.a.export();
+        for corruption in &corruptions {
+            corrupt(&mut snapshot, corruption);
+        }
+        let Ok(mut restored) = Replica::restore(snapshot.clone()) else {
+            return Ok(());
+        };
+        // Accepted: it is exactly what was given, up to order...
+        prop_assert_eq!(restored.export(), normalized(snapshot));
+        prop_assert_eq!(restore(restored.export())?.export(), restored.export());
+        // ...and every write applies without a panic.
+        let mut zxid = restored.zxid();
+        let mut next = || {
+            zxid += 1;
+            zxid
+        };
+        let ids: Vec<SessionId> = restored.sessions().map(|entry| entry.id).collect();
+        let owner = ServerId::new(1).expect("in range");
+        for id in &ids {
+            for path in ["/a/n", "/b/s-"] {
+                let _ = restored.apply(next(), &Txn::CreateNode {
+                    session: *id,
+                    owner,
+                    path: path.into(),
+                    data: Bytes::from_static(b"x"),
+                    mode: CreateMode::EphemeralSequential,
+                    time_ms: START_MS,
+                });
+            }
+        }
+        let _ = restored.apply(next(), &Txn::CreateSession {
+            min_id: first_id(),
+            timeout: Duration::from_secs(1),
+            owner,
+        });
+        for id in &ids {
+            let _ = restored.apply(next(), &Txn::CloseSession { id: *id });
+        }
+        let mut paths: Vec<String> = restored.export().nodes.into_iter().map(|n| n.path).collect();
+        paths.reverse();
+        for path in paths {
+            let holder = restored.sessions().next().map(|entry| entry.id);
+            if let Some(id) = holder {
+                let _ = restored.apply(next(), &Txn::SetData {
+                    session: id,
+                    owner: restored.session(id).expect("held").owner,
+                    path: path.clone(),
+                    data: Bytes::new(),
+                    version: None,
+                    time_ms: START_MS,
+                });
+                let _ = restored.apply(next(), &Txn::DeleteNode {
+                    session: id,
+                    owner: restored.session(id).expect("held").owner,
+                    path,
+                    version: None,
+                });
+            }
+        }
+        prop_assert_eq!(restore(restored.export())?.export(), restored.export());
+    }
+}
+
+/// One hand edit of a snapshot (indexes are taken modulo the lengths).
+#[derive(Debug, Clone)]
+enum Corruption {
+    DropNode(usize),
+    DuplicateNode(usize),
+    MoveNode(usize, usize),
+    SetOwner(usize, usize),
+    SetNumChildren(usize, u32),
+    SetDataLength(usize, u32),
+    RaiseZxid(usize, u8, u64),
+    DropChild(usize),
+    AddChild(usize, usize),
+    ReplaceData(usize, usize),
+    DropSession(usize),
+    DuplicateSession(usize),
+    LowerHighWater(u64),
+    DropGenesis,
+    LowerZxid(u64),
+}
+
+fn corruption() -> impl Strategy<Value = Corruption> {
+    let i = || any::<usize>();
+    prop_oneof![
+        i().prop_map(Corruption::DropNode),
+        i().prop_map(Corruption::DuplicateNode),
+        (i(), 0..FIXED.len() + 2).prop_map(|(n, p)| Corruption::MoveNode(n, p)),
+        (i(), i()).prop_map(|(n, s)| Corruption::SetOwner(n, s)),
+        (i(), 0..4_u32).prop_map(|(n, v)| Corruption::SetNumChildren(n, v)),
+        (i(), 0..4_u32).prop_map(|(n, v)| Corruption::SetDataLength(n, v)),
+        (i(), 0..3_u8, 0..3_u64).prop_map(|(n, f, d)| Corruption::RaiseZxid(n, f, d)),
+        i().prop_map(Corruption::DropChild),
+        (i(), i()).prop_map(|(n, c)| Corruption::AddChild(n, c)),
+        (i(), 0..4_usize).prop_map(|(n, len)| Corruption::ReplaceData(n, len)),
+        i().prop_map(Corruption::DropSession),
+        i().prop_map(Corruption::DuplicateSession),
+        (0..3_u64).prop_map(Corruption::LowerHighWater),
+        Just(Corruption::DropGenesis),
+        (0..3_u64).prop_map(Corruption::LowerZxid),
+    ]
+}
+
+fn corrupt(snapshot: &mut ReplicaSnapshot, corruption: &Corruption) {
+    let nodes = snapshot.nodes.len();
+    let sessions = snapshot.sessions.len();
+    let names = ["a", "b", "x", "zz", "a/x", ""];
+    match *corruption {
+        Corruption::DropNode(n) if nodes > 0 => {
+            snapshot.nodes.remove(n % nodes);
+        }
+        Corruption::DuplicateNode(n) if nodes > 0 => {
+            snapshot.nodes.push(snapshot.nodes[n % nodes].clone());
+        }
+        Corruption::MoveNode(n, p) if nodes > 0 => {
+            let path = FIXED
+                .get(p)
+                .copied()
+                .unwrap_or(if p == FIXED.len() { "/" } else { "/c/d" });
+            snapshot.nodes[n % nodes].path = path.into();
+        }
+        Corruption::SetOwner(n, s) if nodes > 0 => {
+            let owner = if sessions > 0 && s % 3 != 0 {
+                snapshot.sessions[s % sessions].id.as_u64()
+            } else {
+                (s % 2) as u64 * 77
+            };
+            snapshot.nodes[n % nodes].stat.ephemeral_owner = owner;
+        }
+        Corruption::SetNumChildren(n, v) if nodes > 0 => {
+            snapshot.nodes[n % nodes].stat.num_children = v;
+        }
+        Corruption::SetDataLength(n, v) if nodes > 0 => {
+            snapshot.nodes[n % nodes].stat.data_length = v;
+        }
+        Corruption::RaiseZxid(n, field, delta) if nodes > 0 => {
+            let zxid = snapshot.zxid + delta;
+            let stat = &mut snapshot.nodes[n % nodes].stat;
+            match field {
+                0 => stat.czxid = zxid,
+                1 => stat.mzxid = zxid,
+                _ => stat.pzxid = zxid,
+            }
+        }
+        Corruption::DropChild(n) if nodes > 0 => {
+            snapshot.nodes[n % nodes].children.pop();
+        }
+        Corruption::AddChild(n, c) if nodes > 0 => {
+            snapshot.nodes[n % nodes]
+                .children
+                .push(names[c % names.len()].into());
+        }
+        Corruption::ReplaceData(n, len) if nodes > 0 => {
+            snapshot.nodes[n % nodes].data = Bytes::from(vec![b'r'; len]);
+        }
+        Corruption::DropSession(s) if sessions > 0 => {
+            snapshot.sessions.remove(s % sessions);
+        }
+        Corruption::DuplicateSession(s) if sessions > 0 => {
+            snapshot.sessions.push(snapshot.sessions[s % sessions]);
+        }
+        Corruption::LowerHighWater(by) => {
+            snapshot.high_water = match by {
+                0 => None,
+                _ => snapshot
+                    .high_water
+                    .map(|mark| SessionId::from_u64(mark.as_u64().saturating_sub(by))),
+            };
+        }
+        Corruption::DropGenesis => snapshot.genesis = None,
+        Corruption::LowerZxid(by) => snapshot.zxid = snapshot.zxid.saturating_sub(by),
+        _ => {}
+    }
+}
+
+/// The snapshot as an export would list it: sessions by id, nodes by path,
+/// children sorted.
+fn normalized(mut snapshot: ReplicaSnapshot) -> ReplicaSnapshot {
+    snapshot.sessions.sort_by_key(|entry| entry.id);
+    snapshot.nodes.sort_by(|a, b| a.path.cmp(&b.path));
+    for node in &mut snapshot.nodes {
+        node.children.sort();
+    }
+    snapshot
 }

@@ -165,7 +165,7 @@ fn create_session_negotiates_mints_and_records_the_owner() {
         panic!("{applied:?}");
     };
     assert_eq!((id, timeout), (min_id, ms(2000)));
-    assert!(r.secret().verify(id, &password));
+    assert!(r.secret().expect("initialized").verify(id, &password));
     assert_eq!(
         r.password(id).map(|p| *p.as_bytes()),
         Some(*password.as_bytes())
@@ -408,7 +408,7 @@ fn reattach_refusals_follow_the_trackers_rule() {
         refused(&r, unminted, wrong),
         ReattachError::WrongPassword { id: unminted }
     );
-    let right = r.secret().derive(unminted);
+    let right = secret().derive(unminted);
     assert_eq!(
         refused(&r, unminted, right),
         ReattachError::Unknown { id: unminted }
@@ -1146,9 +1146,10 @@ fn export_is_sorted_hides_the_secret_and_matches_a_replay() {
     let _ = record(&mut a, create(third, "/b/e", CreateMode::Ephemeral), 1);
     let snapshot = a.export();
     assert_eq!(snapshot.zxid, 6);
-    assert_eq!(snapshot.first_id, first_id());
+    let genesis = snapshot.genesis.as_ref().expect("initialized");
+    assert_eq!(genesis.first_id, first_id());
     assert_eq!(snapshot.high_water, Some(third));
-    assert_eq!(snapshot.secret.as_bytes(), &[0x5e; 32][..]);
+    assert_eq!(genesis.secret.as_bytes(), &[0x5e; 32][..]);
     let ids: Vec<SessionId> = snapshot.sessions.iter().map(|s| s.id).collect();
     assert_eq!(ids, vec![second, third]);
     assert!(second < third);
@@ -1230,4 +1231,181 @@ fn txn_sessions_and_error_messages() {
     for (error, message) in cases {
         assert_eq!(error.to_string(), message);
     }
+}
+
+// ---- genesis ----
+
+fn genesis_txn() -> Txn {
+    Txn::Genesis {
+        secret: secret(),
+        first_id: first_id(),
+    }
+}
+
+#[test]
+fn an_uninitialized_replica_creates_no_session_and_knows_no_password() {
+    let env = Env::new();
+    let ctx = env.ctx(1, WALL);
+    let mut r = Replica::uninitialized();
+    assert!(!r.is_initialized());
+    assert_eq!(r.genesis(), None);
+    assert_eq!(r.secret(), None);
+    assert_eq!(r.first_id(), None);
+    let op = || Op::CreateSession {
+        requested: ms(6000),
+    };
+    assert_eq!(prepare_err(&r, op(), &ctx), TxnError::NotInitialized);
+    // A create prepared elsewhere (by a replica that had its genesis) is
+    // refused at apply too, consuming its zxid.
+    let txn = Txn::CreateSession {
+        min_id: first_id(),
+        timeout: ms(6000),
+        owner: server(1),
+    };
+    let before = r.export();
+    let refused = r.apply(1, &txn);
+    assert_eq!(refused.result, Err(TxnError::NotInitialized));
+    assert!(refused.changes.is_empty());
+    assert_eq!(r.export(), ReplicaSnapshot { zxid: 1, ..before });
+    // Every id is unknown whatever the password: there is no secret that
+    // could verify one.
+    let id = first_id();
+    assert!(r.password(id).is_none());
+    assert_eq!(
+        r.check_reattach(id, &secret().derive(id)).err(),
+        Some(ReattachError::Unknown { id })
+    );
+    let reattach = Op::Reattach {
+        id,
+        password: secret().derive(id),
+        requested: ms(6000),
+    };
+    assert_eq!(
+        prepare_err(&r, reattach, &ctx),
+        TxnError::Reattach(ReattachError::Unknown { id })
+    );
+    assert_eq!(
+        prepare_err(&r, Op::CloseSession { id }, &ctx),
+        TxnError::SessionExpired { id }
+    );
+    assert_eq!(
+        prepare_err(&r, create(id, "/a", CreateMode::Persistent), &ctx),
+        TxnError::SessionExpired { id }
+    );
+}
+
+#[test]
+fn genesis_gives_the_secret_and_first_id_once() {
+    let env = Env::new();
+    let mut r = Replica::uninitialized();
+    let applied = r.apply(1, &genesis_txn());
+    assert_eq!(applied.result, Ok(Outcome::Initialized));
+    assert!(applied.changes.is_empty());
+    assert!(r.is_initialized());
+    assert_eq!(r.secret(), Some(&secret()));
+    assert_eq!(r.first_id(), Some(first_id()));
+    assert_eq!(
+        r.genesis(),
+        Some(&Genesis {
+            secret: secret(),
+            first_id: first_id()
+        })
+    );
+    assert_eq!(r.zxid(), 1);
+    // Sessions now: the first id is the floor, passwords verify.
+    let (id, password) = open(&mut r, &env.ctx(1, WALL));
+    assert_eq!(id, first_id());
+    assert!(secret().verify(id, &password));
+    assert_eq!(
+        r.password(id).map(|p| *p.as_bytes()),
+        Some(*password.as_bytes())
+    );
+
+    // A second genesis, even the same one, changes nothing but the zxid.
+    let other = Txn::Genesis {
+        secret: PasswordSecret::new(&[1; 32]).expect("long enough"),
+        first_id: SessionId::from_u64(7),
+    };
+    for txn in [genesis_txn(), other] {
+        let before = r.export();
+        let zxid = r.zxid() + 1;
+        let refused = r.apply(zxid, &txn);
+        assert_eq!(refused.result, Err(TxnError::AlreadyInitialized));
+        assert!(refused.changes.is_empty());
+        assert_eq!(r.export(), ReplicaSnapshot { zxid, ..before });
+        assert_eq!(r.secret(), Some(&secret()));
+    }
+    // A stale zxid is refused before anything else.
+    assert_eq!(
+        r.apply(1, &genesis_txn()).result,
+        Err(TxnError::ZxidNotAfter { zxid: 1, last: 4 })
+    );
+}
+
+#[test]
+fn a_replica_made_with_new_is_initialized_and_refuses_a_genesis() {
+    let mut r = replica();
+    assert!(r.is_initialized());
+    assert_eq!(r.secret(), Some(&secret()));
+    assert_eq!(r.first_id(), Some(first_id()));
+    assert_eq!(
+        r.apply(1, &genesis_txn()).result,
+        Err(TxnError::AlreadyInitialized)
+    );
+    // Same state as an uninitialized replica given the same genesis.
+    let mut g = Replica::uninitialized();
+    assert_eq!(g.apply(1, &genesis_txn()).result, Ok(Outcome::Initialized));
+    assert_eq!(g.export(), r.export());
+}
+
+#[test]
+fn replaying_a_log_from_genesis_gives_the_same_passwords() {
+    let env = Env::new();
+    let mut a = Replica::uninitialized();
+    let mut log = vec![(1, genesis_txn())];
+    assert!(a.apply(1, &genesis_txn()).result.is_ok());
+    let mut passwords = Vec::new();
+    for step in 0..3_i64 {
+        let ctx = env.ctx(1, WALL + step);
+        let txn = prepare(
+            &a,
+            Op::CreateSession {
+                requested: ms(6000),
+            },
+            &ctx,
+        )
+        .expect("prepared")
+        .expect("a transaction");
+        let zxid = a.zxid() + 1;
+        let applied = a.apply(zxid, &txn);
+        let Ok(Outcome::SessionCreated { id, password, .. }) = applied.result else {
+            panic!("{applied:?}");
+        };
+        passwords.push((id, password));
+        log.push((zxid, txn));
+    }
+    let mut b = Replica::uninitialized();
+    for (zxid, txn) in &log {
+        let _ = b.apply(*zxid, txn);
+    }
+    assert_eq!(b.export(), a.export());
+    for (id, password) in passwords {
+        assert_eq!(b.check_reattach(id, &password).map(|e| e.id), Ok(id));
+    }
+}
+
+#[test]
+fn genesis_txn_and_errors_describe_themselves() {
+    assert_eq!(genesis_txn().session(), None);
+    assert!(!format!("{:?}", genesis_txn()).contains("94"));
+    assert_eq!(
+        TxnError::NotInitialized.to_string(),
+        "the replica has no genesis yet: no session can be created"
+    );
+    assert_eq!(
+        TxnError::AlreadyInitialized.to_string(),
+        "the replica already has its genesis"
+    );
+    assert_eq!(Outcome::Initialized, Outcome::Initialized);
+    assert_ne!(Outcome::Initialized, Outcome::NodeDeleted);
 }

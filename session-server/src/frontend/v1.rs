@@ -192,7 +192,7 @@ impl Frontend for V1 {
             Outbound::Pong => Pong {}.into(),
             Outbound::CloseAck => CloseAck {}.into(),
             Outbound::Reply { xid, zxid, result } => {
-                let mut reply = Reply {
+                let reply = Reply {
                     xid,
                     zxid,
                     result: Some(match result {
@@ -200,14 +200,23 @@ impl Frontend for V1 {
                         Err(error) => reply::Result::Error(op_error(error)),
                     }),
                 };
+                // The whole message counts, envelope included, as the framing
+                // checks it.
+                let message = ServerMessage::from(reply);
                 let max_body = self.max_frame.saturating_sub(LENGTH_PREFIX_LEN);
-                if reply.encoded_len() > max_body {
-                    reply.result = Some(reply::Result::Error(op_error(OpError::new(
-                        Code::TooLarge,
-                        format!("the reply would exceed the {max_body}-byte frame limit"),
-                    ))));
+                if message.encoded_len() > max_body {
+                    Reply {
+                        xid,
+                        zxid,
+                        result: Some(reply::Result::Error(op_error(OpError::new(
+                            Code::TooLarge,
+                            format!("the reply would exceed the {max_body}-byte frame limit"),
+                        )))),
+                    }
+                    .into()
+                } else {
+                    message
                 }
-                reply.into()
             }
             Outbound::Watch(event) => wire::WatchEvent {
                 kind: event_kind(event.kind).into(),

@@ -8,4 +8,11 @@ mod admin;
 mod expiry;
 mod hostile;
 mod lifecycle;
+mod limits;
+mod pipelining;
+mod promises;
 mod watches;
+// Reads /proc/net/tcp to see how far the server's writes got, and signals
+// the binary with kill(1).
+#[cfg(target_os = "linux")]
+mod stalled;

@@ -27,7 +27,10 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 /// A config for tests: every listener on 127.0.0.1 port 0, tick 50 ms,
 /// session timeouts 200 ms ..= 2 s.
 pub fn test_config() -> ServerConfig {
-    let mut config = ServerConfig::default();
+    let mut config = ServerConfig {
+        storage: session_server::Storage::InMemory,
+        ..ServerConfig::default()
+    };
     let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
     config.listen = any_port;
     config.admin_listen = Some(any_port);
@@ -69,6 +72,11 @@ impl Raw {
             .bind(SocketAddr::from((local, 0)))
             .expect("bind a loopback address");
         Raw::over(socket.connect(addr).await.expect("connect"))
+    }
+
+    /// Speaks the protocol over a socket the test connected itself.
+    pub fn from_stream(stream: TcpStream) -> Raw {
+        Raw::over(stream)
     }
 
     fn over(stream: TcpStream) -> Raw {
@@ -126,6 +134,15 @@ impl Raw {
     /// Sends one request and returns its result, keeping watch events that
     /// arrive first in `events`.
     pub async fn request(&mut self, op: request::Op) -> Result<reply::Result, wire::OpError> {
+        match self.reply(op).await.result.expect("reply has a result") {
+            reply::Result::Error(err) => Err(err),
+            result => Ok(result),
+        }
+    }
+
+    /// Sends one request and returns its whole reply (with its zxid),
+    /// keeping watch events that arrive first in `events`.
+    pub async fn reply(&mut self, op: request::Op) -> wire::Reply {
         let xid = self.xids.next_xid().get();
         self.send(wire::Request { xid, op: Some(op) }).await;
         loop {
@@ -133,14 +150,21 @@ impl Raw {
                 Some(server_message::Kind::WatchEvent(event)) => self.events.push(event),
                 Some(server_message::Kind::Reply(reply)) => {
                     assert_eq!(reply.xid, xid, "replies come in request order");
-                    return match reply.result.expect("reply has a result") {
-                        reply::Result::Error(err) => Err(err),
-                        result => Ok(result),
-                    };
+                    return reply;
                 }
                 other => panic!("expected a reply to xid {xid}, got {other:?}"),
             }
         }
+    }
+
+    /// The server's zxid now, as a read reports it.
+    pub async fn zxid(&mut self) -> u64 {
+        self.reply(request::Op::Exists(wire::Exists {
+            path: "/".to_owned(),
+            watch: false,
+        }))
+        .await
+        .zxid
     }
 
     pub async fn create(
@@ -305,5 +329,255 @@ pub async fn ping_for(raw: &mut Raw, timeout: Duration, total: Duration) {
     while started.elapsed() < total {
         tokio::time::sleep(timeout / 3).await;
         raw.ping().await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A raw socket driven by hand: for peers that write without reading, where a
+// `Raw` (which reads every reply) cannot be used. Every helper takes
+// `&TcpStream`, so a writer and an observer can share one socket in one task.
+
+/// Data of the "big" node of the stall tests: the tree's default data limit,
+/// so each GetData reply of it is the largest a default server sends.
+pub const BIG: usize = 512 * 1024;
+
+/// How long a socket must make no progress before a test calls it stalled.
+/// Long against loopback, where bytes move in microseconds.
+pub const QUIET: Duration = Duration::from_millis(100);
+
+/// Appends `message` to `dst` as one frame.
+pub fn frame(message: impl Into<ClientMessage>, dst: &mut bytes::BytesMut) {
+    session_wire::encode(&message.into(), u32::MAX, dst).expect("a client message frames");
+}
+
+/// A GetData request without a watch.
+pub fn get_data(xid: i32, path: &str) -> wire::Request {
+    wire::Request {
+        xid,
+        op: Some(request::Op::GetData(wire::GetData {
+            path: path.to_owned(),
+            watch: false,
+        })),
+    }
+}
+
+/// An Exists request without a watch.
+pub fn exists(xid: i32, path: &str) -> wire::Request {
+    wire::Request {
+        xid,
+        op: Some(request::Op::Exists(wire::Exists {
+            path: path.to_owned(),
+            watch: false,
+        })),
+    }
+}
+
+/// Writes all of `bytes`, waiting for the socket as needed (bounded).
+pub async fn write_all_to(stream: &TcpStream, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        match stream.try_write(bytes) {
+            Ok(written) => bytes = &bytes[written..],
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                tokio::time::timeout(PATIENCE, stream.writable())
+                    .await
+                    .expect("the socket takes bytes again within PATIENCE")
+                    .expect("writable");
+            }
+            Err(err) => panic!("write: {err}"),
+        }
+    }
+}
+
+/// The send and receive queues, in bytes, of the TCP connection from
+/// `local` to `remote` as the kernel accounts them (Linux, /proc/net/tcp):
+/// bytes written and not yet acknowledged by the peer, and bytes arrived and
+/// not yet read. `None` when the kernel lists no such connection.
+pub fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
+    fn endpoint(field: &str) -> Option<SocketAddr> {
+        let (ip, port) = field.split_once(':')?;
+        // The address is printed as the host-order integer of the raw bytes.
+        let ip = u32::from_str_radix(ip, 16).ok()?.to_ne_bytes();
+        let port = u16::from_str_radix(port, 16).ok()?;
+        Some(SocketAddr::from((ip, port)))
+    }
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp readable");
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if endpoint(fields.get(1)?)? != local || endpoint(fields.get(2)?)? != remote {
+            return None;
+        }
+        let (tx, rx) = fields.get(4)?.split_once(':')?;
+        Some((
+            u64::from_str_radix(tx, 16).ok()?,
+            u64::from_str_radix(rx, 16).ok()?,
+        ))
+    })
+}
+
+/// Bytes the server has written to a client that reads nothing (since the
+/// client last read): what the server's socket holds unacknowledged plus
+/// what waits unread at the client. It grows exactly when the server's
+/// writes make progress. `None` once the connection is gone.
+pub fn written_to(client: &TcpStream) -> Option<u64> {
+    let here = client.local_addr().ok()?;
+    let server = client.peer_addr().ok()?;
+    let (server_unacked, _) = tcp_queues(server, here)?;
+    let (_, client_unread) = tcp_queues(here, server)?;
+    Some(server_unacked + client_unread)
+}
+
+/// Waits until the server's writes to `client` (see [`written_to`]) have
+/// made no progress for [`QUIET`]; returns the bytes written then.
+pub async fn settled_writes(client: &TcpStream) -> u64 {
+    let started = tokio::time::Instant::now();
+    let mut last = written_to(client).expect("the connection is listed");
+    let mut grew = started;
+    loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = tokio::time::Instant::now();
+        let written = written_to(client).expect("the connection is listed");
+        if written != last {
+            last = written;
+            grew = now;
+        } else if now - grew >= QUIET {
+            return last;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the server kept writing for {PATIENCE:?}"
+        );
+    }
+}
+
+/// What [`write_until_stalled`] saw.
+#[derive(Debug)]
+pub struct Flood {
+    /// Just before the first write that took bytes.
+    pub first_before: tokio::time::Instant,
+    /// Just after it returned.
+    pub first_after: tokio::time::Instant,
+    /// Just after the last write that took bytes.
+    pub last_progress: tokio::time::Instant,
+    /// Whole requests of the batches started (the last may be partly written).
+    pub requests: usize,
+    /// Bytes the socket took.
+    pub bytes: usize,
+    /// The unwritten tail of the last batch started.
+    pub rest: bytes::BytesMut,
+}
+
+/// Writes batches from `batch` (bytes, number of requests in them) without
+/// reading, until the socket takes nothing for [`QUIET`] or the server
+/// closes the connection. Panics past
+/// `max_bytes`: a server that never stops reading is a failed bound, not a
+/// test that runs forever.
+pub async fn write_until_stalled(
+    stream: &TcpStream,
+    mut batch: impl FnMut() -> (bytes::BytesMut, usize),
+    max_bytes: usize,
+) -> Flood {
+    let (mut pending, mut requests) = batch();
+    let mut first = None;
+    let mut last_progress = tokio::time::Instant::now();
+    let mut bytes = 0;
+    loop {
+        let before = tokio::time::Instant::now();
+        match stream.try_write(&pending) {
+            Ok(0) => panic!("the socket took 0 bytes"),
+            Ok(written) => {
+                let after = tokio::time::Instant::now();
+                first.get_or_insert((before, after));
+                last_progress = after;
+                bytes += written;
+                let _ = pending.split_to(written);
+                if pending.is_empty() {
+                    let (next, count) = batch();
+                    pending = next;
+                    requests += count;
+                }
+                assert!(
+                    bytes <= max_bytes,
+                    "the server kept reading: the socket took {bytes} bytes of requests"
+                );
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout_at(last_progress + QUIET, stream.writable()).await {
+                    Err(_) => break,
+                    Ok(ready) => ready.expect("writable"),
+                }
+            }
+            // The server closed the connection: nothing more will be taken.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                ) =>
+            {
+                break;
+            }
+            Err(err) => panic!("write: {err}"),
+        }
+    }
+    let (first_before, first_after) = first.expect("the socket took the first batch");
+    Flood {
+        first_before,
+        first_after,
+        last_progress,
+        requests,
+        bytes,
+        rest: pending,
+    }
+}
+
+/// Reads whole server messages from a shared socket.
+#[derive(Debug, Default)]
+pub struct Reader {
+    decoder: session_wire::FrameDecoder,
+    scratch: Vec<u8>,
+}
+
+impl Reader {
+    /// A reader of frames up to `max` bytes (the default is 1 MiB).
+    pub fn with_max_frame_len(max: u32) -> Reader {
+        Reader {
+            decoder: session_wire::FrameDecoder::with_max_frame_len(max),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The next message; `None` when the server closed the connection.
+    /// Panics when nothing comes within [`PATIENCE`].
+    pub async fn next(&mut self, stream: &TcpStream) -> Option<ServerMessage> {
+        if self.scratch.is_empty() {
+            self.scratch = vec![0u8; 64 * 1024];
+        }
+        loop {
+            if let Some(message) = self
+                .decoder
+                .next_message::<ServerMessage>()
+                .expect("a well-formed server message")
+            {
+                return Some(message);
+            }
+            tokio::time::timeout(PATIENCE, stream.readable())
+                .await
+                .expect("a server message within PATIENCE")
+                .expect("readable");
+            match stream.try_read(&mut self.scratch) {
+                Ok(0) => return None,
+                Ok(read) => self.decoder.push(&self.scratch[..read]),
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(err) => panic!("read: {err}"),
+            }
+        }
+    }
+
+    /// The next message, which must be a reply.
+    pub async fn reply(&mut self, stream: &TcpStream) -> wire::Reply {
+        match self.next(stream).await.and_then(|message| message.kind) {
+            Some(server_message::Kind::Reply(reply)) => reply,
+            other => panic!("expected a reply, got {other:?}"),
+        }
     }
 }
