@@ -7,14 +7,16 @@
 //! are `session-core`'s; this crate adds the I/O around them. A request's
 //! bytes go through a protocol frontend (the v1 protobuf one today) to a
 //! generic connection; reads are answered from the local replica, writes are
-//! prepared and then ordered and applied by an engine (a single node in
-//! memory today); the watches they fire and the liveness of sessions are
-//! kept per server.
+//! prepared and then ordered and applied by an engine — openraft with its log
+//! and snapshots on disk (the default, so a restart keeps every session and
+//! node), or, with [`Storage::InMemory`], a single node in memory; the
+//! watches they fire and the liveness of sessions are kept per server.
 //!
 //! ```no_run
 //! use session_server::{Server, ServerConfig};
 //!
 //! # async fn run() -> std::io::Result<()> {
+//! // On disk in ./session-data by default; Storage::InMemory keeps nothing.
 //! let server = Server::start(ServerConfig::default()).await?;
 //! println!("serving clients on {}", server.local_addr());
 //! // ... until it is time to stop:
