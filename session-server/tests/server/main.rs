@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod durable;
 mod expiry;
 mod hostile;
 mod lifecycle;

@@ -581,3 +581,38 @@ impl Reader {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// For tests that kill the server under a client (durable.rs).
+
+impl Raw {
+    /// Sends one request and returns its whole reply, keeping watch events
+    /// that arrive first in `events`; `None` when the connection failed or
+    /// closed before the reply (the server died, or said why and closed):
+    /// the request's outcome is then unknown. Panics when nothing comes
+    /// within [`PATIENCE`].
+    pub async fn try_reply(&mut self, op: request::Op) -> Option<wire::Reply> {
+        let xid = self.xids.next_xid().get();
+        let request = ClientMessage::from(wire::Request { xid, op: Some(op) });
+        if self.framed.send(request).await.is_err() {
+            return None;
+        }
+        loop {
+            let message = match tokio::time::timeout(PATIENCE, self.framed.next()).await {
+                Err(_) => panic!("no reply to xid {xid} within {PATIENCE:?}"),
+                Ok(None | Some(Err(_))) => return None,
+                Ok(Some(Ok(message))) => message,
+            };
+            match message.kind {
+                Some(server_message::Kind::WatchEvent(event)) => self.events.push(event),
+                Some(server_message::Kind::Reply(reply)) => {
+                    assert_eq!(reply.xid, xid, "replies come in request order");
+                    return Some(reply);
+                }
+                // The reason comes before the close; the close ends it.
+                Some(server_message::Kind::Disconnect(_)) => {}
+                other => panic!("expected a reply to xid {xid}, got {other:?}"),
+            }
+        }
+    }
+}
