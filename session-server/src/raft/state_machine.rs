@@ -195,7 +195,17 @@ impl SnapshotDir {
     /// The newest snapshot with its bytes, if any. A damaged newest snapshot
     /// is an error, never a reason to fall back silently.
     fn newest(&self) -> Result<Option<(SnapshotFile, Vec<u8>)>, SnapshotError> {
-        // Temporary files are snapshots that were never renamed into place.
+        let Some(path) = self.files()?.into_iter().next() else {
+            return Ok(None);
+        };
+        let bytes = fs::read(&path).map_err(io_error(&path))?;
+        let file = Self::decode(&path, &bytes)?;
+        Ok(Some((file, bytes)))
+    }
+
+    /// Removes snapshots that were never renamed into place (a crash while
+    /// writing one).
+    fn remove_temporaries(&self) -> Result<(), SnapshotError> {
         for entry in fs::read_dir(&self.dir)
             .map_err(io_error(&self.dir))?
             .flatten()
@@ -205,12 +215,7 @@ impl SnapshotDir {
                 let _ = fs::remove_file(&path);
             }
         }
-        let Some(path) = self.files()?.into_iter().next() else {
-            return Ok(None);
-        };
-        let bytes = fs::read(&path).map_err(io_error(&path))?;
-        let file = Self::decode(&path, &bytes)?;
-        Ok(Some((file, bytes)))
+        Ok(())
     }
 }
 
@@ -254,6 +259,9 @@ impl StateMachineStore {
             let path = store.snapshots.dir.join(SnapshotDir::file_name(&file.meta));
             store.load(&path, file, bytes)?;
         }
+        // Only once the start is known to go on: a refused start changes
+        // nothing on disk.
+        store.snapshots.remove_temporaries()?;
         Ok(store)
     }
 
