@@ -11,6 +11,7 @@ mod client;
 mod pipelined;
 mod proxy;
 mod raw;
+mod restart;
 mod scenarios;
 mod sys;
 
@@ -147,6 +148,11 @@ enum Command {
         #[arg(long, default_value_t = 6000)]
         timeout_ms: u64,
     },
+    /// Durable session-server only: fill a server started on a data
+    /// directory with sessions and persistent nodes, stop it (SIGTERM, then
+    /// SIGKILL) and time each start on the same directory until everything
+    /// is back.
+    Restart(restart::RestartArgs),
     /// Raise the open-files limit to the hard limit, then run the command
     /// in this process's place (same process id).
     ExecServer {

@@ -24,19 +24,45 @@ pub(crate) struct RawSession {
     framed: Framed<TcpStream, ClientCodec>,
     /// The negotiated timeout.
     pub(crate) timeout: Duration,
+    /// The session's id and password, to reattach on another connection.
+    pub(crate) credentials: Credentials,
     next_xid: i32,
+}
+
+/// What reattaching to a session takes: its id and password.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Credentials {
+    /// The session id.
+    pub(crate) id: u64,
+    /// The session's password.
+    pub(crate) password: bytes::Bytes,
 }
 
 impl RawSession {
     /// Connects to `addr` and opens a new session asking for `timeout`.
     pub(crate) async fn open(addr: &str, timeout: Duration) -> Result<RawSession, BenchError> {
         let stream = TcpStream::connect(addr).await?;
+        RawSession::handshake(stream, timeout, None).await
+    }
+
+    /// Opens a new session (`reattach` `None`) or reattaches to the session
+    /// `reattach` names, over the connected `stream`. Reattaching fails
+    /// unless the server answers that it did reattach.
+    pub(crate) async fn handshake(
+        stream: TcpStream,
+        timeout: Duration,
+        reattach: Option<&Credentials>,
+    ) -> Result<RawSession, BenchError> {
         stream.set_nodelay(true)?;
         let mut framed = Framed::new(stream, ClientCodec::new());
         framed
             .send(ClientMessage::from(Handshake {
                 protocol_version: PROTOCOL_VERSION,
                 requested_timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+                session_id: reattach.map_or(0, |credentials| credentials.id),
+                password: reattach
+                    .map(|credentials| credentials.password.clone())
+                    .unwrap_or_default(),
                 client_name: "session-bench".into(),
                 client_version: env!("CARGO_PKG_VERSION").into(),
                 ..Handshake::default()
@@ -47,11 +73,20 @@ impl RawSession {
             .await
             .ok_or("connection closed before the handshake reply")??;
         match expect_handshake_reply(first)?.outcome {
-            Some(handshake_reply::Outcome::Granted(granted)) => Ok(RawSession {
-                framed,
-                timeout: Duration::from_millis(u64::from(granted.negotiated_timeout_ms)),
-                next_xid: 1,
-            }),
+            Some(handshake_reply::Outcome::Granted(granted)) => {
+                if reattach.is_some() && !granted.reattached {
+                    return Err("the server opened a new session instead of reattaching".into());
+                }
+                Ok(RawSession {
+                    framed,
+                    timeout: Duration::from_millis(u64::from(granted.negotiated_timeout_ms)),
+                    credentials: Credentials {
+                        id: granted.session_id,
+                        password: granted.password,
+                    },
+                    next_xid: 1,
+                })
+            }
             other => Err(format!("handshake refused: {other:?}").into()),
         }
     }

@@ -81,6 +81,7 @@ pub(crate) async fn run(command: Command) -> Result<(), BenchError> {
             sessions,
             timeout_ms,
         } => failover(&endpoint, sessions, Duration::from_millis(timeout_ms)).await,
+        Command::Restart(args) => crate::restart::restart(&args).await,
         Command::ExecServer { .. } => Err("exec-server is handled before the runtime".into()),
     }
 }

@@ -1,7 +1,7 @@
 //! What the benchmark reads from the operating system: the open-files limit,
-//! a process's CPU time and resident memory from `/proc`, and wall-clock
+//! a process's CPU time and resident memory from `/proc`, wall-clock
 //! milliseconds (the only clock two processes can share for the expiry
-//! scenario).
+//! scenario), the size of a directory; and signals to a server process.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -86,4 +86,32 @@ pub(crate) fn wall_ms() -> i64 {
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
         })
+}
+
+/// Sends `signal` (e.g. `libc::SIGTERM`) to process `pid`.
+pub(crate) fn send_signal(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(std::io::Error::other)?;
+    // SAFETY: kill has no memory-safety preconditions.
+    #[allow(unsafe_code)]
+    let sent = unsafe { libc::kill(pid, signal) };
+    if sent != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The bytes of every file under `dir`, subdirectories included (file
+/// sizes, not blocks on disk).
+pub(crate) fn dir_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            total += dir_bytes(&entry.path())?;
+        } else if kind.is_file() {
+            total += entry.metadata()?.len();
+        }
+    }
+    Ok(total)
 }

@@ -116,6 +116,14 @@ pub enum Error {
         /// The server's explanation.
         detail: String,
     },
+    /// The server cannot write now (its disk refuses writes): nothing was
+    /// written. Reads and heartbeats still work; retry later, or on another
+    /// server.
+    #[error("server unavailable for writes: {detail}")]
+    Unavailable {
+        /// The server's explanation.
+        detail: String,
+    },
     /// The server found the request malformed or does not implement it. A bug
     /// in this client or a version mismatch: do not retry.
     #[error("request refused by the server ({code:?}): {detail}")]
@@ -136,10 +144,13 @@ pub enum Error {
 
 impl Error {
     /// Whether retrying the same call later may succeed with the same client
-    /// (`ConnectionLoss`, `System`).
+    /// (`ConnectionLoss`, `Unavailable`, `System`).
     #[must_use]
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::ConnectionLoss | Self::System { .. })
+        matches!(
+            self,
+            Self::ConnectionLoss | Self::Unavailable { .. } | Self::System { .. }
+        )
     }
 
     /// Whether the client can never be used again (`SessionExpired`,
@@ -171,6 +182,7 @@ impl Error {
             ErrorCode::TooManyEphemerals => Self::TooManyEphemerals { detail },
             ErrorCode::TooManyWatches => Self::TooManyWatches { detail },
             ErrorCode::QuotaExceeded => Self::QuotaExceeded { detail },
+            ErrorCode::Unavailable => Self::Unavailable { detail },
             code @ (ErrorCode::BadArguments | ErrorCode::Unimplemented) => {
                 Self::Unsupported { code, detail }
             }
@@ -278,6 +290,18 @@ mod tests {
         for removed in [12, 15] {
             assert!(ErrorCode::try_from(removed).is_err(), "{removed} is gone");
         }
+    }
+
+    #[test]
+    fn a_server_that_cannot_write_is_worth_retrying_elsewhere() {
+        let error = Error::from_op(op(ErrorCode::Unavailable, "disk full"), "/p");
+        assert_eq!(
+            error,
+            Error::Unavailable {
+                detail: "disk full".into()
+            }
+        );
+        assert!(error.is_retryable() && !error.is_terminal());
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! Precedence is flag, then file, then default. [`ServerConfig::default`] is a
 //! working single node on 127.0.0.1; tests start from it and set port 0.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -128,6 +130,11 @@ pub struct ServerConfig {
     /// Prometheus metrics address (`GET /metrics`). Default 127.0.0.1:7183;
     /// `None` disables it.
     pub metrics_listen: Option<SocketAddr>,
+    /// ZooKeeper client protocol address (jute, for ZooKeeper's own
+    /// clients: the Java client and zkCli.sh, kazoo, `zookeeper-client`),
+    /// serving the same sessions and tree as `listen`. Default
+    /// 127.0.0.1:2181, ZooKeeper's port; `None` disables it.
+    pub zk_listen: Option<SocketAddr>,
     /// This server's id, the top byte of every session id it mints.
     pub server_id: ServerId,
     /// Tick and session timeout bounds (defaults: tick 2 s, 4 s..=40 s).
@@ -151,6 +158,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7181)),
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7182))),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7183))),
+            zk_listen: Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_ZK_PORT))),
             server_id: ServerId::new(1).expect("invariant: 1 is a valid server id"),
             timeouts: TimeoutPolicy::new(Duration::from_millis(DEFAULT_TICK_MS))
                 .expect("invariant: the default tick is a valid policy"),
@@ -168,6 +176,58 @@ const DEFAULT_SNAPSHOT_EVERY: u64 = 100_000;
 const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5000;
 
 const DEFAULT_TICK_MS: u64 = 2000;
+
+const DEFAULT_ZK_PORT: u16 = 2181;
+
+/// A listener's setting: an address, or `off` for none (`--zk-listen`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum ListenAddr {
+    /// Listen on this address.
+    On(SocketAddr),
+    /// Do not listen.
+    Off,
+}
+
+impl ListenAddr {
+    /// The address, `None` for `off`.
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            ListenAddr::On(addr) => Some(addr),
+            ListenAddr::Off => None,
+        }
+    }
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "off" {
+            return Ok(ListenAddr::Off);
+        }
+        text.parse().map(ListenAddr::On).map_err(|_| {
+            format!("expected an address such as 127.0.0.1:2181, or off; got {text:?}")
+        })
+    }
+}
+
+impl TryFrom<String> for ListenAddr {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::On(addr) => addr.fmt(f),
+            ListenAddr::Off => f.write_str("off"),
+        }
+    }
+}
 
 /// Command-line flags of the `session-server` binary.
 ///
@@ -194,6 +254,10 @@ pub struct Args {
     /// Prometheus metrics address, served at /metrics [default: 127.0.0.1:7183].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// ZooKeeper client protocol address, for ZooKeeper's own clients, or
+    /// `off` [default: 127.0.0.1:2181].
+    #[arg(long, value_name = "ADDR|off")]
+    pub zk_listen: Option<ListenAddr>,
     /// Server id, 1..=255: the top byte of every session id [default: 1].
     #[arg(long, value_name = "ID")]
     pub server_id: Option<u32>,
@@ -293,6 +357,7 @@ impl Args {
             listen: self.listen.or(base.listen),
             admin_listen: self.admin_listen.or(base.admin_listen),
             metrics_listen: self.metrics_listen.or(base.metrics_listen),
+            zk_listen: self.zk_listen.or(base.zk_listen),
             server_id: self.server_id.or(base.server_id),
             tick_ms: self.tick_ms.or(base.tick_ms),
             min_session_timeout_ms: self.min_session_timeout_ms.or(base.min_session_timeout_ms),
@@ -434,6 +499,7 @@ impl Args {
             listen: self.listen.unwrap_or(defaults.listen),
             admin_listen: self.admin_listen.or(defaults.admin_listen),
             metrics_listen: self.metrics_listen.or(defaults.metrics_listen),
+            zk_listen: self.zk_listen.map_or(defaults.zk_listen, ListenAddr::addr),
             server_id,
             timeouts,
             limits,
@@ -468,6 +534,10 @@ mod tests {
         assert_eq!(
             config.metrics_listen,
             Some(SocketAddr::from(([127, 0, 0, 1], 7183)))
+        );
+        assert_eq!(
+            config.zk_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 2181)))
         );
         assert_eq!(config.server_id.get(), 1);
         // Reference defaults: tick 2000 ms, min 2×tick, max 20×tick.
@@ -533,6 +603,39 @@ mod tests {
             refused(&["--max-connections", "0"]),
             "limit max-connections must be at least 1, got 0"
         );
+    }
+
+    #[test]
+    fn zk_listen_takes_an_address_or_off_from_flags_and_file() {
+        let config = |argv: &[&str]| {
+            let mut all = vec!["session-server"];
+            all.extend_from_slice(argv);
+            Args::try_parse_from(all)
+                .map_err(|err| err.to_string())
+                .and_then(|args| args.merged().map_err(|err| err.to_string()))
+                .and_then(|args| args.into_config().map_err(|err| err.to_string()))
+        };
+        let on = config(&["--zk-listen", "127.0.0.1:2999"]).expect("an address");
+        assert_eq!(on.zk_listen, Some(SocketAddr::from(([127, 0, 0, 1], 2999))));
+        let off = config(&["--zk-listen", "off"]).expect("off");
+        assert_eq!(off.zk_listen, None);
+        let bad = config(&["--zk-listen", "nowhere"]).expect_err("not an address");
+        assert!(bad.contains("127.0.0.1:2181, or off"), "{bad}");
+
+        let path = file_with("zk-listen", "zk-listen = \"off\"\n");
+        let path = path.to_str().expect("utf-8 temp path");
+        assert_eq!(config(&["--config", path]).expect("file").zk_listen, None);
+        let flag_wins =
+            config(&["--config", path, "--zk-listen", "127.0.0.1:2998"]).expect("flag over file");
+        assert_eq!(
+            flag_wins.zk_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 2998)))
+        );
+        let _ = std::fs::remove_file(path);
+        let path = file_with("zk-listen-bad", "zk-listen = \"2181\"\n");
+        let bad = config(&["--config", path.to_str().expect("utf-8")]).expect_err("bad file");
+        assert!(bad.contains("zk-listen") || bad.contains("or off"), "{bad}");
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]

@@ -382,11 +382,13 @@ async fn establish(
     };
     let (id, timeout, zxid, kind) = match (prepared, handshake.reattach) {
         (Some(txn), _) => {
-            let applied = shared
-                .engine
-                .propose(txn)
-                .await
-                .map_err(|err| system(err.to_string()))?;
+            let applied = shared.engine.propose(txn).await.map_err(|err| {
+                (
+                    Refusal::Unavailable,
+                    CloseReason::unavailable,
+                    err.to_string(),
+                )
+            })?;
             match applied.result {
                 Ok(Outcome::SessionCreated { id, timeout, .. }) => {
                     (id, timeout, applied.zxid, SessionEventKind::Created)
@@ -617,10 +619,15 @@ impl<F: Frontend> Connection<'_, F> {
     async fn inbound(&mut self, inbound: Inbound) -> Result<(), End> {
         let started = Instant::now();
         let (kind, reply) = match inbound {
-            Inbound::Ping => (OpKind::ping, Outbound::Pong),
+            Inbound::Ping => (
+                OpKind::ping,
+                Outbound::Pong {
+                    zxid: self.shared.machine.zxid(),
+                },
+            ),
             Inbound::Close => {
-                self.close_session().await;
-                self.answer(Outbound::CloseAck)?;
+                let zxid = self.close_session().await;
+                self.answer(Outbound::CloseAck { zxid })?;
                 self.shared
                     .metrics
                     .observe_op(OpKind::close, started.elapsed());
@@ -706,8 +713,9 @@ impl<F: Frontend> Connection<'_, F> {
         Ok(())
     }
 
-    /// Closes the session at its client's request.
-    async fn close_session(&mut self) {
+    /// Closes the session at its client's request; returns the close's
+    /// zxid, or the newest applied when nothing was closed.
+    async fn close_session(&mut self) -> u64 {
         let shared = self.shared;
         // Deregistered first: the close, when applied, tells the session's
         // connection; this one is answering it already.
@@ -719,10 +727,10 @@ impl<F: Frontend> Connection<'_, F> {
             .machine
             .prepare(Op::CloseSession { id: self.id }, &shared.context());
         let Ok(Some(txn)) = prepared else {
-            return;
+            return shared.machine.zxid();
         };
         let Ok(applied) = shared.engine.propose(txn).await else {
-            return;
+            return shared.machine.zxid();
         };
         if let Ok(Outcome::SessionClosed { ephemerals, .. }) = &applied.result {
             shared.metrics.sessions_closed.inc();
@@ -736,6 +744,7 @@ impl<F: Frontend> Connection<'_, F> {
             info!(session = %self.id, remote = %self.remote,
                 ephemerals_deleted = ephemerals.len(), "session closed");
         }
+        applied.zxid
     }
 
     /// Carries out one operation: a read against the local replica, or a
@@ -785,7 +794,7 @@ impl<F: Frontend> Connection<'_, F> {
             Err(err) => {
                 return (
                     shared.machine.zxid(),
-                    Err(OpError::new(Code::SystemError, err.to_string())),
+                    Err(OpError::new(Code::Unavailable, err.to_string())),
                 );
             }
         };
@@ -822,6 +831,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().expect("addr"),
             admin_listen: None,
             metrics_listen: None,
+            zk_listen: None,
             storage: crate::Storage::InMemory,
             ..crate::ServerConfig::default()
         };

@@ -5,7 +5,8 @@
 //! Where each concept lives: the session table, the data tree, the
 //! transaction model (`prepare`, deterministic `apply`) and the watch rules
 //! are `session-core`'s; this crate adds the I/O around them. A request's
-//! bytes go through a protocol frontend (the v1 protobuf one today) to a
+//! bytes go through a protocol frontend (the v1 protobuf one, or ZooKeeper's
+//! own protocol for ZooKeeper's clients, on a listener of its own) to a
 //! generic connection; reads are answered from the local replica, writes are
 //! prepared and then ordered and applied by an engine — openraft with its log
 //! and snapshots on disk (the default, so a restart keeps every session and
@@ -35,7 +36,7 @@ mod raft;
 mod server;
 mod state;
 
-pub use config::{Args, ConfigError, Limits, LogFormat, ServerConfig, Storage};
+pub use config::{Args, ConfigError, Limits, ListenAddr, LogFormat, ServerConfig, Storage};
 pub use metrics::{CloseReason, Metrics, OpKind};
 pub use raft::{SnapshotError, StorageError};
 pub use server::Server;

@@ -37,6 +37,8 @@ pub enum OpKind {
     get_children,
     /// Re-register watches after reconnect.
     set_watches,
+    /// Wait until the server is current (ZooKeeper's sync).
+    sync,
     /// A request whose operation this server does not know (answered
     /// `UNIMPLEMENTED`).
     unknown,
@@ -44,7 +46,7 @@ pub enum OpKind {
 
 impl OpKind {
     /// Every kind, in a fixed order (the index of a kind is its position).
-    pub const ALL: [OpKind; 11] = [
+    pub const ALL: [OpKind; 12] = [
         OpKind::handshake,
         OpKind::ping,
         OpKind::close,
@@ -55,6 +57,7 @@ impl OpKind {
         OpKind::exists,
         OpKind::get_children,
         OpKind::set_watches,
+        OpKind::sync,
         OpKind::unknown,
     ];
 
@@ -71,6 +74,7 @@ impl OpKind {
             OpKind::exists => "exists",
             OpKind::get_children => "get_children",
             OpKind::set_watches => "set_watches",
+            OpKind::sync => "sync",
             OpKind::unknown => "unknown",
         }
     }
@@ -111,11 +115,14 @@ pub enum CloseReason {
     write_stalled,
     /// The client had seen a newer zxid than this server has applied.
     zxid_ahead,
+    /// The engine could not order the session's creation or move (the disk
+    /// refuses writes).
+    unavailable,
 }
 
 impl CloseReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [CloseReason; 11] = [
+    pub const ALL: [CloseReason; 12] = [
         CloseReason::too_many_connections,
         CloseReason::too_many_connections_per_ip,
         CloseReason::handshake_timeout,
@@ -127,6 +134,7 @@ impl CloseReason {
         CloseReason::shutdown,
         CloseReason::write_stalled,
         CloseReason::zxid_ahead,
+        CloseReason::unavailable,
     ];
 }
 

@@ -1,9 +1,10 @@
 //! The running server: listeners, the shared state, the expirer and the reaper.
 //!
 //! Threads and tasks, and what each owns:
-//! - the accept loop admits connections within the limits and spawns one task
-//!   per connection ([`crate::connection`], speaking the protocol of its
-//!   [`Frontend`](crate::frontend::Frontend));
+//! - an accept loop per client listener (v1, and ZooKeeper's protocol unless
+//!   turned off) admits connections within the limits, shared by both, and
+//!   spawns one task per connection ([`crate::connection`], speaking the
+//!   protocol of that listener's [`Frontend`]);
 //! - the expirer task wakes at every tick boundary, takes the due buckets from
 //!   the local liveness table (which marks those sessions closing) and sends
 //!   their ids over a crossbeam channel to
@@ -32,8 +33,9 @@ use tracing::{info, warn};
 
 use crate::config::{ServerConfig, Storage};
 use crate::engine::{Engine, LocalEngine};
-use crate::frontend::Code;
 use crate::frontend::v1::V1;
+use crate::frontend::zookeeper::ZooKeeper;
+use crate::frontend::{Code, Frontend};
 use crate::metrics::{CloseReason, Metrics};
 use crate::raft::RaftEngine;
 use crate::state::StateMachine;
@@ -43,6 +45,7 @@ use crate::state::StateMachine;
 pub struct Server {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
+    zookeeper_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
@@ -210,6 +213,22 @@ impl Server {
     pub async fn start(config: ServerConfig) -> std::io::Result<Server> {
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
+        let zk_listener = match config.zk_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|err| {
+                std::io::Error::new(
+                    err.kind(),
+                    format!(
+                        "cannot listen for ZooKeeper clients on {addr}: {err} \
+                         (choose another address with --zk-listen ADDR, or --zk-listen off)"
+                    ),
+                )
+            })?),
+            None => None,
+        };
+        let zookeeper_addr = zk_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
         let admin_listener = match config.admin_listen {
             Some(addr) => Some(TcpListener::bind(addr).await?),
             None => None,
@@ -284,11 +303,22 @@ impl Server {
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let max_frame = config.limits.max_frame_bytes;
+        let server_id = u32::from(config.server_id.get());
         tasks.spawn(accept_loop(
             listener,
             Arc::clone(&shared),
             shutdown_rx.clone(),
+            move || V1::new(max_frame, server_id),
         ));
+        if let Some(listener) = zk_listener {
+            tasks.spawn(accept_loop(
+                listener,
+                Arc::clone(&shared),
+                shutdown_rx.clone(),
+                move || ZooKeeper::new(max_frame),
+            ));
+        }
         tasks.spawn(expirer(Arc::clone(&shared), shutdown_rx.clone()));
         if let Some(listener) = admin_listener {
             tasks.spawn(crate::admin::serve(
@@ -315,6 +345,7 @@ impl Server {
         };
         info!(
             listen = %local_addr,
+            zookeeper = ?zookeeper_addr,
             admin = ?admin_addr,
             metrics = ?metrics_addr.map(|addr| format!("http://{addr}/metrics")),
             server_id = config.server_id.get(),
@@ -326,6 +357,7 @@ impl Server {
         Ok(Server {
             shared,
             local_addr,
+            zookeeper_addr,
             admin_addr,
             metrics_addr,
             shutdown,
@@ -337,6 +369,12 @@ impl Server {
     /// The client protocol address (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The ZooKeeper client protocol address (with the real port when 0 was
+    /// asked for), if enabled.
+    pub fn zookeeper_addr(&self) -> Option<SocketAddr> {
+        self.zookeeper_addr
     }
 
     /// The admin gRPC address, if enabled.
@@ -429,11 +467,16 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|&stop| stop).await;
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+/// Accepts connections on `listener` and serves each with a frontend from
+/// `frontend`, until shutdown.
+async fn accept_loop<F: Frontend>(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    frontend: impl Fn() -> F + Send + 'static,
+) {
     let mut connections = JoinSet::new();
     let mut stop = shutdown.clone();
-    let max_frame = shared.config.limits.max_frame_bytes;
-    let server_id = u32::from(shared.config.server_id.get());
     loop {
         tokio::select! {
             () = stopped(&mut stop) => break,
@@ -441,8 +484,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: watch
                 Ok((stream, remote)) => {
                     let shared = Arc::clone(&shared);
                     let shutdown = shutdown.clone();
-                    let frontend = V1::new(max_frame, server_id);
-                    connections.spawn(crate::connection::run(shared, stream, remote, frontend, shutdown));
+                    connections.spawn(crate::connection::run(shared, stream, remote, frontend(), shutdown));
                 }
                 Err(err) => {
                     // Out of file descriptors and the like: keep serving the

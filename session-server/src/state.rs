@@ -310,6 +310,10 @@ impl StateMachine {
                 self.deliver(fired);
                 Ok(OpResult::SetWatches)
             }
+            // Reads here are of the applied state, which on a single node is
+            // every write acknowledged: nothing to wait for. (ZooKeeper
+            // checks no path for sync either.)
+            Operation::Sync { path } => Ok(OpResult::Sync { path }),
             Operation::Create { .. } | Operation::Delete { .. } | Operation::SetData { .. } => Err(
                 OpError::new(Code::SystemError, "a write was routed as a read"),
             ),

@@ -220,6 +220,7 @@ impl ErrorCode {
             | Self::TooLarge
             | Self::TooManyEphemerals
             | Self::TooManyWatches
+            | Self::Unavailable
             | Self::ServerShuttingDown => None,
         }
     }

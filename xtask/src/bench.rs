@@ -1,8 +1,20 @@
 //! `cargo xtask bench`: builds the release server and the load generator
 //! (`session-bench`), starts session-server — and ZooKeeper when its jar is
 //! installed — on loopback ports with benchmark limits, runs each scenario
-//! against each server from a fresh start, and prints one table with our /
-//! ZooKeeper ratios against the targets of issue 7.
+//! against each server from a fresh start, and prints tables with our /
+//! ZooKeeper ratios.
+//!
+//! Three passes, all in one run unless `--only` picks one:
+//!
+//! - **in memory**: every scenario, session-server with `--in-memory` and
+//!   ZooKeeper with `forceSync=no`, against the targets of issue 7;
+//! - **durable**: `establish` and `churn`, session-server with a Raft log on
+//!   disk (`--data-dir`, fsync before every acknowledgement) and ZooKeeper
+//!   with `forceSync=yes`; no targets, ratios only;
+//! - **restart** (session-server only): `session-bench restart` fills a
+//!   durable server with sessions and nodes, stops it (SIGTERM, then
+//!   SIGKILL) and times each start on the same directory until everything
+//!   is back.
 //!
 //! This module only builds and runs processes; the load lives in
 //! `session-bench`, which prints one `RESULT key=value ...` line per run.
@@ -17,16 +29,26 @@ use std::time::{Duration, Instant};
 use crate::cmd::{Error, cargo, exec, target_directory};
 
 const USAGE: &str = "\
-usage: cargo xtask bench [--quick] [--only SCENARIO] [--no-zookeeper] [SIZES]
+usage: cargo xtask bench [--quick] [--only WHAT] [--durable-only] [--no-zookeeper] [SIZES]
 
-scenarios: establish, hold, churn, pipelined, expiry, failover
+passes (all by default; --only WHAT runs one):
+  in memory   establish, hold, churn, pipelined, expiry, failover
+              (session-server --in-memory, ZooKeeper forceSync=no);
+              --only SCENARIO runs one of them
+  durable     establish and churn on session-server --data-dir (fsync) and
+              ZooKeeper forceSync=yes; --only durable (or --durable-only)
+  restart     session-server only: fill a durable server with sessions and
+              nodes, SIGTERM / SIGKILL it, time the start until all is back;
+              --only restart
 sizes (defaults; --quick: establish 1000, hold 1000 for 10 s, churn 3 s,
-pipelined 20000 requests, expiry 1000, failover 200):
+pipelined 20000 requests, expiry 1000, failover 200, restart 10000 + 10000;
+the durable pass uses the establish and churn sizes):
   --establish-sessions N   (10000)   --hold-sessions N        (15000)
   --hold-seconds S         (30)      --churn-sessions N       (64)
   --churn-seconds S        (10)      --pipelined-requests N   (200000)
   --pipelined-window W     (1000)    --expiry-sessions N      (10000)
-  --failover-sessions N    (1000)
+  --failover-sessions N    (1000)    --restart-sessions N     (100000)
+  --restart-nodes N        (100000)
 ";
 
 /// ZooKeeper's jar as the Debian package `zookeeper` installs it; its
@@ -53,6 +75,10 @@ struct Sizes {
     pipelined_window: usize,
     expiry: usize,
     failover: usize,
+    /// Sessions held across the restart.
+    restart_sessions: usize,
+    /// Persistent nodes held across the restart.
+    restart_nodes: usize,
 }
 
 impl Sizes {
@@ -67,6 +93,8 @@ impl Sizes {
             pipelined_window: 1000,
             expiry: 10_000,
             failover: 1000,
+            restart_sessions: 100_000,
+            restart_nodes: 100_000,
         }
     }
 
@@ -81,6 +109,8 @@ impl Sizes {
             pipelined_window: 1000,
             expiry: 1000,
             failover: 200,
+            restart_sessions: 10_000,
+            restart_nodes: 10_000,
         }
     }
 }
@@ -94,11 +124,74 @@ const SCENARIOS: [&str; 6] = [
     "failover",
 ];
 
+/// The scenarios of the durable pass.
+const DURABLE_SCENARIOS: [&str; 2] = ["establish", "churn"];
+
+/// How a server keeps its state in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Storage {
+    /// session-server `--in-memory`; ZooKeeper `forceSync=no`.
+    Memory,
+    /// session-server `--data-dir` (a Raft log, fsynced before every
+    /// acknowledgement); ZooKeeper `forceSync=yes`.
+    Durable,
+}
+
+impl Storage {
+    /// The prefix of this pass's scenarios in [`Results`].
+    fn prefix(self) -> &'static str {
+        match self {
+            Storage::Memory => "",
+            Storage::Durable => "durable ",
+        }
+    }
+}
+
+/// What `--only` picked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Only {
+    /// Everything.
+    All,
+    /// One scenario of the in-memory pass.
+    Scenario(String),
+    /// The durable pass.
+    Durable,
+    /// The restart scenario.
+    Restart,
+}
+
+impl Only {
+    fn parse(what: &str) -> Result<Only, Error> {
+        match what {
+            "durable" => Ok(Only::Durable),
+            "restart" => Ok(Only::Restart),
+            scenario if SCENARIOS.contains(&scenario) => Ok(Only::Scenario(scenario.to_owned())),
+            other => Err(format!("unknown scenario `{other}`\n\n{USAGE}").into()),
+        }
+    }
+
+    fn memory(&self, scenario: &str) -> bool {
+        match self {
+            Only::All => true,
+            Only::Scenario(only) => only == scenario,
+            Only::Durable | Only::Restart => false,
+        }
+    }
+
+    fn durable(&self) -> bool {
+        matches!(self, Only::All | Only::Durable)
+    }
+
+    fn restart(&self) -> bool {
+        matches!(self, Only::All | Only::Restart)
+    }
+}
+
 /// Entry point of `cargo xtask bench ARGS`.
 pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     let quick = args.iter().any(|arg| arg == "--quick");
     let mut sizes = if quick { Sizes::quick() } else { Sizes::full() };
-    let mut only = None;
+    let mut only = Only::All;
     let mut zookeeper_wanted = true;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
@@ -109,13 +202,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
         match arg.as_str() {
             "--quick" => {}
             "--no-zookeeper" => zookeeper_wanted = false,
-            "--only" => {
-                let scenario = value()?;
-                if !SCENARIOS.contains(&scenario.as_str()) {
-                    return Err(format!("unknown scenario `{scenario}`\n\n{USAGE}").into());
-                }
-                only = Some(scenario.clone());
-            }
+            "--only" => only = Only::parse(value()?)?,
+            "--durable-only" => only = Only::Durable,
             "--establish-sessions" => sizes.establish = value()?.parse()?,
             "--hold-sessions" => sizes.hold = value()?.parse()?,
             "--hold-seconds" => sizes.hold_seconds = value()?.parse()?,
@@ -125,6 +213,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
             "--pipelined-window" => sizes.pipelined_window = value()?.parse()?,
             "--expiry-sessions" => sizes.expiry = value()?.parse()?,
             "--failover-sessions" => sizes.failover = value()?.parse()?,
+            "--restart-sessions" => sizes.restart_sessions = value()?.parse()?,
+            "--restart-nodes" => sizes.restart_nodes = value()?.parse()?,
             "--help" | "-h" => {
                 print!("{USAGE}");
                 return Ok(());
@@ -166,28 +256,65 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     }
 
     let mut results = Results::default();
-    for scenario in SCENARIOS {
-        if only.as_deref().is_some_and(|only| only != scenario) {
-            continue;
-        }
-        for target in ["ours", "zk"] {
-            if target == "zk" && zookeeper.is_err() {
+    let passes = [
+        (Storage::Memory, &SCENARIOS[..]),
+        (Storage::Durable, &DURABLE_SCENARIOS[..]),
+    ];
+    for (storage, scenarios) in passes {
+        for &scenario in scenarios {
+            let wanted = match storage {
+                Storage::Memory => only.memory(scenario),
+                Storage::Durable => only.durable(),
+            };
+            if !wanted {
                 continue;
             }
-            println!("== {scenario} on {} ==", server_name(target));
-            let server = match target {
-                "ours" => start_ours(&bins, &work)?,
-                _ => start_zookeeper(&bins, &work)?,
-            };
-            let line = run_scenario(&bins, scenario, target, &server, &sizes)?;
-            drop(server);
-            println!("{line}");
-            results.insert(scenario, target, &line);
+            for target in ["ours", "zk"] {
+                if target == "zk" && zookeeper.is_err() {
+                    continue;
+                }
+                let shown = match storage {
+                    Storage::Memory => String::new(),
+                    Storage::Durable => " (durable)".to_owned(),
+                };
+                println!("== {scenario}{shown} on {} ==", server_name(target));
+                let server = match target {
+                    "ours" => start_ours(&bins, &work, storage)?,
+                    _ => start_zookeeper(&bins, &work, storage)?,
+                };
+                let line = run_scenario(&bins, scenario, target, &server, &sizes)?;
+                drop(server);
+                println!("{line}");
+                results.insert(&format!("{}{scenario}", storage.prefix()), target, &line);
+            }
         }
     }
-    let table = results.table(zookeeper.is_ok());
-    println!();
-    print!("{table}");
+    if only.restart() {
+        println!("== restart on session-server (durable) ==");
+        let line = run_restart(&bins, &work, &sizes)?;
+        println!("{line}");
+        results.insert("restart", "ours", &line);
+    }
+    let with_zookeeper = zookeeper.is_ok();
+    let memory = results.table(with_zookeeper);
+    let durable = results.durable_table(with_zookeeper);
+    if !memory.is_empty() {
+        println!();
+        println!(
+            "In memory: session-server --in-memory, ZooKeeper forceSync=no; targets of issue 7."
+        );
+        println!();
+        print!("{memory}");
+    }
+    if !durable.is_empty() {
+        println!();
+        println!(
+            "Durable: session-server --data-dir (Raft log, fsync before every acknowledgement), \
+             ZooKeeper forceSync=yes; no targets. Restart: session-server only."
+        );
+        println!();
+        print!("{durable}");
+    }
     Ok(())
 }
 
@@ -254,18 +381,32 @@ fn log_file(work: &Path, name: &str) -> Result<(PathBuf, std::fs::File), Error> 
     Ok((path, file))
 }
 
-fn start_ours(bins: &Binaries, work: &Path) -> Result<Running, Error> {
+fn start_ours(bins: &Binaries, work: &Path, storage: Storage) -> Result<Running, Error> {
     let addr = free_port()?;
     let admin = free_port()?;
     let metrics = free_port()?;
     let (log, file) = log_file(work, "session-server.log")?;
     // `exec-server` raises the open-files limit and becomes the server.
-    let child = Command::new(&bins.bench)
+    let mut command = Command::new(&bins.bench);
+    command
         .arg("exec-server")
         .arg("--")
         .arg(&bins.server)
-        .args(["--listen", &addr.to_string()])
-        .arg("--in-memory")
+        .args(["--listen", &addr.to_string()]);
+    // A fresh data directory under the work directory, on the same disk
+    // as ZooKeeper's.
+    let data = match storage {
+        Storage::Memory => {
+            command.arg("--in-memory");
+            None
+        }
+        Storage::Durable => {
+            let dir = work.join(format!("session-server-data-{}", addr.port()));
+            command.arg("--data-dir").arg(&dir);
+            Some(RemoveDir(dir))
+        }
+    };
+    let child = command
         .args(["--admin-listen", &admin.to_string()])
         .args(["--metrics-listen", &metrics.to_string()])
         .args(["--tick-ms", &TICK_MS.to_string()])
@@ -279,25 +420,31 @@ fn start_ours(bins: &Binaries, work: &Path) -> Result<Running, Error> {
     let mut running = Running {
         child,
         addr,
-        _data: None,
+        _data: data,
     };
     wait_listening(&mut running, "session-server", &log)?;
     Ok(running)
 }
 
-fn start_zookeeper(bins: &Binaries, work: &Path) -> Result<Running, Error> {
+fn start_zookeeper(bins: &Binaries, work: &Path, storage: Storage) -> Result<Running, Error> {
     let addr = free_port()?;
     let data = work.join(format!("zookeeper-data-{}", addr.port()));
     std::fs::create_dir_all(&data)?;
     let config = data.join("zoo.cfg");
-    // forceSync=no: our server keeps everything in memory, so ZooKeeper is
-    // not made to wait for the disk either; the comparison is about
-    // sessions, not fsync.
+    // In memory, forceSync=no: our server keeps everything in memory, so
+    // ZooKeeper is not made to wait for the disk either; the comparison is
+    // about sessions, not fsync. Durable, forceSync=yes (ZooKeeper's
+    // default): its transaction log is fsynced before a write is
+    // acknowledged, as our Raft log is.
+    let force_sync = match storage {
+        Storage::Memory => "no",
+        Storage::Durable => "yes",
+    };
     std::fs::write(
         &config,
         format!(
             "tickTime={TICK_MS}\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
-             maxClientCnxns=0\nadmin.enableServer=false\nforceSync=no\n",
+             maxClientCnxns=0\nadmin.enableServer=false\nforceSync={force_sync}\n",
             data.display(),
             addr.port()
         ),
@@ -374,6 +521,33 @@ fn run_scenario(
                 .args(["--timeout-ms", &timeout]);
         }
     }
+    result_line(
+        command,
+        &format!("{scenario} against {}", server_name(target)),
+    )
+}
+
+/// The restart scenario: session-bench starts, stops and restarts
+/// session-server itself on a data directory under the work directory.
+fn run_restart(bins: &Binaries, work: &Path, sizes: &Sizes) -> Result<String, Error> {
+    let data = work.join("session-server-restart-data");
+    let _cleanup = RemoveDir(data.clone());
+    let mut command = Command::new(&bins.bench);
+    command
+        .arg("restart")
+        .arg("--server-bin")
+        .arg(&bins.server)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--sessions", &sizes.restart_sessions.to_string()])
+        .args(["--nodes", &sizes.restart_nodes.to_string()])
+        .args(["--tick-ms", &TICK_MS.to_string()])
+        .args(["--stops", "term,kill"]);
+    result_line(command, "restart")
+}
+
+/// Runs session-bench (stderr passed through) and returns its RESULT line.
+fn result_line(mut command: Command, what: &str) -> Result<String, Error> {
     let output = command
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -386,12 +560,7 @@ fn run_scenario(
         .map(str::to_owned);
     match (output.status.success(), line) {
         (true, Some(line)) => Ok(line),
-        (_, _) => Err(format!(
-            "session-bench {scenario} against {} failed with {}",
-            server_name(target),
-            output.status
-        )
-        .into()),
+        (_, _) => Err(format!("session-bench {what} failed with {}", output.status).into()),
     }
 }
 
@@ -421,32 +590,16 @@ impl Results {
         self.get(scenario, target, key)?.parse().ok()
     }
 
-    /// The table as Markdown.
+    fn has(&self, scenario: &str, target: &str) -> bool {
+        self.0
+            .contains_key(&(scenario.to_owned(), target.to_owned()))
+    }
+
+    /// The in-memory pass as a Markdown table; empty when it did not run.
     fn table(&self, with_zookeeper: bool) -> String {
-        let mut out = String::new();
-        out.push_str(
-            "| scenario | measure | session-server | ZooKeeper | ours / ZooKeeper | target | met? |\n\
-             | --- | --- | --- | --- | --- | --- | --- |\n",
-        );
+        let mut table = Table::new(self, with_zookeeper);
         let mut row = |scenario: &str, label: &str, key: &str, target: Target| {
-            if !self
-                .0
-                .contains_key(&(scenario.to_owned(), "ours".to_owned()))
-            {
-                return;
-            }
-            let ours = self.get(scenario, "ours", key).unwrap_or("-");
-            let zk = if with_zookeeper {
-                self.get(scenario, "zk", key).unwrap_or("-")
-            } else {
-                "skipped"
-            };
-            let (ratio, verdict) = target.judge(self, scenario, key);
-            let _ = writeln!(
-                out,
-                "| {scenario} | {label} | {ours} | {zk} | {ratio} | {} | {verdict} |",
-                target.describe()
-            );
+            table.row(scenario, scenario, label, key, target);
         };
         row(
             "establish",
@@ -535,7 +688,118 @@ impl Results {
         );
         row("failover", "p50 back, ms", "p50_ms", Target::None);
         row("failover", "lost", "lost", Target::Zero);
-        out
+        table.finish()
+    }
+
+    /// The durable pass and the restart scenario as a Markdown table; empty
+    /// when neither ran. No targets: the issue states none for them.
+    fn durable_table(&self, with_zookeeper: bool) -> String {
+        let mut table = Table::new(self, with_zookeeper);
+        let mut durable = |scenario: &str, label: &str, key: &str, target: Target| {
+            let stored = format!("{}{scenario}", Storage::Durable.prefix());
+            table.row(
+                &stored,
+                &format!("{scenario} (durable)"),
+                label,
+                key,
+                target,
+            );
+        };
+        durable("establish", "sessions/s", "sessions_per_s", Target::None);
+        durable("establish", "failed", "failed", Target::Zero);
+        durable("churn", "ops/s (create+delete)", "ops_per_s", Target::None);
+        durable("churn", "latency p50, µs", "p50_us", Target::None);
+        durable("churn", "latency p99, µs", "p99_us", Target::None);
+        durable("churn", "errors", "errors", Target::Zero);
+        let mut restart = |label: &str, key: &str| {
+            table.row("restart", "restart", label, key, Target::None);
+        };
+        restart("sessions held across the restart", "sessions");
+        restart("persistent nodes held across the restart", "nodes");
+        restart("fill: sessions created/s", "fill_sessions_per_s");
+        restart("fill: nodes created/s (pipelined)", "fill_nodes_per_s");
+        restart("server RSS before the stop, MiB", "rss_before_mib");
+        restart("log entries behind the last snapshot", "replayed_entries");
+        restart("data dir after SIGTERM, MiB", "term_data_dir_mib");
+        restart("SIGTERM → exit, ms", "term_stop_ms");
+        restart(
+            "after SIGTERM: spawn → handshake answered, ms",
+            "term_handshake_ms",
+        );
+        restart(
+            "after SIGTERM: spawn → all nodes seen, oldest session reattached, ms",
+            "term_all_back_ms",
+        );
+        restart(
+            "after SIGTERM: spawn → admin Stats shows all sessions and nodes, ms",
+            "term_stats_ms",
+        );
+        restart("after SIGTERM: server RSS, MiB", "term_rss_mib");
+        restart(
+            "after SIGKILL: spawn → handshake answered, ms",
+            "kill_handshake_ms",
+        );
+        restart(
+            "after SIGKILL: spawn → all nodes seen, oldest session reattached, ms",
+            "kill_all_back_ms",
+        );
+        restart(
+            "after SIGKILL: spawn → admin Stats shows all sessions and nodes, ms",
+            "kill_stats_ms",
+        );
+        restart("after SIGKILL: server RSS, MiB", "kill_rss_mib");
+        table.finish()
+    }
+}
+
+/// A Markdown table of results being built.
+struct Table<'a> {
+    results: &'a Results,
+    with_zookeeper: bool,
+    rows: String,
+}
+
+impl<'a> Table<'a> {
+    fn new(results: &'a Results, with_zookeeper: bool) -> Table<'a> {
+        Table {
+            results,
+            with_zookeeper,
+            rows: String::new(),
+        }
+    }
+
+    /// One row: `key` of scenario `stored` in the results, shown as
+    /// scenario `shown`; nothing when ours did not run it.
+    fn row(&mut self, stored: &str, shown: &str, label: &str, key: &str, target: Target) {
+        let results = self.results;
+        if !results.has(stored, "ours") {
+            return;
+        }
+        let ours = results.get(stored, "ours", key).unwrap_or("-");
+        let zk = if !self.with_zookeeper {
+            "skipped"
+        } else if !results.has(stored, "zk") {
+            "not run"
+        } else {
+            results.get(stored, "zk", key).unwrap_or("-")
+        };
+        let (ratio, verdict) = target.judge(results, stored, key);
+        let _ = writeln!(
+            self.rows,
+            "| {shown} | {label} | {ours} | {zk} | {ratio} | {} | {verdict} |",
+            target.describe()
+        );
+    }
+
+    fn finish(self) -> String {
+        if self.rows.is_empty() {
+            return String::new();
+        }
+        format!(
+            "| scenario | measure | session-server | ZooKeeper | ours / ZooKeeper | target | met? |\n\
+             | --- | --- | --- | --- | --- | --- | --- |\n{}",
+            self.rows
+        )
     }
 }
 

@@ -39,6 +39,8 @@ pub fn test_config() -> ServerConfig {
     config.listen = any_port;
     config.admin_listen = Some(any_port);
     config.metrics_listen = None;
+    // ZooKeeper's clients are session-server's tests' business.
+    config.zk_listen = None;
     config.timeouts = session_core::TimeoutPolicy::new(TICK)
         .and_then(|policy| policy.with_bounds(Duration::from_millis(200), MAX_TIMEOUT))
         .expect("valid test policy");

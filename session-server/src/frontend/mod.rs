@@ -4,10 +4,12 @@
 //! SessionMoved and the lingering close live once, in
 //! [`crate::connection`], for every protocol.
 //!
-//! [`v1`] is the first frontend (`session-wire`'s protobuf protocol); a
-//! ZooKeeper (jute) frontend is the second one the design plans for.
+//! [`v1`] speaks `session-wire`'s protobuf protocol; [`zookeeper`] speaks
+//! ZooKeeper's own (jute) client protocol on a listener of its own. Both
+//! serve the same sessions and the same tree.
 
 pub(crate) mod v1;
+pub(crate) mod zookeeper;
 
 use std::time::Duration;
 
@@ -126,6 +128,11 @@ pub(crate) enum Operation {
         exist: Vec<String>,
         child: Vec<String>,
     },
+    /// Answered once every write this server applied before it is visible:
+    /// at once on a single node, where every read is already current.
+    Sync {
+        path: String,
+    },
 }
 
 impl Operation {
@@ -138,6 +145,7 @@ impl Operation {
             Operation::Exists { .. } => OpKind::exists,
             Operation::GetChildren { .. } => OpKind::get_children,
             Operation::SetWatches { .. } => OpKind::set_watches,
+            Operation::Sync { .. } => OpKind::sync,
         }
     }
 }
@@ -152,6 +160,7 @@ pub(crate) enum OpResult {
     Exists { stat: Option<Stat> },
     GetChildren { children: Vec<String>, stat: Stat },
     SetWatches,
+    Sync { path: String },
 }
 
 /// Why an operation failed (or a connection closes), in the protocol's
@@ -173,6 +182,8 @@ pub(crate) enum Code {
     BadArguments,
     Unimplemented,
     ShuttingDown,
+    /// The engine cannot order writes (its disk refuses them).
+    Unavailable,
     SystemError,
 }
 
@@ -202,6 +213,8 @@ pub(crate) enum Refusal {
     ZxidAhead,
     BadHandshake,
     ShuttingDown,
+    /// The engine cannot order writes, so no session can be opened or moved.
+    Unavailable,
 }
 
 /// A session granted by a handshake.
@@ -222,8 +235,16 @@ pub(crate) enum Outbound {
         reason: Refusal,
         detail: String,
     },
-    Pong,
-    CloseAck,
+    /// The answer to a ping; `zxid` is the newest applied (ZooKeeper's
+    /// ping reply carries it).
+    Pong {
+        zxid: u64,
+    },
+    /// The answer to a close; `zxid` is the close's own, or the newest
+    /// applied when there was nothing left to close.
+    CloseAck {
+        zxid: u64,
+    },
     Reply {
         xid: i32,
         zxid: u64,

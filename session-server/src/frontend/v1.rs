@@ -189,8 +189,8 @@ impl Frontend for V1 {
                 })),
             }
             .into(),
-            Outbound::Pong => Pong {}.into(),
-            Outbound::CloseAck => CloseAck {}.into(),
+            Outbound::Pong { .. } => Pong {}.into(),
+            Outbound::CloseAck { .. } => CloseAck {}.into(),
             Outbound::Reply { xid, zxid, result } => {
                 let reply = Reply {
                     xid,
@@ -361,6 +361,11 @@ fn op_result(result: OpResult) -> reply::Result {
             })
         }
         OpResult::SetWatches => reply::Result::SetWatches(wire::SetWatchesResult {}),
+        // v1 has no sync request yet, so no sync result reaches it.
+        OpResult::Sync { .. } => reply::Result::Error(op_error(OpError::new(
+            Code::SystemError,
+            "a sync result has no v1 encoding",
+        ))),
     }
 }
 
@@ -412,6 +417,7 @@ fn error_code(code: Code) -> ErrorCode {
         Code::BadArguments => ErrorCode::BadArguments,
         Code::Unimplemented => ErrorCode::Unimplemented,
         Code::ShuttingDown => ErrorCode::ServerShuttingDown,
+        Code::Unavailable => ErrorCode::Unavailable,
         Code::SystemError => ErrorCode::SystemError,
     }
 }
@@ -425,5 +431,6 @@ fn refusal_reason(reason: Refusal) -> RefusalReason {
         Refusal::ZxidAhead => RefusalReason::ZxidAhead,
         Refusal::BadHandshake => RefusalReason::BadHandshake,
         Refusal::ShuttingDown => RefusalReason::ShuttingDown,
+        Refusal::Unavailable => RefusalReason::Unavailable,
     }
 }

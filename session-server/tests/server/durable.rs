@@ -45,10 +45,10 @@
 //! - `a_second_server_...`: a second server on a directory in use is refused
 //!   (locked); the first keeps serving, and the second wrote nothing.
 //! - `a_full_disk_...`: under `ulimit -f`, a write that cannot reach the
-//!   disk is answered SYSTEM_ERROR naming the I/O error (EFBIG) within
-//!   500 ms, and so is every later one; reads and heartbeats go on (sessions
-//!   live 2 T on pings alone); a restart with room keeps every
-//!   acknowledged write.
+//!   disk is answered UNAVAILABLE naming the I/O error (EFBIG) within
+//!   500 ms, and so is every later one; a new session is refused
+//!   UNAVAILABLE; reads and heartbeats go on (sessions live 2 T on pings
+//!   alone); a restart with room keeps every acknowledged write.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
@@ -1823,7 +1823,7 @@ const FILE_SIZE_BLOCKS: u64 = 64;
 const PROMPT: Duration = Duration::from_millis(500);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_fails_writes_with_system_error_while_reads_and_heartbeats_go_on() {
+async fn a_full_disk_fails_writes_with_unavailable_while_reads_and_heartbeats_go_on() {
     let mut scratch = Scratch::new("full-disk");
     let launch = Launch {
         file_size_blocks: Some(FILE_SIZE_BLOCKS),
@@ -1879,7 +1879,7 @@ async fn a_full_disk_fails_writes_with_system_error_while_reads_and_heartbeats_g
         acked >= 10,
         "only {acked} writes fit in {FILE_SIZE_BLOCKS} blocks"
     );
-    assert_eq!(error.code(), ErrorCode::SystemError, "{error:?}");
+    assert_eq!(error.code(), ErrorCode::Unavailable, "{error:?}");
     assert!(
         error.detail.contains("File too large"),
         "the detail names the I/O error: {error:?}"
@@ -1894,7 +1894,7 @@ async fn a_full_disk_fails_writes_with_system_error_while_reads_and_heartbeats_g
         let Some(reply::Result::Error(again)) = reply.result else {
             panic!("a write succeeded after the disk filled: {reply:?}");
         };
-        assert_eq!(again.code(), ErrorCode::SystemError);
+        assert_eq!(again.code(), ErrorCode::Unavailable);
         assert!(sent.elapsed() < PROMPT);
     }
 
@@ -1945,6 +1945,7 @@ async fn a_full_disk_fails_writes_with_system_error_while_reads_and_heartbeats_g
         refusal.reason(),
         refusal.detail
     );
+    assert_eq!(refusal.reason(), wire::RefusalReason::Unavailable);
     assert!(refusal.detail.contains("File too large"), "{refusal:?}");
     let status = node.child.try_wait().expect("try_wait");
     assert!(status.is_none(), "the server exited: {status:?}");

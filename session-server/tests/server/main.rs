@@ -13,6 +13,7 @@ mod limits;
 mod pipelining;
 mod promises;
 mod watches;
+mod zookeeper;
 // Reads /proc/net/tcp to see how far the server's writes got, and signals
 // the binary with kill(1).
 #[cfg(target_os = "linux")]

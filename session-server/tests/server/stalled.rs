@@ -526,6 +526,7 @@ async fn sigterm_with_a_peer_that_never_reads_exits_successfully_within_grace_pl
         .current_dir(&dir)
         .args(["--listen", &listen.to_string()])
         .args(["--admin-listen", "127.0.0.1:0"])
+        .args(["--zk-listen", "off"])
         .args(["--metrics-listen", &metrics.to_string()])
         .args(["--tick-ms", "50"])
         // The peer below gets a 10 s timeout so that its own stall deadline

@@ -24,8 +24,8 @@ pub const MIN_TIMEOUT: Duration = Duration::from_millis(200);
 /// How long a test waits for something that should happen promptly.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
-/// A config for tests: every listener on 127.0.0.1 port 0, tick 50 ms,
-/// session timeouts 200 ms ..= 2 s.
+/// A config for tests: every listener (ZooKeeper's included) on 127.0.0.1
+/// port 0, tick 50 ms, session timeouts 200 ms ..= 2 s.
 pub fn test_config() -> ServerConfig {
     let mut config = ServerConfig {
         storage: session_server::Storage::InMemory,
@@ -35,6 +35,7 @@ pub fn test_config() -> ServerConfig {
     config.listen = any_port;
     config.admin_listen = Some(any_port);
     config.metrics_listen = Some(any_port);
+    config.zk_listen = Some(any_port);
     config.timeouts = session_core::TimeoutPolicy::new(TICK)
         .and_then(|policy| policy.with_bounds(MIN_TIMEOUT, Duration::from_secs(2)))
         .expect("valid test policy");

@@ -1,0 +1,1069 @@
+//! The ZooKeeper frontend: ZooKeeper's own client protocol (jute records
+//! behind a 4-byte big-endian length, `session_wire::zookeeper`), so that
+//! ZooKeeper's clients (the Java client and zkCli.sh, kazoo, the Rust
+//! `zookeeper-client`) hold sessions here: the same sessions, tree and
+//! watches as v1 clients. Like every frontend it only translates; what
+//! ZooKeeper does differently from v1 on the wire lives here:
+//!
+//! - a session that cannot be reattached (unknown, expired, wrong password)
+//!   is answered with ZooKeeper's invalid-session `ConnectResponse`
+//!   (timeout 0, session 0, 16 zero bytes); every other refusal, and every
+//!   disconnect (expiry, SessionMoved, shutdown, bad input), just closes the
+//!   socket, as ZooKeeper's server does;
+//! - the `ConnectResponse` has its trailing `readOnly` byte exactly when the
+//!   `ConnectRequest` had one;
+//! - a reply's body depends on the request's opcode (create or create2,
+//!   getChildren or getChildren2, NONODE for exists on a missing node), so
+//!   the frontend remembers, in order, how to answer each request it hands
+//!   on; the connection answers in request order, so the oldest is next;
+//! - opcodes this server does not implement (multi, ACLs, persistent
+//!   watches, containers, TTLs, …) get UNIMPLEMENTED and the connection
+//!   stays; auth is acknowledged (ACLs are not enforced yet); an opcode
+//!   ZooKeeper does not know gets UNIMPLEMENTED and the connection closes,
+//!   as ZooKeeper's does.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use session_core::{CreateMode, EventKind, PASSWORD_LEN, SessionId, SessionPassword, Stat};
+use session_wire::zookeeper::{
+    self as zk, ConnectRequest, ConnectResponse, Create2Response, CreateResponse, ErrorCode,
+    EventType, ExistsResponse, GetChildren2Response, GetChildrenResponse, GetDataResponse,
+    JUTE_MAX_BUFFER, JuteRecord, KeeperState, OpCode, ReplyHeader, Request, RequestError,
+    RequestHeader, Response, SetDataResponse, SyncResponse, WatcherEvent, encode_frame,
+    encode_notification, encode_reply,
+};
+use tracing::{debug, error, info, warn};
+
+use super::{
+    Code, Frontend, Handshake, Inbound, OpError, OpResult, Operation, Outbound, Refusal, Violation,
+    client_label,
+};
+use crate::metrics::{CloseReason, OpKind};
+
+/// ZooKeeper's protocol on one connection.
+#[derive(Debug)]
+pub(crate) struct ZooKeeper {
+    /// The largest frame body either way: the server's frame limit, at most
+    /// ZooKeeper's `jute.maxbuffer`, which its clients enforce on replies.
+    max_frame: u32,
+    /// Whether the `ConnectRequest` carried its optional `readOnly` byte;
+    /// the `ConnectResponse` carries one exactly then.
+    read_only_byte: bool,
+    /// How to answer each request handed on and not yet answered, oldest
+    /// first.
+    pending: VecDeque<Pending>,
+    /// The newest zxid sent, for the replies this frontend makes up itself.
+    last_zxid: u64,
+    /// The session, once granted, for log lines.
+    session: Option<SessionId>,
+}
+
+/// How to answer one request handed on to the connection.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    xid: i32,
+    answer: Answer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// The reply to a request with this opcode: on success, the body
+    /// ZooKeeper sends for that opcode.
+    To(OpCode),
+    /// An error reply with this code, whatever the neutral error says:
+    /// for the failures ZooKeeper has a code for and the neutral layer has
+    /// not (MARSHALLINGERROR).
+    Error(ErrorCode),
+}
+
+impl ZooKeeper {
+    pub(crate) fn new(max_frame_bytes: usize) -> ZooKeeper {
+        ZooKeeper {
+            max_frame: u32::try_from(max_frame_bytes)
+                .unwrap_or(u32::MAX)
+                .min(JUTE_MAX_BUFFER),
+            read_only_byte: false,
+            pending: VecDeque::new(),
+            last_zxid: 0,
+            session: None,
+        }
+    }
+
+    /// Splits the next whole frame body off the front of `buf`. A length
+    /// that is negative or over the limit is an error: ZooKeeper closes the
+    /// connection without a reply ("Len error").
+    fn next_frame(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
+        let Some(prefix) = buf.first_chunk::<4>() else {
+            return Ok(None);
+        };
+        let len = match u32::try_from(i32::from_be_bytes(*prefix)) {
+            Ok(len) if len <= self.max_frame => len,
+            _ if prefix.iter().all(u8::is_ascii_lowercase) => {
+                return Err(format!(
+                    "four-letter word {:?} is not supported",
+                    String::from_utf8_lossy(prefix)
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "frame length {} is outside 0..={} (jute.maxbuffer)",
+                    i32::from_be_bytes(*prefix),
+                    self.max_frame
+                ));
+            }
+        };
+        // Lossless: usize is at least 32 bits wide wherever tokio runs.
+        let total = 4 + len as usize;
+        if buf.len() < total {
+            buf.reserve(total - buf.len());
+            return Ok(None);
+        }
+        buf.advance(4);
+        Ok(Some(buf.split_to(total - 4).freeze()))
+    }
+
+    /// Queues how to answer the request with `xid`.
+    fn expect(&mut self, xid: i32, answer: Answer) {
+        self.pending.push_back(Pending { xid, answer });
+    }
+
+    /// The request with `header` as a neutral message, noting how to answer
+    /// it.
+    fn inbound(&mut self, header: RequestHeader, request: Request) -> Inbound {
+        let xid = header.xid;
+        let op = request.op_code();
+        self.expect(xid, Answer::To(op));
+        let refused = |kind: OpKind, error: OpError| Inbound::Refused { xid, kind, error };
+        let operation = match request {
+            Request::Ping => return Inbound::Ping,
+            // Acknowledged like a ping: it needs an answer, in order, and
+            // nothing else until ACLs are enforced. (ZooKeeper accepts
+            // digest credentials without checking them against anything
+            // either; they only matter to ACLs.)
+            Request::Auth(_) => return Inbound::Ping,
+            Request::CloseSession => return Inbound::Close,
+            Request::Create(create) | Request::Create2(create) => {
+                match create_mode(create.flags) {
+                    Ok(mode) => Operation::Create {
+                        path: create.path,
+                        // Copied, so a small node does not pin the
+                        // connection's (possibly large) read buffer. Null
+                        // data is stored as empty.
+                        data: copied(create.data),
+                        mode,
+                    },
+                    Err(error) => return refused(OpKind::create, error),
+                }
+            }
+            Request::Delete(delete) => Operation::Delete {
+                path: delete.path,
+                version: expected_version(delete.version),
+            },
+            Request::SetData(set) => Operation::SetData {
+                path: set.path,
+                data: copied(set.data),
+                version: expected_version(set.version),
+            },
+            Request::GetData(get) => Operation::GetData {
+                path: get.path,
+                watch: get.watch,
+            },
+            Request::Exists(exists) => Operation::Exists {
+                path: exists.path,
+                watch: exists.watch,
+            },
+            Request::GetChildren(get) => Operation::GetChildren {
+                path: get.path,
+                watch: get.watch,
+            },
+            Request::GetChildren2(get) => Operation::GetChildren {
+                path: get.path,
+                watch: get.watch,
+            },
+            Request::SetWatches(set) => Operation::SetWatches {
+                last_zxid_seen: u64::try_from(set.relative_zxid).unwrap_or(0),
+                data: set.data_watches,
+                exist: set.exist_watches,
+                child: set.child_watches,
+            },
+            Request::Sync(sync) => Operation::Sync { path: sync.path },
+            _ => {
+                return refused(
+                    OpKind::unknown,
+                    OpError::new(
+                        Code::Unimplemented,
+                        format!("{op} is not implemented by this server"),
+                    ),
+                );
+            }
+        };
+        Inbound::Request { xid, op: operation }
+    }
+
+    /// Appends the reply to the oldest request not yet answered.
+    fn reply(
+        &mut self,
+        xid: i32,
+        zxid: u64,
+        result: Result<OpResult, OpError>,
+        buf: &mut BytesMut,
+    ) {
+        let answer = match self.pending.pop_front() {
+            Some(pending) => {
+                debug_assert_eq!(pending.xid, xid, "replies come in request order");
+                pending.answer
+            }
+            None => {
+                error!(session = ?self.session, xid, "a reply to no request: answered SYSTEMERROR");
+                Answer::Error(ErrorCode::SystemError)
+            }
+        };
+        let (err, body) = match (answer, result) {
+            (Answer::Error(code), _) => (code, None),
+            (Answer::To(_), Err(error)) => (self.error_code(xid, &error), None),
+            (Answer::To(op), Ok(result)) => match response(op, result) {
+                Ok(body) => (ErrorCode::Ok, Some(body)),
+                Err(code) => (code, None),
+            },
+        };
+        let header = ReplyHeader {
+            xid,
+            zxid: as_jute(zxid),
+            err: err.code(),
+        };
+        if let Err(err) = encode_reply(&header, body.as_ref(), self.max_frame, buf) {
+            // ZooKeeper would send it, and its clients would drop the
+            // connection; an error reply keeps the session usable.
+            warn!(session = ?self.session, xid, error = %err,
+                "a reply over the frame limit is answered BADARGUMENTS");
+            let header = ReplyHeader {
+                err: ErrorCode::BadArguments.code(),
+                ..header
+            };
+            self.push(encode_reply(&header, None, self.max_frame, buf));
+        }
+    }
+
+    /// ZooKeeper's code for a neutral error.
+    fn error_code(&self, xid: i32, error: &OpError) -> ErrorCode {
+        match error.code {
+            Code::SessionExpired => ErrorCode::SessionExpired,
+            Code::SessionMoved => ErrorCode::SessionMoved,
+            Code::NoNode => ErrorCode::NoNode,
+            Code::NodeExists => ErrorCode::NodeExists,
+            Code::BadVersion => ErrorCode::BadVersion,
+            Code::NotEmpty => ErrorCode::NotEmpty,
+            Code::NoChildrenForEphemerals => ErrorCode::NoChildrenForEphemerals,
+            // ZooKeeper's server answers a path its PathUtils refuses with
+            // BADARGUMENTS.
+            Code::InvalidPath | Code::BadArguments => ErrorCode::BadArguments,
+            Code::TooLarge => {
+                // ZooKeeper has no code for it: it closes the connection on
+                // a frame over jute.maxbuffer and has no smaller limits.
+                info!(session = ?self.session, xid, detail = error.detail,
+                    "over a size limit: answered BADARGUMENTS, ZooKeeper having no code for it");
+                ErrorCode::BadArguments
+            }
+            Code::TooManyEphemerals | Code::TooManyWatches | Code::QuotaExceeded => {
+                ErrorCode::QuotaExceeded
+            }
+            Code::Unimplemented => ErrorCode::Unimplemented,
+            Code::ShuttingDown | Code::Unavailable | Code::SystemError => ErrorCode::SystemError,
+        }
+    }
+
+    fn connect_response(&self, time_out: i32, session_id: i64, passwd: Bytes) -> ConnectResponse {
+        ConnectResponse {
+            protocol_version: 0,
+            time_out,
+            session_id,
+            passwd: Some(passwd),
+            read_only: self.read_only_byte.then_some(false),
+        }
+    }
+
+    /// Logs an encoding failure: only an oversized message fails, and no
+    /// message but a reply can be that large (replies are checked first).
+    fn push(&self, encoded: Result<(), zk::JuteEncodeError>) {
+        if let Err(err) = encoded {
+            error!(session = ?self.session, error = %err,
+                "dropping an outgoing message that cannot be framed");
+        }
+    }
+
+    /// A reply header with no body.
+    fn header(&mut self, xid: i32, zxid: i64, buf: &mut BytesMut) {
+        let header = ReplyHeader { xid, zxid, err: 0 };
+        self.push(encode_reply(&header, None, self.max_frame, buf));
+    }
+}
+
+/// Closes the connection without a reply, as ZooKeeper does for bad input.
+fn close(reason: CloseReason, detail: String) -> Box<Violation> {
+    Box::new(Violation {
+        reason,
+        reply: None,
+        detail,
+    })
+}
+
+impl Frontend for ZooKeeper {
+    fn decode_handshake(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<Handshake>, Box<Violation>> {
+        let frame = match self.next_frame(buf) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(None),
+            Err(detail) => return Err(close(CloseReason::bad_frame, detail)),
+        };
+        let connect = ConnectRequest::decode(frame).map_err(|err| {
+            close(
+                CloseReason::protocol_violation,
+                format!("malformed ConnectRequest: {err}"),
+            )
+        })?;
+        self.read_only_byte = connect.read_only.is_some();
+        let reattach = match connect.session_id {
+            0 => None,
+            id => {
+                let id = SessionId::from_u64(from_jute(id));
+                let password = connect
+                    .passwd
+                    .as_deref()
+                    .and_then(SessionPassword::from_slice);
+                let Some(password) = password else {
+                    // ZooKeeper checks the password like any other: it does
+                    // not match, so the session is invalid.
+                    let detail = format!(
+                        "the password of session {id} is not {PASSWORD_LEN} bytes: {}",
+                        connect
+                            .passwd
+                            .as_ref()
+                            .map_or_else(|| "null".to_owned(), |p| format!("{} bytes", p.len()))
+                    );
+                    return Err(Box::new(Violation {
+                        reason: CloseReason::auth_failed,
+                        reply: Some(Outbound::Refused {
+                            reason: Refusal::AuthFailed,
+                            detail: detail.clone(),
+                        }),
+                        detail,
+                    }));
+                };
+                Some((id, password))
+            }
+        };
+        Ok(Some(Handshake {
+            // Zero or negative: the policy's minimum, as ZooKeeper clamps.
+            requested: Duration::from_millis(u64::try_from(connect.time_out).unwrap_or(0)),
+            reattach,
+            last_zxid_seen: u64::try_from(connect.last_zxid_seen).unwrap_or(0),
+            client: client_label("zookeeper", ""),
+        }))
+    }
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, Box<Violation>> {
+        let frame = match self.next_frame(buf) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(None),
+            Err(detail) => return Err(close(CloseReason::bad_frame, detail)),
+        };
+        match zk::decode_request(frame) {
+            Ok((header, request)) => Ok(Some(self.inbound(header, request))),
+            Err(err @ RequestError::Header(_)) => {
+                Err(close(CloseReason::protocol_violation, err.to_string()))
+            }
+            // ZooKeeper's PrepRequestProcessor answers a body it cannot
+            // read with MARSHALLINGERROR and goes on.
+            Err(RequestError::Body { header, op, source }) => {
+                self.expect(header.xid, Answer::Error(ErrorCode::MarshallingError));
+                Ok(Some(Inbound::Refused {
+                    xid: header.xid,
+                    kind: OpKind::unknown,
+                    error: OpError::new(
+                        Code::BadArguments,
+                        format!("malformed {op} request: {source}"),
+                    ),
+                }))
+            }
+            // An opcode ZooKeeper does not take from a client: UNIMPLEMENTED,
+            // then ZooKeeper closes the connection.
+            Err(
+                err @ (RequestError::UnknownOpCode { xid, .. }
+                | RequestError::NotARequest { xid, .. }),
+            ) => {
+                let detail = err.to_string();
+                self.expect(xid, Answer::Error(ErrorCode::Unimplemented));
+                Err(Box::new(Violation {
+                    reason: CloseReason::protocol_violation,
+                    reply: Some(Outbound::Reply {
+                        xid,
+                        zxid: self.last_zxid,
+                        result: Err(OpError::new(Code::Unimplemented, detail.clone())),
+                    }),
+                    detail,
+                }))
+            }
+        }
+    }
+
+    fn encode(&mut self, message: Outbound, buf: &mut BytesMut) {
+        match message {
+            Outbound::Granted(granted) => {
+                self.session = Some(granted.session);
+                self.last_zxid = self.last_zxid.max(granted.zxid);
+                let response = self.connect_response(
+                    i32::try_from(granted.timeout.as_millis()).unwrap_or(i32::MAX),
+                    as_jute(granted.session.as_u64()),
+                    Bytes::copy_from_slice(granted.password.as_bytes()),
+                );
+                self.push(encode_frame(&response, self.max_frame, buf));
+            }
+            // ZooKeeper answers every session it cannot reattach alike.
+            Outbound::Refused {
+                reason: Refusal::Expired | Refusal::AuthFailed,
+                ..
+            } => {
+                let response = self.connect_response(0, 0, Bytes::from_static(&[0; PASSWORD_LEN]));
+                self.push(encode_frame(&response, self.max_frame, buf));
+            }
+            // ZooKeeper closes without a word: throttled, read-only, a
+            // client ahead of the server, a bad handshake, shutting down.
+            Outbound::Refused { reason, detail } => {
+                debug!(
+                    ?reason,
+                    detail, "handshake refused: closing without a reply"
+                );
+            }
+            Outbound::Pong { zxid } => {
+                self.last_zxid = self.last_zxid.max(zxid);
+                match self.pending.pop_front() {
+                    // Auth replies carry zxid 0 (ZooKeeper answers them
+                    // outside its pipeline).
+                    Some(Pending {
+                        xid,
+                        answer: Answer::To(OpCode::Auth),
+                    }) => self.header(xid, 0, buf),
+                    Some(Pending { xid, .. }) => self.header(xid, as_jute(zxid), buf),
+                    None => self.header(zk::PING_XID, as_jute(zxid), buf),
+                }
+            }
+            Outbound::CloseAck { zxid } => {
+                self.last_zxid = self.last_zxid.max(zxid);
+                let xid = self.pending.pop_front().map_or(0, |pending| pending.xid);
+                self.header(xid, as_jute(zxid), buf);
+            }
+            Outbound::Reply { xid, zxid, result } => {
+                self.last_zxid = self.last_zxid.max(zxid);
+                self.reply(xid, zxid, result, buf);
+            }
+            // Since 3.9.2 a notification carries the zxid of the write that
+            // fired it (3.8 and earlier sent -1; clients accept both).
+            Outbound::Watch(event) => {
+                let notification = WatcherEvent::new(
+                    event_type(event.kind),
+                    KeeperState::SyncConnected,
+                    event.path.as_ref(),
+                );
+                self.push(encode_notification(
+                    as_jute(event.zxid),
+                    &notification,
+                    self.max_frame,
+                    buf,
+                ));
+            }
+            // ZooKeeper closes the socket without a message when a session
+            // expires, moves or the server stops; the client hears of it on
+            // reconnecting (an invalid-session ConnectResponse, or another
+            // server).
+            Outbound::Disconnect { code, detail } => {
+                debug!(session = ?self.session, ?code, detail, "closing without a reply");
+            }
+        }
+    }
+}
+
+/// The neutral create mode of ZooKeeper's `CreateRequest.flags`.
+fn create_mode(flags: i32) -> Result<CreateMode, OpError> {
+    match zk::CreateMode::from_code(flags) {
+        Some(zk::CreateMode::Persistent) => Ok(CreateMode::Persistent),
+        Some(zk::CreateMode::Ephemeral) => Ok(CreateMode::Ephemeral),
+        Some(zk::CreateMode::PersistentSequential) => Ok(CreateMode::PersistentSequential),
+        Some(zk::CreateMode::EphemeralSequential) => Ok(CreateMode::EphemeralSequential),
+        // ZooKeeper without extended types answers TTL modes alike.
+        Some(mode) => Err(OpError::new(
+            Code::Unimplemented,
+            format!("create mode {mode} is not implemented by this server"),
+        )),
+        None => Err(OpError::new(
+            Code::BadArguments,
+            format!("create flags {flags} name no create mode"),
+        )),
+    }
+}
+
+/// ZooKeeper's -1 matches any version; any other is compared, so a negative
+/// one never matches (BADVERSION), as in ZooKeeper.
+fn expected_version(version: i32) -> Option<i32> {
+    (version != -1).then_some(version)
+}
+
+fn copied(data: Option<Bytes>) -> Bytes {
+    data.map_or_else(Bytes::new, |data| Bytes::copy_from_slice(&data))
+}
+
+/// The body ZooKeeper sends for a successful `op`, or the error code it
+/// answers with instead.
+fn response(op: OpCode, result: OpResult) -> Result<Response, ErrorCode> {
+    Ok(match result {
+        OpResult::Create { path, .. } if op == OpCode::Create => {
+            Response::Create(CreateResponse { path })
+        }
+        OpResult::Create { path, stat } => Response::Create2(Create2Response {
+            path,
+            stat: jute_stat(&stat),
+        }),
+        OpResult::Delete | OpResult::SetWatches => Response::Empty,
+        OpResult::SetData { stat } => Response::SetData(SetDataResponse {
+            stat: jute_stat(&stat),
+        }),
+        OpResult::GetData { data, stat } => Response::GetData(GetDataResponse {
+            data: Some(data),
+            stat: jute_stat(&stat),
+        }),
+        OpResult::Exists { stat: Some(stat) } => Response::Exists(ExistsResponse {
+            stat: jute_stat(&stat),
+        }),
+        // The watch, if asked for, is left all the same.
+        OpResult::Exists { stat: None } => return Err(ErrorCode::NoNode),
+        OpResult::GetChildren { children, .. } if op == OpCode::GetChildren => {
+            Response::GetChildren(GetChildrenResponse { children })
+        }
+        OpResult::GetChildren { children, stat } => Response::GetChildren2(GetChildren2Response {
+            children,
+            stat: jute_stat(&stat),
+        }),
+        OpResult::Sync { path } => Response::Sync(SyncResponse { path }),
+    })
+}
+
+fn jute_stat(stat: &Stat) -> zk::Stat {
+    zk::Stat {
+        czxid: as_jute(stat.czxid),
+        mzxid: as_jute(stat.mzxid),
+        ctime: stat.ctime,
+        mtime: stat.mtime,
+        version: stat.version,
+        cversion: stat.cversion,
+        // ACLs are not kept yet: never changed.
+        aversion: 0,
+        ephemeral_owner: as_jute(stat.ephemeral_owner),
+        data_length: i32::try_from(stat.data_length).unwrap_or(i32::MAX),
+        num_children: i32::try_from(stat.num_children).unwrap_or(i32::MAX),
+        pzxid: as_jute(stat.pzxid),
+    }
+}
+
+fn event_type(kind: EventKind) -> EventType {
+    match kind {
+        EventKind::NodeCreated => EventType::NodeCreated,
+        EventKind::NodeDeleted => EventType::NodeDeleted,
+        EventKind::NodeDataChanged => EventType::NodeDataChanged,
+        EventKind::NodeChildrenChanged => EventType::NodeChildrenChanged,
+    }
+}
+
+/// A session id or zxid as a Java long: the same 64 bits.
+fn as_jute(value: u64) -> i64 {
+    i64::from_be_bytes(value.to_be_bytes())
+}
+
+/// A Java long as a session id: the same 64 bits.
+fn from_jute(value: i64) -> u64 {
+    u64::from_be_bytes(value.to_be_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Byte for byte against frames captured from ZooKeeper 3.8.0 talking to
+    //! zkCli.sh and the Rust `zookeeper-client` (session-wire's golden files):
+    //! each client frame decodes, and the neutral answer the captured server
+    //! frame stands for encodes to exactly that frame.
+
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use session_core::WatchEvent;
+    use session_wire::zookeeper::{CreateRequest, GetDataRequest, Reply, decode_reply};
+
+    use super::*;
+    use crate::frontend::Granted;
+
+    fn golden(name: &str) -> Vec<u8> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../session-wire/tests/golden/zookeeper")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+    }
+
+    /// A frontend past the handshake of zkCli.sh (which sends readOnly).
+    fn connected() -> ZooKeeper {
+        let mut frontend = ZooKeeper::new(1024 * 1024);
+        let mut input = BytesMut::from(&golden("c2s-connect-request.bin")[..]);
+        let handshake = frontend.decode_handshake(&mut input);
+        assert!(matches!(handshake, Ok(Some(_))), "{handshake:?}");
+        frontend
+    }
+
+    fn encoded(frontend: &mut ZooKeeper, message: Outbound) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        frontend.encode(message, &mut out);
+        out.to_vec()
+    }
+
+    fn decoded(frontend: &mut ZooKeeper, frame: &[u8]) -> Inbound {
+        let mut input = BytesMut::from(frame);
+        let inbound = frontend.decode(&mut input);
+        assert!(input.is_empty(), "the whole frame is consumed");
+        match inbound {
+            Ok(Some(inbound)) => inbound,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    fn request_frame(xid: i32, request: &Request) -> Vec<u8> {
+        let mut frame = BytesMut::new();
+        zk::encode_request(xid, request, JUTE_MAX_BUFFER, &mut frame).expect("small");
+        frame.to_vec()
+    }
+
+    fn core_stat(stat: &zk::Stat) -> Stat {
+        Stat {
+            czxid: from_jute(stat.czxid),
+            mzxid: from_jute(stat.mzxid),
+            pzxid: from_jute(stat.pzxid),
+            ctime: stat.ctime,
+            mtime: stat.mtime,
+            version: stat.version,
+            cversion: stat.cversion,
+            ephemeral_owner: from_jute(stat.ephemeral_owner),
+            data_length: u32::try_from(stat.data_length).expect("non-negative"),
+            num_children: u32::try_from(stat.num_children).expect("non-negative"),
+        }
+    }
+
+    /// What the connection hands the frontend for the captured `reply` to
+    /// `inbound`.
+    fn neutral(inbound: &Inbound, reply: Reply) -> Outbound {
+        let Reply::Response { header, body, .. } = reply else {
+            panic!("a reply, not a notification");
+        };
+        let zxid = from_jute(header.zxid);
+        let (xid, op) = match inbound {
+            Inbound::Ping => return Outbound::Pong { zxid },
+            Inbound::Close => return Outbound::CloseAck { zxid },
+            Inbound::Request { xid, op } => (*xid, op),
+            Inbound::Refused { .. } => panic!("refused: {inbound:?}"),
+        };
+        let result = match body {
+            None if matches!(op, Operation::Exists { .. }) => {
+                assert_eq!(header.err, ErrorCode::NoNode.code());
+                Ok(OpResult::Exists { stat: None })
+            }
+            None => panic!("error {} in a golden reply", header.err),
+            Some(body) => Ok(match body {
+                Response::Create(created) => OpResult::Create {
+                    path: created.path,
+                    stat: Stat::default(),
+                },
+                Response::Create2(created) => OpResult::Create {
+                    path: created.path,
+                    stat: core_stat(&created.stat),
+                },
+                Response::GetData(got) => OpResult::GetData {
+                    data: got.data.unwrap_or_default(),
+                    stat: core_stat(&got.stat),
+                },
+                Response::SetData(set) => OpResult::SetData {
+                    stat: core_stat(&set.stat),
+                },
+                Response::Exists(exists) => OpResult::Exists {
+                    stat: Some(core_stat(&exists.stat)),
+                },
+                Response::GetChildren2(got) => OpResult::GetChildren {
+                    children: got.children,
+                    stat: core_stat(&got.stat),
+                },
+                Response::Sync(sync) => OpResult::Sync { path: sync.path },
+                Response::Empty => match op {
+                    Operation::Delete { .. } => OpResult::Delete,
+                    Operation::SetWatches { .. } => OpResult::SetWatches,
+                    other => panic!("no body for {other:?}"),
+                },
+                other => panic!("unexpected golden body {other:?}"),
+            }),
+        };
+        Outbound::Reply { xid, zxid, result }
+    }
+
+    #[test]
+    fn requests_decode_and_answers_encode_as_zookeeper_sent_them() {
+        for name in [
+            "create-persistent",
+            "create-ephemeral",
+            "create-persistent-sequential",
+            "create2",
+            "get-data",
+            "set-data",
+            "exists-missing",
+            "get-children2-watch",
+            "create-watched-child",
+            "delete",
+            "sync",
+            "set-watches",
+            "ping",
+            "close-session",
+        ] {
+            let mut frontend = connected();
+            let client = golden(&format!("c2s-{name}.bin"));
+            let server = golden(&format!("s2c-{name}.bin"));
+            let inbound = decoded(&mut frontend, &client);
+            let (_, request) =
+                zk::decode_request(Bytes::copy_from_slice(&client[4..])).expect("golden request");
+            let reply = decode_reply(Bytes::copy_from_slice(&server[4..]), |_| {
+                Some(request.op_code())
+            })
+            .expect("golden reply");
+            let answer = neutral(&inbound, reply);
+            assert_eq!(encoded(&mut frontend, answer), server, "{name}");
+            assert!(frontend.pending.is_empty(), "{name}: answered");
+        }
+    }
+
+    #[test]
+    fn requests_become_the_neutral_operations() {
+        let mut frontend = connected();
+        let inbound = decoded(&mut frontend, &golden("c2s-create-ephemeral.bin"));
+        let Inbound::Request {
+            op: Operation::Create { path, data, mode },
+            ..
+        } = inbound
+        else {
+            panic!("a create: {inbound:?}");
+        };
+        // zkCli's `create -e` sends null data: stored as empty.
+        assert_eq!((path.as_str(), &data[..]), ("/golden/eph", &b""[..]));
+        assert_eq!(mode, CreateMode::Ephemeral);
+
+        let inbound = decoded(&mut frontend, &golden("c2s-set-watches.bin"));
+        let Inbound::Request {
+            xid: 3,
+            op:
+                Operation::SetWatches {
+                    last_zxid_seen: 0xe,
+                    data,
+                    exist,
+                    child,
+                },
+        } = inbound
+        else {
+            panic!("set watches: {inbound:?}");
+        };
+        assert_eq!(
+            (data, exist),
+            (
+                vec!["/golden".to_owned()],
+                vec!["/golden/absent".to_owned()]
+            )
+        );
+        assert!(child.is_empty());
+
+        let inbound = decoded(&mut frontend, &golden("c2s-set-data.bin"));
+        assert!(
+            matches!(
+                inbound,
+                Inbound::Request {
+                    op: Operation::SetData { version: None, .. },
+                    ..
+                }
+            ),
+            "version -1 is any: {inbound:?}"
+        );
+    }
+
+    #[test]
+    fn handshakes_decode_and_sessions_encode_as_zookeeper_sent_them() {
+        for (name, requested, reattach, last_zxid_seen) in [
+            ("connect-request", 3000, None, 0),
+            (
+                "connect-request-reattach",
+                8000,
+                Some(0x0100_0017_11d7_0002),
+                0xe,
+            ),
+        ] {
+            let mut frontend = ZooKeeper::new(1024 * 1024);
+            let mut input = BytesMut::from(&golden(&format!("c2s-{name}.bin"))[..]);
+            let handshake = frontend
+                .decode_handshake(&mut input)
+                .expect("valid")
+                .expect("whole");
+            assert_eq!(handshake.requested, Duration::from_millis(requested));
+            assert_eq!(
+                handshake.reattach.map(|(id, _)| id.as_u64()),
+                reattach,
+                "{name}"
+            );
+            assert_eq!(handshake.last_zxid_seen, last_zxid_seen);
+            assert_eq!(handshake.client, "zookeeper");
+
+            let server = golden(&format!("s2c-{}.bin", name.replace("request", "response")));
+            let response = ConnectResponse::decode(Bytes::copy_from_slice(&server[4..]))
+                .expect("golden response");
+            let password = response
+                .passwd
+                .as_deref()
+                .and_then(SessionPassword::from_slice);
+            let granted = Granted {
+                session: SessionId::from_u64(from_jute(response.session_id)),
+                password: password.expect("16 bytes"),
+                timeout: Duration::from_millis(u64::try_from(response.time_out).expect("positive")),
+                reattached: reattach.is_some(),
+                zxid: 0,
+            };
+            if let Some((_, sent)) = handshake.reattach {
+                assert_eq!(
+                    sent.as_bytes(),
+                    granted.password.as_bytes(),
+                    "the password sent is the one granted"
+                );
+            }
+            assert_eq!(
+                encoded(&mut frontend, Outbound::Granted(granted)),
+                server,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_session_that_cannot_be_had_gets_zookeepers_invalid_session_answer() {
+        let invalid = |read_only: bool| {
+            let mut frame = vec![0, 0, 0, if read_only { 37 } else { 36 }];
+            frame.extend_from_slice(&[0; 16]); // protocol, timeout 0, session 0
+            frame.extend_from_slice(&[0, 0, 0, 16]);
+            frame.extend_from_slice(&[0; 16]);
+            if read_only {
+                frame.push(0);
+            }
+            frame
+        };
+        let refused = |reason| Outbound::Refused {
+            reason,
+            detail: String::new(),
+        };
+        // With the readOnly byte (every client since 3.4), and without.
+        let with = golden("c2s-connect-request-reattach.bin");
+        let mut without = with[..with.len() - 1].to_vec();
+        without[3] -= 1;
+        for (request, read_only) in [(with, true), (without, false)] {
+            for reason in [Refusal::Expired, Refusal::AuthFailed] {
+                let mut frontend = ZooKeeper::new(1024 * 1024);
+                let mut input = BytesMut::from(&request[..]);
+                let handshake = frontend.decode_handshake(&mut input);
+                assert!(matches!(handshake, Ok(Some(_))), "{handshake:?}");
+                assert_eq!(encoded(&mut frontend, refused(reason)), invalid(read_only));
+            }
+        }
+        // Every other refusal closes without a word, as ZooKeeper does.
+        let mut frontend = connected();
+        for reason in [
+            Refusal::ZxidAhead,
+            Refusal::TooManyConnections,
+            Refusal::ShuttingDown,
+            Refusal::BadHandshake,
+            Refusal::UnsupportedVersion,
+        ] {
+            assert_eq!(encoded(&mut frontend, refused(reason)), b"");
+        }
+
+        // A session id with a password that is not 16 bytes: invalid too.
+        let mut short = golden("c2s-connect-request-reattach.bin");
+        // Length prefix 4, protocol 4, last zxid 8, timeout 4, session 8:
+        // the password's length is at 28..32, its bytes at 32..48.
+        short.drain(32..40);
+        short[3] -= 8;
+        short[31] = 8;
+        let mut frontend = ZooKeeper::new(1024 * 1024);
+        let violation = frontend
+            .decode_handshake(&mut BytesMut::from(&short[..]))
+            .expect_err("refused");
+        assert_eq!(violation.reason, CloseReason::auth_failed);
+        let reply = violation.reply.expect("an answer");
+        assert_eq!(encoded(&mut frontend, reply), invalid(true));
+    }
+
+    #[test]
+    fn notifications_carry_the_write_zxid_or_zookeeper_3_8s_minus_one() {
+        let mut frontend = connected();
+        let event = |zxid| {
+            Outbound::Watch(WatchEvent {
+                kind: EventKind::NodeChildrenChanged,
+                path: Arc::from("/golden"),
+                zxid,
+            })
+        };
+        // The same 64 bits: u64::MAX is Java's -1, what 3.8.0 sent.
+        assert_eq!(
+            encoded(&mut frontend, event(u64::MAX)),
+            golden("s2c-notification-node-children-changed.bin")
+        );
+        let mut with_zxid = golden("s2c-notification-node-children-changed.bin");
+        with_zxid[8..16].copy_from_slice(&6_i64.to_be_bytes());
+        assert_eq!(encoded(&mut frontend, event(6)), with_zxid);
+        // Disconnects close without a word.
+        let disconnect = Outbound::Disconnect {
+            code: Code::SessionExpired,
+            detail: String::new(),
+        };
+        assert_eq!(encoded(&mut frontend, disconnect), b"");
+    }
+
+    #[test]
+    fn auth_is_acknowledged_in_order_with_zxid_0() {
+        let mut frontend = connected();
+        let inbound = decoded(&mut frontend, &golden("c2s-auth.bin"));
+        assert!(matches!(inbound, Inbound::Ping), "{inbound:?}");
+        assert_eq!(
+            encoded(&mut frontend, Outbound::Pong { zxid: 42 }),
+            golden("s2c-auth.bin")
+        );
+    }
+
+    #[test]
+    fn operations_not_implemented_get_unimplemented_and_the_connection_stays() {
+        let mut frontend = connected();
+        for name in [
+            "multi-check",
+            "multi-read",
+            "add-watch",
+            "get-ephemerals",
+            "get-all-children-number",
+            "who-am-i",
+            "get-acl",
+        ] {
+            let client = golden(&format!("c2s-{name}.bin"));
+            let Inbound::Refused { xid, kind, error } = decoded(&mut frontend, &client) else {
+                panic!("{name}: refused");
+            };
+            assert_eq!((kind, error.code), (OpKind::unknown, Code::Unimplemented));
+            let reply = Outbound::Reply {
+                xid,
+                zxid: 7,
+                result: Err(error),
+            };
+            let mut expected = vec![0, 0, 0, 16];
+            expected.extend_from_slice(&xid.to_be_bytes());
+            expected.extend_from_slice(&7_i64.to_be_bytes());
+            expected.extend_from_slice(&(-6_i32).to_be_bytes());
+            assert_eq!(encoded(&mut frontend, reply), expected, "{name}");
+        }
+        // TTL and container modes are not implemented; unknown flags are bad.
+        for (flags, code) in [
+            (4, Code::Unimplemented),
+            (5, Code::Unimplemented),
+            (7, Code::BadArguments),
+        ] {
+            let create = Request::Create2(CreateRequest {
+                path: "/x".to_owned(),
+                flags,
+                ..CreateRequest::default()
+            });
+            let inbound = decoded(&mut frontend, &request_frame(1, &create));
+            assert!(
+                matches!(&inbound, Inbound::Refused { error, .. } if error.code == code),
+                "flags {flags}: {inbound:?}"
+            );
+            frontend.pending.clear();
+        }
+    }
+
+    #[test]
+    fn an_unreadable_body_is_a_marshalling_error_and_the_connection_stays() {
+        let mut frontend = connected();
+        let get = Request::GetData(GetDataRequest {
+            path: "/a".to_owned(),
+            watch: false,
+        });
+        let mut frame = request_frame(9, &get);
+        frame.push(0);
+        frame[3] += 1;
+        let Inbound::Refused { xid: 9, error, .. } = decoded(&mut frontend, &frame) else {
+            panic!("refused");
+        };
+        let reply = Outbound::Reply {
+            xid: 9,
+            zxid: 3,
+            result: Err(error),
+        };
+        let bytes = encoded(&mut frontend, reply);
+        assert_eq!(bytes[16..20], (-5_i32).to_be_bytes(), "MARSHALLINGERROR");
+    }
+
+    #[test]
+    fn an_unknown_opcode_is_answered_unimplemented_then_closed() {
+        let mut frontend = connected();
+        let frame = [0, 0, 0, 8, 0, 0, 0, 5, 0, 0, 0, 99];
+        let violation = frontend
+            .decode(&mut BytesMut::from(&frame[..]))
+            .expect_err("closed");
+        assert_eq!(violation.reason, CloseReason::protocol_violation);
+        let reply = violation.reply.expect("answered first");
+        let bytes = encoded(&mut frontend, reply);
+        assert_eq!(bytes[4..8], 5_i32.to_be_bytes());
+        assert_eq!(bytes[16..20], (-6_i32).to_be_bytes(), "UNIMPLEMENTED");
+    }
+
+    #[test]
+    fn bad_frame_lengths_close_without_a_reply() {
+        for (prefix, says) in [
+            (*b"ruok", "four-letter word \"ruok\""),
+            ([0xff, 0xff, 0xff, 0xff], "frame length -1"),
+            ([0, 0x10, 0, 0], "frame length 1048576"),
+        ] {
+            let mut frontend = ZooKeeper::new(1024 * 1024);
+            let violation = frontend
+                .decode_handshake(&mut BytesMut::from(&prefix[..]))
+                .expect_err("closed");
+            assert_eq!(violation.reason, CloseReason::bad_frame);
+            assert!(violation.reply.is_none());
+            assert!(violation.detail.contains(says), "{}", violation.detail);
+        }
+    }
+
+    #[test]
+    fn a_reply_over_the_frame_limit_is_answered_badarguments() {
+        let mut frontend = ZooKeeper::new(64);
+        let get = Request::GetData(GetDataRequest {
+            path: "/big".to_owned(),
+            watch: false,
+        });
+        let Inbound::Request { xid, .. } = decoded(&mut frontend, &request_frame(4, &get)) else {
+            panic!("a request");
+        };
+        let reply = Outbound::Reply {
+            xid,
+            zxid: 2,
+            result: Ok(OpResult::GetData {
+                data: Bytes::from(vec![7; 100]),
+                stat: Stat::default(),
+            }),
+        };
+        let bytes = encoded(&mut frontend, reply);
+        assert_eq!(bytes.len(), 20, "a header only");
+        assert_eq!(bytes[16..20], (-8_i32).to_be_bytes(), "BADARGUMENTS");
+    }
+}
