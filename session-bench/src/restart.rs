@@ -316,6 +316,7 @@ fn spawn(args: &RestartArgs, ports: Ports) -> Result<Server, BenchError> {
         .args(["--listen", &ports.client.to_string()])
         .args(["--admin-listen", &ports.admin.to_string()])
         .args(["--metrics-listen", &ports.metrics.to_string()])
+        .args(["--zk-listen", "off"])
         .arg("--data-dir")
         .arg(&args.data_dir)
         .args(["--tick-ms", &args.tick_ms.to_string()])

@@ -95,16 +95,11 @@ impl StateMachine {
         session_core::prepare(&self.state().replica, op, ctx)
     }
 
-    /// Applies `txn` as the next transaction (the in-memory engine's order).
+    /// Applies `txn` as the next transaction, with the next zxid (both
+    /// engines apply in the order they chose).
     pub(crate) fn apply_next(&self, txn: &Txn, now: Instant) -> Applied {
         let mut state = self.state();
         let zxid = state.replica.zxid() + 1;
-        self.apply_locked(&mut state, zxid, txn, now)
-    }
-
-    /// Applies `txn` as log entry `zxid` (the Raft engine's order).
-    pub(crate) fn apply(&self, zxid: u64, txn: &Txn, now: Instant) -> Applied {
-        let mut state = self.state();
         self.apply_locked(&mut state, zxid, txn, now)
     }
 

@@ -409,6 +409,8 @@ fn start_ours(bins: &Binaries, work: &Path, storage: Storage) -> Result<Running,
     let child = command
         .args(["--admin-listen", &admin.to_string()])
         .args(["--metrics-listen", &metrics.to_string()])
+        // Not on ZooKeeper's port 2181: the scenarios speak v1.
+        .args(["--zk-listen", "off"])
         .args(["--tick-ms", &TICK_MS.to_string()])
         .args(["--max-connections", "30000"])
         .args(["--max-connections-per-ip", "30000"])

@@ -23,13 +23,14 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
-use session_core::{ServerId, Txn};
+use session_core::{Applied, ServerId, Txn};
 use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
-use super::TypeConfig;
 use super::log_store::{LogStore, LogStoreOptions};
 use super::state_machine::{SnapshotError, StateMachineStore};
+use super::{Batch, TypeConfig};
 use crate::engine::{Engine, EngineError, Proposal, Stopping};
 use crate::state::StateMachine;
 
@@ -72,7 +73,74 @@ pub enum StorageError {
 /// A one-member Raft group with its log and snapshots on disk.
 pub(crate) struct RaftEngine {
     raft: Raft<TypeConfig>,
+    proposals: mpsc::UnboundedSender<Proposed>,
+    batcher: tokio::task::AbortHandle,
     log_size: tokio::task::AbortHandle,
+}
+
+/// A transaction waiting for the next log entry, and who waits for it.
+struct Proposed {
+    txn: Txn,
+    reply: oneshot::Sender<Result<Applied, EngineError>>,
+}
+
+/// The most transactions, and about the most bytes, one log entry carries.
+const MAX_BATCH: usize = 1024;
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// About how many bytes a transaction takes in the log.
+fn approximate_size(txn: &Txn) -> usize {
+    64 + match txn {
+        Txn::CreateNode { path, data, .. } | Txn::SetData { path, data, .. } => {
+            path.len() + data.len()
+        }
+        Txn::DeleteNode { path, .. } => path.len(),
+        _ => 0,
+    }
+}
+
+/// Proposes batches: the first proposal waiting, with every one that arrived
+/// meanwhile (up to the caps), as one log entry; while it is being written
+/// and fsynced, the next batch gathers. So concurrent writes share an fsync.
+async fn batcher(raft: Raft<TypeConfig>, mut proposals: mpsc::UnboundedReceiver<Proposed>) {
+    while let Some(first) = proposals.recv().await {
+        let mut bytes = approximate_size(&first.txn);
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            let Ok(next) = proposals.try_recv() else {
+                break;
+            };
+            bytes += approximate_size(&next.txn);
+            batch.push(next);
+        }
+        let (txns, replies): (Vec<Txn>, Vec<_>) = batch
+            .into_iter()
+            .map(|proposed| (proposed.txn, proposed.reply))
+            .unzip();
+        match raft.client_write(Batch(txns)).await {
+            Ok(written) if written.data.0.len() == replies.len() => {
+                for (reply, applied) in replies.into_iter().zip(written.data.0) {
+                    let _ = reply.send(Ok(applied));
+                }
+            }
+            Ok(written) => {
+                let detail = format!(
+                    "a log entry of {} transactions applied {}",
+                    replies.len(),
+                    written.data.0.len()
+                );
+                for reply in replies {
+                    let _ = reply.send(Err(EngineError::Unavailable(detail.clone())));
+                }
+            }
+            Err(err) => {
+                let detail = err.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(EngineError::Unavailable(detail.clone())));
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for RaftEngine {
@@ -188,7 +256,14 @@ impl RaftEngine {
         raft.ensure_linearizable()
             .await
             .map_err(|err| StorageError::Raft(err.to_string()))?;
-        let engine = RaftEngine { raft, log_size };
+        let (proposals, waiting) = mpsc::unbounded_channel();
+        let batcher = tokio::spawn(batcher(raft.clone(), waiting)).abort_handle();
+        let engine = RaftEngine {
+            raft,
+            proposals,
+            batcher,
+            log_size,
+        };
         if !machine.state().replica.is_initialized() {
             let genesis = Txn::Genesis {
                 secret: crate::server::random_secret().map_err(|source| StorageError::Io {
@@ -219,6 +294,7 @@ impl RaftEngine {
 impl Engine for RaftEngine {
     fn shutdown(&self) -> Stopping {
         self.log_size.abort();
+        self.batcher.abort();
         let raft = self.raft.clone();
         Box::pin(async move {
             let _ = raft.shutdown().await;
@@ -226,15 +302,15 @@ impl Engine for RaftEngine {
     }
 
     fn propose(&self, txn: Txn) -> Proposal {
-        let raft = self.raft.clone();
+        let (reply, answer) = oneshot::channel();
+        let queued = self.proposals.send(Proposed { txn, reply });
         Box::pin(async move {
-            let written = raft
-                .client_write(txn)
-                .await
-                .map_err(|err| EngineError::Unavailable(err.to_string()))?;
-            written.data.0.ok_or_else(|| {
-                EngineError::Unavailable("the log entry carried no transaction".to_owned())
-            })
+            queued.map_err(|_| EngineError::Unavailable("the engine has stopped".to_owned()))?;
+            answer.await.map_err(|_| {
+                EngineError::Unavailable(
+                    "the engine stopped before the write was applied".to_owned(),
+                )
+            })?
         })
     }
 }

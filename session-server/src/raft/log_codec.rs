@@ -27,13 +27,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::{self, Read, Write};
 
+use super::Batch;
 use bytes::Bytes;
 use openraft::storage::LogFlushed;
 use openraft::{BasicNode, CommittedLeaderId, EntryPayload, LogId, Membership, Vote};
 use raft_log::codeq::config::CodeqConfig;
 use raft_log::codeq::{Decode, Encode};
 use raft_log::types::Checksum;
-use session_core::Txn;
 
 use super::TypeConfig;
 
@@ -256,9 +256,9 @@ impl StoredPayload {
         let mut body = Vec::new();
         match payload {
             EntryPayload::Blank => body.push(KIND_BLANK),
-            EntryPayload::Normal(txn) => {
+            EntryPayload::Normal(batch) => {
                 body.push(KIND_NORMAL);
-                body = postcard::to_extend(txn, body)?;
+                body = postcard::to_extend(batch, body)?;
             }
             EntryPayload::Membership(membership) => {
                 body.push(KIND_MEMBERSHIP);
@@ -278,12 +278,12 @@ impl StoredPayload {
             KIND_BLANK if rest.is_empty() => Ok(EntryPayload::Blank),
             KIND_BLANK => Err(DecodeError::Malformed("bytes after a blank entry")),
             KIND_NORMAL => {
-                let (txn, left): (Txn, &[u8]) =
+                let (batch, left): (Batch, &[u8]) =
                     postcard::take_from_bytes(rest).map_err(DecodeError::Txn)?;
                 if !left.is_empty() {
-                    return Err(DecodeError::Malformed("bytes after the transaction"));
+                    return Err(DecodeError::Malformed("bytes after the transactions"));
                 }
-                Ok(EntryPayload::Normal(txn))
+                Ok(EntryPayload::Normal(batch))
             }
             KIND_MEMBERSHIP => Ok(EntryPayload::Membership(decode_membership(rest)?)),
             other => Err(DecodeError::UnknownKind(other)),
@@ -546,9 +546,15 @@ mod tests {
             vec![BTreeSet::new()],
             (),
         )));
-        payload_roundtrip(EntryPayload::Normal(Txn::CloseSession {
-            id: session_core::SessionId::from_u64(0x0100_0000_0000_0042),
-        }));
+        payload_roundtrip(EntryPayload::Normal(Batch(vec![
+            session_core::Txn::CloseSession {
+                id: session_core::SessionId::from_u64(0x0100_0000_0000_0042),
+            },
+            session_core::Txn::CloseSession {
+                id: session_core::SessionId::from_u64(0x0100_0000_0000_0043),
+            },
+        ])));
+        payload_roundtrip(EntryPayload::Normal(Batch(Vec::new())));
     }
 
     #[test]

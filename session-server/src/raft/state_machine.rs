@@ -1,8 +1,8 @@
 //! The Raft state machine: the server's [`StateMachine`] (the replica, its
 //! watches and liveness) fed from the Raft log, with snapshots in files.
 //!
-//! Each normal log entry carries one transaction; its log index is the
-//! transaction's zxid. Blank and membership entries are Raft's own; they
+//! Each normal log entry carries a batch of transactions, applied in order,
+//! each with the next zxid. Blank and membership entries are Raft's own; they
 //! advance the applied log id but no zxid.
 //!
 //! A snapshot is the replica's [`ReplicaSnapshot`] (sessions with their
@@ -354,13 +354,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for entry in entries {
             self.applied = Some(entry.log_id);
             let response = match entry.payload {
-                EntryPayload::Blank => Response(None),
-                EntryPayload::Normal(txn) => {
-                    Response(Some(self.machine.apply(entry.log_id.index, &txn, now)))
-                }
+                EntryPayload::Blank => Response::default(),
+                // Each transaction with the next zxid, as every replica does.
+                EntryPayload::Normal(batch) => Response(
+                    batch
+                        .0
+                        .iter()
+                        .map(|txn| self.machine.apply_next(txn, now))
+                        .collect(),
+                ),
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    Response(None)
+                    Response::default()
                 }
             };
             responses.push(response);

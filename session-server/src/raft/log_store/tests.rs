@@ -17,6 +17,8 @@ use openraft::{
 use raft_log::{RaftLogAction, Segment};
 use session_core::{CreateMode, ServerId, SessionId, Txn};
 
+use crate::raft::Batch;
+
 use super::*;
 
 /// A directory under the system temp dir, unique to the test, removed on
@@ -72,7 +74,7 @@ fn txn(i: u64) -> Txn {
 fn normal(term: u64, index: u64) -> Entry<TypeConfig> {
     Entry {
         log_id: log_id(term, index),
-        payload: EntryPayload::Normal(txn(index)),
+        payload: EntryPayload::Normal(Batch(vec![txn(index)])),
     }
 }
 
