@@ -198,16 +198,13 @@ pub(crate) async fn restart(args: &RestartArgs) -> Result<(), BenchError> {
     progress(format!(
         "restart: filled in {sessions_s:.1} s; server holds {} sessions, {} nodes, zxid {}, \
          snapshot at {}",
-        before.sessions, before.nodes, before.zxid, before.snapshot_index
+        before.sessions, before.nodes, before.zxid, before.snapshot_zxid
     ));
     fields.push("zxid", before.zxid.to_string());
-    fields.push("snapshot_index", before.snapshot_index.to_string());
+    fields.push("snapshot_zxid", before.snapshot_zxid.to_string());
     fields.push(
         "replayed_entries",
-        before
-            .zxid
-            .saturating_sub(before.snapshot_index)
-            .to_string(),
+        before.zxid.saturating_sub(before.snapshot_zxid).to_string(),
     );
     fields.push("rss_before_mib", mib(sys::rss_bytes(server.pid)?));
     let mut expect = Expect {

@@ -202,7 +202,7 @@ impl Admin for AdminService {
             zxid,
             nodes: nodes as u64,
             durable: matches!(self.shared.config.storage, crate::Storage::Disk(_)),
-            snapshot_index: gauge(&metrics.snapshot_index),
+            snapshot_zxid: gauge(&metrics.snapshot_zxid),
             snapshot_bytes: gauge(&metrics.snapshot_bytes),
             log_bytes: gauge(&metrics.log_bytes),
         }))

@@ -146,7 +146,7 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Where the state lives. Default: on disk in `./session-data`.
     pub storage: Storage,
-    /// A snapshot is taken every this many log entries, and the log behind
+    /// A snapshot is taken every this many transactions, and the log behind
     /// it purged, so a restart replays at most about this many. Default
     /// 100,000.
     pub snapshot_every: u64,
@@ -320,7 +320,7 @@ pub struct Args {
     #[arg(long)]
     #[serde(default)]
     pub in_memory: bool,
-    /// Take a snapshot every this many log entries and purge the log behind
+    /// Take a snapshot every this many transactions and purge the log behind
     /// it [default: 100000].
     #[arg(long, value_name = "N")]
     pub snapshot_every: Option<u64>,

@@ -165,8 +165,9 @@ pub struct Metrics {
     pub bytes_out: Counter,
     /// The zxid of the last applied transaction.
     pub applied_zxid: Gauge,
-    /// The last log index the newest snapshot holds (0: none yet).
-    pub snapshot_index: Gauge,
+    /// The zxid of the last transaction the newest snapshot holds (0: none
+    /// yet).
+    pub snapshot_zxid: Gauge,
     /// The newest snapshot file's size in bytes.
     pub snapshot_bytes: Gauge,
     /// The Raft log's files, in bytes.
@@ -233,11 +234,11 @@ impl Metrics {
             "The zxid of the last applied transaction",
             applied_zxid.clone(),
         );
-        let snapshot_index = Gauge::default();
+        let snapshot_zxid = Gauge::default();
         registry.register(
-            "snapshot_index",
-            "The last log index the newest snapshot holds",
-            snapshot_index.clone(),
+            "snapshot_zxid",
+            "The zxid of the last transaction the newest snapshot holds",
+            snapshot_zxid.clone(),
         );
         let snapshot_bytes = Gauge::default();
         registry.register(
@@ -299,7 +300,7 @@ impl Metrics {
             bytes_in,
             bytes_out,
             applied_zxid,
-            snapshot_index,
+            snapshot_zxid,
             snapshot_bytes,
             log_bytes,
             log_flush,

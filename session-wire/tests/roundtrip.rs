@@ -335,10 +335,10 @@ mod admin {
             round_trip(&ListSessionsResponse { sessions })?;
             let (sessions, connections, sessions_expired, uptime_ms, server_id, zxid, nodes) = counters;
             let ops_by_kind: HashMap<String, u64> = ops;
-            let (durable, snapshot_index, snapshot_bytes, log_bytes) = storage;
+            let (durable, snapshot_zxid, snapshot_bytes, log_bytes) = storage;
             round_trip(&StatsResponse {
                 sessions, connections, sessions_expired, ops_by_kind, uptime_ms, server_id, zxid, nodes,
-                durable, snapshot_index, snapshot_bytes, log_bytes,
+                durable, snapshot_zxid, snapshot_bytes, log_bytes,
             })?;
             let buckets = buckets.into_iter().map(|(due_in_ms, session_ids)| ExpiryBucket { due_in_ms, session_ids }).collect();
             round_trip(&DumpExpiryResponse { tick_ms: 2000, buckets })?;

@@ -721,7 +721,7 @@ impl Results {
         restart("fill: sessions created/s", "fill_sessions_per_s");
         restart("fill: nodes created/s (pipelined)", "fill_nodes_per_s");
         restart("server RSS before the stop, MiB", "rss_before_mib");
-        restart("log entries behind the last snapshot", "replayed_entries");
+        restart("transactions behind the last snapshot", "replayed_entries");
         restart("data dir after SIGTERM, MiB", "term_data_dir_mib");
         restart("SIGTERM → exit, ms", "term_stop_ms");
         restart(

@@ -403,14 +403,14 @@ async fn run_admin(address: &str, command: AdminCommand, json: bool) -> Result<(
                 "zxid": stats.zxid,
                 "nodes": stats.nodes,
                 "durable": stats.durable,
-                "snapshot_index": stats.snapshot_index,
+                "snapshot_zxid": stats.snapshot_zxid,
                 "snapshot_bytes": stats.snapshot_bytes,
                 "log_bytes": stats.log_bytes,
                 "ops_by_kind": stats.ops_by_kind,
             });
             print(json, value, || {
                 let mut text = format!(
-                    "sessions          {}\nconnections       {}\nsessions_expired  {}\nuptime_ms         {}\nserver_id         {}\nzxid              {}\nnodes             {}\ndurable           {}\nsnapshot_index    {}\nsnapshot_bytes    {}\nlog_bytes         {}",
+                    "sessions          {}\nconnections       {}\nsessions_expired  {}\nuptime_ms         {}\nserver_id         {}\nzxid              {}\nnodes             {}\ndurable           {}\nsnapshot_zxid    {}\nsnapshot_bytes    {}\nlog_bytes         {}",
                     stats.sessions,
                     stats.connections,
                     stats.sessions_expired,
@@ -419,7 +419,7 @@ async fn run_admin(address: &str, command: AdminCommand, json: bool) -> Result<(
                     stats.zxid,
                     stats.nodes,
                     stats.durable,
-                    stats.snapshot_index,
+                    stats.snapshot_zxid,
                     stats.snapshot_bytes,
                     stats.log_bytes
                 );

@@ -102,7 +102,17 @@ fn approximate_size(txn: &Txn) -> usize {
 /// Proposes batches: the first proposal waiting, with every one that arrived
 /// meanwhile (up to the caps), as one log entry; while it is being written
 /// and fsynced, the next batch gathers. So concurrent writes share an fsync.
-async fn batcher(raft: Raft<TypeConfig>, mut proposals: mpsc::UnboundedReceiver<Proposed>) {
+///
+/// It also asks for a snapshot every `snapshot_every` transactions (a log
+/// entry may carry many, so openraft's own policy, which counts entries,
+/// would let the log a restart replays grow with the batch size).
+async fn batcher(
+    raft: Raft<TypeConfig>,
+    mut proposals: mpsc::UnboundedReceiver<Proposed>,
+    machine: Arc<StateMachine>,
+    snapshot_every: u64,
+) {
+    let mut snapshot_at = machine.zxid().saturating_add(snapshot_every);
     while let Some(first) = proposals.recv().await {
         let mut bytes = approximate_size(&first.txn);
         let mut batch = vec![first];
@@ -139,6 +149,11 @@ async fn batcher(raft: Raft<TypeConfig>, mut proposals: mpsc::UnboundedReceiver<
                     let _ = reply.send(Err(EngineError::Unavailable(detail.clone())));
                 }
             }
+        }
+        if machine.zxid() >= snapshot_at {
+            // Returns at once; the snapshot is built beside the writes.
+            let _ = raft.trigger().snapshot().await;
+            snapshot_at = machine.zxid().saturating_add(snapshot_every);
         }
     }
 }
@@ -222,7 +237,8 @@ impl RaftEngine {
         let state_machine = StateMachineStore::open(dir.join("snapshots"), Arc::clone(&machine))?;
         let config = openraft::Config {
             cluster_name: "session-service".to_owned(),
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
+            // Snapshots are asked for by the batcher, by transactions.
+            snapshot_policy: SnapshotPolicy::Never,
             // Keep no more log behind a snapshot than a restart must replay.
             max_in_snapshot_log_to_keep: 0,
             ..openraft::Config::default()
@@ -257,7 +273,13 @@ impl RaftEngine {
             .await
             .map_err(|err| StorageError::Raft(err.to_string()))?;
         let (proposals, waiting) = mpsc::unbounded_channel();
-        let batcher = tokio::spawn(batcher(raft.clone(), waiting)).abort_handle();
+        let batcher = tokio::spawn(batcher(
+            raft.clone(),
+            waiting,
+            Arc::clone(&machine),
+            snapshot_every,
+        ))
+        .abort_handle();
         let engine = RaftEngine {
             raft,
             proposals,

@@ -280,20 +280,20 @@ impl StateMachineStore {
             nodes = replica.tree().node_count(),
             "loaded snapshot"
         );
+        let zxid = replica.zxid();
         self.machine.restore(replica, Instant::now());
         self.applied = file.meta.last_log_id;
         self.membership = file.meta.last_membership.clone();
-        self.set_current(file.meta, Arc::new(bytes));
+        self.set_current(file.meta, zxid, Arc::new(bytes));
         Ok(())
     }
 
     /// Keeps the newest snapshot, and says so in the metrics.
-    fn set_current(&mut self, meta: SnapshotMeta<u64, BasicNode>, bytes: Arc<Vec<u8>>) {
+    fn set_current(&mut self, meta: SnapshotMeta<u64, BasicNode>, zxid: u64, bytes: Arc<Vec<u8>>) {
         let metrics = self.machine.metrics();
-        let index = meta.last_log_id.map_or(0, |id| id.index);
         metrics
-            .snapshot_index
-            .set(i64::try_from(index).unwrap_or(i64::MAX));
+            .snapshot_zxid
+            .set(i64::try_from(zxid).unwrap_or(i64::MAX));
         metrics
             .snapshot_bytes
             .set(i64::try_from(bytes.len()).unwrap_or(i64::MAX));
@@ -316,6 +316,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             replica: self.machine.export(),
         };
+        let zxid = file.replica.zxid;
         let snapshots = self.snapshots.clone();
         let bytes = tokio::task::spawn_blocking(move || snapshots.write(&file))
             .await
@@ -323,11 +324,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             .map_err(storage_error)?;
         info!(
             index = meta.last_log_id.map_or(0, |id| id.index),
+            zxid,
             bytes = bytes.len(),
             "snapshot written"
         );
         let bytes = Arc::new(bytes);
-        self.set_current(meta.clone(), Arc::clone(&bytes));
+        self.set_current(meta.clone(), zxid, Arc::clone(&bytes));
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes.as_ref().clone())),

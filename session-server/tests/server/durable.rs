@@ -1394,7 +1394,7 @@ async fn restart_after_snapshots_and_purge_keeps_everything_and_a_corrupt_snapsh
     let zxid = raw.zxid().await;
     let taken = stats(&node).await;
     assert!(
-        taken.snapshot_index > 0 && taken.snapshot_index + 20 >= zxid,
+        taken.snapshot_zxid > 0 && taken.snapshot_zxid + 20 >= zxid,
         "a snapshot at most 20 entries behind zxid {zxid}: {taken:?}"
     );
     let snapshots = snapshot_files(&scratch.data());
@@ -1447,7 +1447,7 @@ async fn restart_after_snapshots_and_purge_keeps_everything_and_a_corrupt_snapsh
         chunk_files(&scratch.data())
     );
     let before = stats(&node).await;
-    assert!(before.snapshot_index > taken.snapshot_index, "{before:?}");
+    assert!(before.snapshot_zxid > taken.snapshot_zxid, "{before:?}");
     let zxid = raw.zxid().await;
 
     // SIGKILL, restart: everything is there, from the snapshot and the log
@@ -1457,7 +1457,7 @@ async fn restart_after_snapshots_and_purge_keeps_everything_and_a_corrupt_snapsh
     let (mut raw, _) = open(node.addr, 2 * T).await;
     assert!(raw.zxid().await >= zxid);
     let after = stats(&node).await;
-    assert!(after.snapshot_index >= before.snapshot_index, "{after:?}");
+    assert!(after.snapshot_zxid >= before.snapshot_zxid, "{after:?}");
     let children: BTreeSet<String> = raw
         .children("/s", false)
         .await
@@ -1566,7 +1566,7 @@ async fn session_ids_minted_after_a_restart_are_above_every_earlier_one() {
     );
     // Ids run consecutively per server: no id is skipped either.
     assert_eq!(after[0], max_before + 1, "{before:x?} then {after:x?}");
-    assert!(stats(&node).await.snapshot_index > 0);
+    assert!(stats(&node).await.snapshot_zxid > 0);
     let max_after = *after.iter().max().expect("ids");
     assert!(node.terminate().await.success(), "{}", node.log_tail());
 
