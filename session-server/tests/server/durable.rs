@@ -66,7 +66,7 @@ use session_wire::v1::{
 };
 use tokio::time::{Instant, sleep, timeout};
 
-use crate::support::{PATIENCE, Raw, TICK, granted};
+use crate::support::{PATIENCE, Raw, TICK, free_port, granted, server_binary};
 
 /// The session timeout of every session here unless a test says otherwise.
 const T: Duration = Duration::from_millis(1000);
@@ -83,23 +83,6 @@ const MARGIN: Duration = Duration::from_millis(250);
 
 // ---------------------------------------------------------------------------
 // The binary and its directory.
-
-/// The server binary as CI ships it (`SESSION_SERVER_BIN`), else the one
-/// cargo built for these tests.
-fn server_binary() -> PathBuf {
-    std::env::var_os("SESSION_SERVER_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_session-server")),
-        PathBuf::from,
-    )
-}
-
-/// A port free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind a free port")
-        .port()
-}
 
 /// A directory of the test's own under the system temp dir, removed on
 /// drop: the data directory (`data`, not created: the server creates it)

@@ -48,7 +48,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::support::{self, BIG, PATIENCE, Raw, TICK};
+use crate::support::{self, BIG, PATIENCE, Raw, TICK, free_port, server_binary};
 
 /// The session timeout of the peer that never reads.
 const T: Duration = Duration::from_millis(1000);
@@ -445,24 +445,6 @@ async fn a_peer_that_never_reads_loses_its_slot_t_after_the_last_write_and_its_s
 
 /// The grace period passed to the binary.
 const GRACE: Duration = Duration::from_millis(1000);
-
-/// The server binary as CI ships it (`SESSION_SERVER_BIN`), else the one
-/// cargo built for these tests.
-fn server_binary() -> PathBuf {
-    std::env::var_os("SESSION_SERVER_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_session-server")),
-        PathBuf::from,
-    )
-}
-
-/// A port free a moment ago (the binary is told it; port 0 would leave the
-/// test without the address).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind a free port")
-        .port()
-}
 
 /// The server process, run in a directory of its own (whatever it writes
 /// there goes with it); killed if the test ends without it having exited.

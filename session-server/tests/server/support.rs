@@ -617,3 +617,21 @@ impl Raw {
         }
     }
 }
+
+/// The server binary as CI ships it (`SESSION_SERVER_BIN`, the release
+/// build), else the one cargo built for these tests.
+pub fn server_binary() -> std::path::PathBuf {
+    std::env::var_os("SESSION_SERVER_BIN").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_BIN_EXE_session-server")),
+        std::path::PathBuf::from,
+    )
+}
+
+/// A port free a moment ago (a binary is told it; port 0 would leave the
+/// test without the address).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind a free port")
+        .port()
+}
