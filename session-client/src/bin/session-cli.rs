@@ -410,7 +410,7 @@ async fn run_admin(address: &str, command: AdminCommand, json: bool) -> Result<(
             });
             print(json, value, || {
                 let mut text = format!(
-                    "sessions          {}\nconnections       {}\nsessions_expired  {}\nuptime_ms         {}\nserver_id         {}\nzxid              {}\nnodes             {}\ndurable           {}\nsnapshot_zxid    {}\nsnapshot_bytes    {}\nlog_bytes         {}",
+                    "sessions          {}\nconnections       {}\nsessions_expired  {}\nuptime_ms         {}\nserver_id         {}\nzxid              {}\nnodes             {}\ndurable           {}\nsnapshot_zxid     {}\nsnapshot_bytes    {}\nlog_bytes         {}",
                     stats.sessions,
                     stats.connections,
                     stats.sessions_expired,
