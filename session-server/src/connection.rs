@@ -40,6 +40,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
 
+use crate::engine::Proposal;
 use crate::frontend::{
     Code, Frontend, Granted, Handshake, Inbound, OpError, OpResult, Operation, Outbound, Refusal,
     Violation,
@@ -104,6 +105,7 @@ pub(crate) async fn run<F: Frontend>(
         unanswered: VecDeque::new(),
         written: 0,
         stall: None,
+        proposed: VecDeque::new(),
     };
     let reason = connection.serve(stop).await;
     // The session stays (the client may reattach elsewhere until it
@@ -474,6 +476,16 @@ struct Connection<'a, F> {
     /// Armed while output waits and the socket takes nothing: when it fires,
     /// the peer has read nothing for the session timeout.
     stall: Option<Pin<Box<Sleep>>>,
+    /// Writes handed to the engine and not yet answered, in request order.
+    proposed: VecDeque<Proposed>,
+}
+
+/// A write handed to the engine; its reply waits for it to be applied.
+struct Proposed {
+    xid: i32,
+    kind: OpKind,
+    started: Instant,
+    applied: Proposal,
 }
 
 /// Why the serve loop ends: `None` when the client left or asked, else the
@@ -596,6 +608,7 @@ impl<F: Frontend> Connection<'_, F> {
     async fn process(&mut self) -> Result<bool, End> {
         loop {
             if !self.can_take_requests() {
+                self.answer_proposed().await?;
                 return Ok(!self.io.input.is_empty());
             }
             let inbound = match self.io.frontend.decode(&mut self.io.input) {
@@ -612,12 +625,23 @@ impl<F: Frontend> Connection<'_, F> {
             };
             self.inbound(inbound).await?;
         }
+        self.answer_proposed().await?;
         self.io.shrink_input();
         Ok(false)
     }
 
     async fn inbound(&mut self, inbound: Inbound) -> Result<(), End> {
         let started = Instant::now();
+        let inbound = match inbound {
+            Inbound::Request { xid, op } => match self.write_op(op) {
+                Ok(write) => return self.propose(xid, write, started).await,
+                Err(op) => Inbound::Request { xid, op },
+            },
+            other => other,
+        };
+        // Anything but a write is answered after the writes before it: a
+        // read sees them, and replies leave in request order.
+        self.answer_proposed().await?;
         let (kind, reply) = match inbound {
             Inbound::Ping => (
                 OpKind::ping,
@@ -747,11 +771,16 @@ impl<F: Frontend> Connection<'_, F> {
         applied.zxid
     }
 
-    /// Carries out one operation: a read against the local replica, or a
-    /// write prepared here and applied through the engine.
+    /// A read (or set watches, or sync), against the local replica.
     async fn operation(&mut self, op: Operation) -> (u64, Result<OpResult, OpError>) {
         let shared = self.shared;
+        shared.machine.read(self.id, op, &shared.config.limits)
+    }
+
+    /// The write an operation asks for, or the operation back if it reads.
+    fn write_op(&self, op: Operation) -> Result<(OpKind, Op), Operation> {
         let session = self.id;
+        let kind = op.kind();
         let op = match op {
             Operation::Create { path, data, mode } => Op::Create {
                 session,
@@ -774,41 +803,92 @@ impl<F: Frontend> Connection<'_, F> {
                 data,
                 version,
             },
-            read => return shared.machine.read(session, read, &shared.config.limits),
+            read => return Err(read),
         };
-        let txn = match shared.machine.prepare(op, &shared.context()) {
+        Ok((kind, op))
+    }
+
+    /// Prepares a write and hands it to the engine without waiting for it,
+    /// so the writes of one connection can share a log entry (and an
+    /// fsync). Prepared against a state that may not hold this connection's
+    /// earlier writes yet: if that refuses it, the earlier writes are
+    /// answered first and the write is prepared again, so a refusal never
+    /// comes from a state older than the client's own writes. (Apply checks
+    /// everything again, so a write prepared early is never wrong either.)
+    async fn propose(
+        &mut self,
+        xid: i32,
+        (kind, op): (OpKind, Op),
+        started: Instant,
+    ) -> Result<(), End> {
+        let shared = self.shared;
+        let mut prepared = shared.machine.prepare(op.clone(), &shared.context());
+        if prepared.is_err() && !self.proposed.is_empty() {
+            self.answer_proposed().await?;
+            prepared = shared.machine.prepare(op, &shared.context());
+        }
+        let txn = match prepared {
             Ok(Some(txn)) => txn,
-            Ok(None) => {
-                return (
-                    shared.machine.zxid(),
-                    Err(OpError::new(
-                        Code::SystemError,
-                        "the write prepared no transaction",
-                    )),
-                );
+            refused => {
+                let error = match refused {
+                    Err(err) => txn_error(&err),
+                    _ => OpError::new(Code::SystemError, "the write prepared no transaction"),
+                };
+                self.answer_proposed().await?;
+                let zxid = shared.machine.zxid();
+                self.answer(Outbound::Reply {
+                    xid,
+                    zxid,
+                    result: Err(error),
+                })?;
+                shared.metrics.observe_op(kind, started.elapsed());
+                return Ok(());
             }
-            Err(err) => return (shared.machine.zxid(), Err(txn_error(&err))),
         };
-        let applied = match shared.engine.propose(txn).await {
-            Ok(applied) => applied,
-            Err(err) => {
-                return (
+        self.proposed.push_back(Proposed {
+            xid,
+            kind,
+            started,
+            applied: shared.engine.propose(txn),
+        });
+        Ok(())
+    }
+
+    /// Answers the proposed writes, in order, as they are applied.
+    async fn answer_proposed(&mut self) -> Result<(), End> {
+        while let Some(proposed) = self.proposed.pop_front() {
+            let shared = self.shared;
+            let (zxid, result) = match proposed.applied.await {
+                Ok(applied) => (
+                    applied.zxid,
+                    match applied.result {
+                        Ok(Outcome::NodeCreated { path, stat }) => {
+                            Ok(OpResult::Create { path, stat })
+                        }
+                        Ok(Outcome::NodeDeleted) => Ok(OpResult::Delete),
+                        Ok(Outcome::DataSet { stat }) => Ok(OpResult::SetData { stat }),
+                        Ok(other) => Err(OpError::new(
+                            Code::SystemError,
+                            format!("a node write produced {other:?}"),
+                        )),
+                        Err(err) => Err(txn_error(&err)),
+                    },
+                ),
+                Err(err) => (
                     shared.machine.zxid(),
                     Err(OpError::new(Code::Unavailable, err.to_string())),
-                );
-            }
-        };
-        let result = match applied.result {
-            Ok(Outcome::NodeCreated { path, stat }) => Ok(OpResult::Create { path, stat }),
-            Ok(Outcome::NodeDeleted) => Ok(OpResult::Delete),
-            Ok(Outcome::DataSet { stat }) => Ok(OpResult::SetData { stat }),
-            Ok(other) => Err(OpError::new(
-                Code::SystemError,
-                format!("a node write produced {other:?}"),
-            )),
-            Err(err) => Err(txn_error(&err)),
-        };
-        (applied.zxid, result)
+                ),
+            };
+            self.answer(Outbound::Reply {
+                xid: proposed.xid,
+                zxid,
+                result,
+            })?;
+            shared
+                .metrics
+                .observe_op(proposed.kind, proposed.started.elapsed());
+        }
+        Ok(())
     }
 }
 
