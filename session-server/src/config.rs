@@ -407,11 +407,6 @@ impl Args {
             )?,
         };
         let mut limits = defaults.limits;
-        let positive = |value: Option<usize>, default: usize, name: &'static str| match value {
-            Some(0) => Err(ConfigError::ZeroLimit { name }),
-            Some(value) => Ok(value),
-            None => Ok(default),
-        };
         limits.max_connections = positive(
             self.max_connections,
             limits.max_connections,
@@ -427,14 +422,11 @@ impl Args {
             limits.max_frame_bytes,
             "max-frame-bytes",
         )?;
-        if let Some(ms) = self.handshake_timeout_ms {
-            if ms == 0 {
-                return Err(ConfigError::ZeroLimit {
-                    name: "handshake-timeout-ms",
-                });
-            }
-            limits.handshake_timeout = Duration::from_millis(ms);
-        }
+        limits.handshake_timeout = positive_ms(
+            self.handshake_timeout_ms,
+            limits.handshake_timeout,
+            "handshake-timeout-ms",
+        )?;
         limits.tree.max_ephemerals_per_session = positive(
             self.max_ephemerals_per_session,
             limits.tree.max_ephemerals_per_session,
@@ -471,30 +463,22 @@ impl Args {
             limits.max_set_watches_paths,
             "max-set-watches-paths",
         )?;
-        let shutdown_grace = match self.shutdown_grace_ms {
-            Some(0) => {
-                return Err(ConfigError::ZeroLimit {
-                    name: "shutdown-grace-ms",
-                });
-            }
-            Some(ms) => Duration::from_millis(ms),
-            None => defaults.shutdown_grace,
-        };
+        let shutdown_grace = positive_ms(
+            self.shutdown_grace_ms,
+            defaults.shutdown_grace,
+            "shutdown-grace-ms",
+        )?;
         let storage = match (self.in_memory, self.data_dir) {
             (true, Some(_)) => return Err(ConfigError::InMemoryWithDataDir),
             (true, None) => Storage::InMemory,
             (false, Some(dir)) => Storage::Disk(dir),
             (false, None) => defaults.storage,
         };
-        let snapshot_every = match self.snapshot_every {
-            Some(0) => {
-                return Err(ConfigError::ZeroLimit {
-                    name: "snapshot-every",
-                });
-            }
-            Some(entries) => entries,
-            None => defaults.snapshot_every,
-        };
+        let snapshot_every = positive(
+            self.snapshot_every,
+            defaults.snapshot_every,
+            "snapshot-every",
+        )?;
         Ok(ServerConfig {
             listen: self.listen.unwrap_or(defaults.listen),
             admin_listen: self.admin_listen.or(defaults.admin_listen),
@@ -507,6 +491,31 @@ impl Args {
             storage,
             snapshot_every,
         })
+    }
+}
+
+/// A setting that must not be zero: the value given, or the default.
+fn positive<T: PartialEq + Default>(
+    value: Option<T>,
+    default: T,
+    name: &'static str,
+) -> Result<T, ConfigError> {
+    match value {
+        Some(value) if value == T::default() => Err(ConfigError::ZeroLimit { name }),
+        Some(value) => Ok(value),
+        None => Ok(default),
+    }
+}
+
+/// A duration given in milliseconds that must not be zero.
+fn positive_ms(
+    value: Option<u64>,
+    default: Duration,
+    name: &'static str,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        ms => positive(ms, 0, name).map(Duration::from_millis),
     }
 }
 

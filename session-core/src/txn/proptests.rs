@@ -346,6 +346,32 @@ impl Pair {
 
     /// A third replica replaying the whole log from an empty, uninitialized
     /// state agrees too, and so does one restored from the export.
+    /// Prepares each input against replica `a` (the clock moving by its
+    /// delta) and applies what prepares to both replicas.
+    fn build(
+        &mut self,
+        inputs: &[Input],
+        known: &mut Known,
+        policy: &TimeoutPolicy,
+        limits: &TreeLimits,
+        wall_ms: &mut i64,
+    ) -> Result<(), TestCaseError> {
+        for input in inputs {
+            *wall_ms += input.clock_delta;
+            let server = server_for(input, known, &self.a);
+            let ctx = Context {
+                server,
+                policy,
+                limits,
+                wall_ms: *wall_ms,
+            };
+            if let Ok(Some(txn)) = prepare(&self.a, op_for(&input.step, known, &self.a), &ctx) {
+                self.apply(txn, known)?;
+            }
+        }
+        Ok(())
+    }
+
     fn replay(&self) -> Result<(), TestCaseError> {
         let mut c = Replica::uninitialized();
         for (zxid, txn, applied) in &self.log {
@@ -434,24 +460,15 @@ proptest! {
         let mut pair = Pair::new()?;
         let mut known = Known::new(&secret());
         let mut wall_ms = START_MS;
-        let mut clock = |input: &Input| {
-            wall_ms += input.clock_delta;
-            wall_ms
-        };
         // Build some state, applying as we go.
-        for input in &setup {
-            let (server, now) = (server_for(input, &known, &pair.a), clock(input));
-            let ctx = Context { server, policy: &policy, limits: &limits, wall_ms: now };
-            if let Ok(Some(txn)) = prepare(&pair.a, op_for(&input.step, &known, &pair.a), &ctx) {
-                pair.apply(txn, &mut known)?;
-            }
-        }
+        pair.build(&setup, &mut known, &policy, &limits, &mut wall_ms)?;
         // Prepare a whole batch against that one state, as concurrent
         // requests on several servers would be...
         let mut batch_txns = Vec::new();
         for input in &batch {
-            let (server, now) = (server_for(input, &known, &pair.a), clock(input));
-            let ctx = Context { server, policy: &policy, limits: &limits, wall_ms: now };
+            wall_ms += input.clock_delta;
+            let server = server_for(input, &known, &pair.a);
+            let ctx = Context { server, policy: &policy, limits: &limits, wall_ms };
             if let Ok(Some(txn)) = prepare(&pair.a, op_for(&input.step, &known, &pair.a), &ctx) {
                 batch_txns.push(txn);
             }
@@ -480,14 +497,7 @@ proptest! {
         let mut pair = Pair::new()?;
         let mut known = Known::new(&secret());
         let mut wall_ms = START_MS;
-        for input in &setup {
-            wall_ms += input.clock_delta;
-            let server = server_for(input, &known, &pair.a);
-            let ctx = Context { server, policy: &policy, limits: &limits, wall_ms };
-            if let Ok(Some(txn)) = prepare(&pair.a, op_for(&input.step, &known, &pair.a), &ctx) {
-                pair.apply(txn, &mut known)?;
-            }
-        }
+        pair.build(&setup, &mut known, &policy, &limits, &mut wall_ms)?;
         let snapshot = pair.a.export();
         let mut restored = restore(snapshot.clone())?;
         prop_assert_eq!(restored.export(), snapshot);
@@ -524,14 +534,7 @@ proptest! {
         let mut pair = Pair::new()?;
         let mut known = Known::new(&secret());
         let mut wall_ms = START_MS;
-        for input in &setup {
-            wall_ms += input.clock_delta;
-            let server = server_for(input, &known, &pair.a);
-            let ctx = Context { server, policy: &policy, limits: &limits, wall_ms };
-            if let Ok(Some(txn)) = prepare(&pair.a, op_for(&input.step, &known, &pair.a), &ctx) {
-                pair.apply(txn, &mut known)?;
-            }
-        }
+        pair.build(&setup, &mut known, &policy, &limits, &mut wall_ms)?;
         let mut snapshot = pair.a.export();
         for corruption in &corruptions {
             corrupt(&mut snapshot, corruption);

@@ -89,6 +89,18 @@ fn create(session: SessionId, path: &str, mode: CreateMode) -> Op {
     }
 }
 
+/// Creates a node that must be created (test setup).
+fn must_create(
+    replica: &mut Replica,
+    id: SessionId,
+    path: &str,
+    mode: CreateMode,
+    ctx: &Context<'_>,
+) {
+    let applied = run(replica, create(id, path, mode), ctx);
+    assert!(applied.result.is_ok(), "create {path}: {applied:?}");
+}
+
 fn created_path(applied: &Applied) -> String {
     match &applied.result {
         Ok(Outcome::NodeCreated { path, .. }) => path.clone(),
@@ -537,11 +549,7 @@ fn close_deletes_the_ephemerals_under_one_zxid_and_later_creates_are_expired() {
     let ctx = env.ctx(1, WALL);
     let (id, _) = open(&mut r, &ctx);
     let (other, _) = open(&mut r, &ctx);
-    assert!(
-        run(&mut r, create(id, "/svc", CreateMode::Persistent), &ctx)
-            .result
-            .is_ok()
-    );
+    must_create(&mut r, id, "/svc", CreateMode::Persistent, &ctx);
     for path in ["/svc/b", "/svc/a"] {
         assert!(
             run(&mut r, create(id, path, CreateMode::Ephemeral), &ctx)
@@ -635,11 +643,7 @@ fn a_stale_zxid_changes_nothing_and_an_error_consumes_its_zxid() {
     let mut r = replica();
     let ctx = env.ctx(1, WALL);
     let (id, _) = open(&mut r, &ctx);
-    assert!(
-        run(&mut r, create(id, "/a", CreateMode::Persistent), &ctx)
-            .result
-            .is_ok()
-    );
+    must_create(&mut r, id, "/a", CreateMode::Persistent, &ctx);
     let before = r.export();
     let txn = Txn::CreateNode {
         session: id,
@@ -767,22 +771,14 @@ fn sequential_names_are_resolved_at_apply() {
     let mut r = replica();
     let ctx = env.ctx(1, WALL);
     let (id, _) = open(&mut r, &ctx);
-    assert!(
-        run(&mut r, create(id, "/q", CreateMode::Persistent), &ctx)
-            .result
-            .is_ok()
-    );
+    must_create(&mut r, id, "/q", CreateMode::Persistent, &ctx);
     let op = || create(id, "/q/n-", CreateMode::EphemeralSequential);
     let (Ok(Some(a)), Ok(Some(b))) = (prepare(&r, op(), &ctx), prepare(&r, op(), &ctx)) else {
         panic!("prepare");
     };
     assert_eq!(a, b, "the prefix is logged, not a name");
     // Something else moves the counter in between.
-    assert!(
-        run(&mut r, create(id, "/q/plain", CreateMode::Persistent), &ctx)
-            .result
-            .is_ok()
-    );
+    must_create(&mut r, id, "/q/plain", CreateMode::Persistent, &ctx);
     let zxid = r.zxid();
     let first = r.apply(zxid + 1, &a);
     let second = r.apply(zxid + 2, &b);
@@ -797,21 +793,9 @@ fn prepare_answers_the_trees_errors_without_proposing() {
     let mut r = replica();
     let ctx = env.ctx(1, WALL);
     let (id, _) = open(&mut r, &ctx);
-    assert!(
-        run(&mut r, create(id, "/a", CreateMode::Persistent), &ctx)
-            .result
-            .is_ok()
-    );
-    assert!(
-        run(&mut r, create(id, "/a/b", CreateMode::Persistent), &ctx)
-            .result
-            .is_ok()
-    );
-    assert!(
-        run(&mut r, create(id, "/e", CreateMode::Ephemeral), &ctx)
-            .result
-            .is_ok()
-    );
+    must_create(&mut r, id, "/a", CreateMode::Persistent, &ctx);
+    must_create(&mut r, id, "/a/b", CreateMode::Persistent, &ctx);
+    must_create(&mut r, id, "/e", CreateMode::Ephemeral, &ctx);
     let tree = |error: TreeError| TxnError::Tree(error);
     let cases: Vec<(Op, TxnError)> = vec![
         (
@@ -967,16 +951,8 @@ fn prepare_checks_every_limit_of_the_context() {
             max: 4
         })
     );
-    assert!(
-        run(&mut r, create(id, "/b", CreateMode::Persistent), &ctx)
-            .result
-            .is_ok()
-    );
-    assert!(
-        run(&mut r, create(id, "/c", CreateMode::Persistent), &ctx)
-            .result
-            .is_ok()
-    );
+    must_create(&mut r, id, "/b", CreateMode::Persistent, &ctx);
+    must_create(&mut r, id, "/c", CreateMode::Persistent, &ctx);
     assert_eq!(
         prepare_err(&r, create(id, "/d", CreateMode::Persistent), &ctx),
         tree(TreeError::TooManyNodes { max: 4 })

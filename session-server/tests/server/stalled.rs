@@ -227,13 +227,20 @@ async fn never_reading_peer(server: &Server) -> Observed {
                 }
             }
             if expired.is_none() && server.session_count() < sessions {
-                expired = Some((
-                    Instant::now(),
-                    metrics.sessions_expired.get() - sessions_expired_before,
-                ));
+                expired = Some(Instant::now());
             }
             if let (Some(freed), Some(expired)) = (freed, expired) {
-                return (freed, expired);
+                // The reaper counts an expiry once the engine has applied
+                // its close, a moment after the session leaves the table:
+                // read the counter once it has moved (or PATIENCE is up).
+                let counted = Instant::now();
+                while metrics.sessions_expired.get() == sessions_expired_before
+                    && counted.elapsed() < PATIENCE
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let count = metrics.sessions_expired.get() - sessions_expired_before;
+                return (freed, (expired, count));
             }
             assert!(
                 started.elapsed() < PATIENCE,
