@@ -8,10 +8,11 @@ use std::time::Instant as StdInstant;
 use futures_util::{Stream, StreamExt};
 use session_core::{Liveness, Replica, SessionEntry, SessionId};
 use session_wire::admin::v1::{
-    self as admin, DumpExpiryRequest, DumpExpiryResponse, ExpireSessionRequest,
-    ExpireSessionResponse, ExpiryBucket, GetSessionRequest, GetSessionResponse,
-    ListSessionsRequest, ListSessionsResponse, StatsRequest, StatsResponse,
-    WatchSessionEventsRequest,
+    self as admin, AddLearnerRequest, ClusterMember, ClusterStatusRequest, ClusterStatusResponse,
+    DumpExpiryRequest, DumpExpiryResponse, ExpireSessionRequest, ExpireSessionResponse,
+    ExpiryBucket, GetSessionRequest, GetSessionResponse, ListSessionsRequest,
+    ListSessionsResponse, MemberRole, MembershipResponse, PromoteLearnerRequest,
+    RemoveMemberRequest, StatsRequest, StatsResponse, WatchSessionEventsRequest,
     admin_server::{Admin, AdminServer},
 };
 use tokio::net::TcpListener;
@@ -21,6 +22,7 @@ use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use crate::metrics::OpKind;
+use crate::raft::{MembershipChange, MembershipRefusal};
 use crate::server::{SessionEvent, SessionEventKind, Shared, stopped};
 
 /// Serves the admin service on `listener` until `shutdown` resolves.
@@ -135,8 +137,94 @@ fn session_id(raw: u64) -> Result<SessionId, Status> {
     Ok(SessionId::from_u64(raw))
 }
 
+/// A server id from the admin, checked.
+fn node_id(raw: u32) -> Result<u64, Status> {
+    session_core::ServerId::new(u64::from(raw))
+        .map(|id| u64::from(id.get()))
+        .map_err(|err| Status::invalid_argument(err.to_string()))
+}
+
+impl AdminService {
+    /// Carries out a membership change, or says why it cannot be.
+    async fn change(&self, change: MembershipChange) -> Result<Response<MembershipResponse>, Status> {
+        let Some(cluster) = self.shared.engine.cluster() else {
+            return Err(Status::failed_precondition(
+                "this server keeps its state in memory only (--in-memory): it cannot form a cluster",
+            ));
+        };
+        info!(?change, "membership change asked by the admin");
+        match cluster.change(change).await {
+            Ok(view) => Ok(Response::new(MembershipResponse {
+                voters: view.voters.iter().map(|&id| id as u32).collect(),
+                learners: view.learners.iter().map(|&id| id as u32).collect(),
+            })),
+            Err(MembershipRefusal::Precondition(detail)) => {
+                Err(Status::failed_precondition(detail))
+            }
+            Err(MembershipRefusal::Unavailable(detail)) => Err(Status::unavailable(detail)),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Admin for AdminService {
+    async fn cluster_status(
+        &self,
+        _request: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        if let Some(cluster) = self.shared.engine.cluster() {
+            return Ok(Response::new(cluster.status().await));
+        }
+        let me = u32::from(self.shared.config.server_id.get());
+        Ok(Response::new(ClusterStatusResponse {
+            node_id: me,
+            leader_id: me,
+            term: 0,
+            members: vec![ClusterMember {
+                node_id: me,
+                peer_address: String::new(),
+                role: MemberRole::Leader as i32,
+                voter: true,
+                applied_zxid: self.shared.machine.zxid(),
+                lag_entries: Some(0),
+            }],
+        }))
+    }
+
+    async fn add_learner(
+        &self,
+        request: Request<AddLearnerRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let request = request.into_inner();
+        let node = node_id(request.node_id)?;
+        let address = request.peer_address.trim().to_owned();
+        if address.rsplit_once(':').is_none_or(|(host, port)| {
+            host.is_empty() || port.parse::<u16>().is_err()
+        }) {
+            return Err(Status::invalid_argument(format!(
+                "peer address {address:?} is not HOST:PORT"
+            )));
+        }
+        self.change(MembershipChange::AddLearner { node, address })
+            .await
+    }
+
+    async fn promote_learner(
+        &self,
+        request: Request<PromoteLearnerRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let node = node_id(request.into_inner().node_id)?;
+        self.change(MembershipChange::Promote { node }).await
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<RemoveMemberRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let node = node_id(request.into_inner().node_id)?;
+        self.change(MembershipChange::Remove { node }).await
+    }
+
     async fn list_sessions(
         &self,
         _request: Request<ListSessionsRequest>,

@@ -3,6 +3,7 @@
 //! Precedence is flag, then file, then default. [`ServerConfig::default`] is a
 //! working single node on 127.0.0.1; tests start from it and set port 0.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,35 @@ pub enum ConfigError {
     ZeroLimit {
         /// The flag name of the limit.
         name: &'static str,
+    },
+    /// `--peers` is not a list of `ID=HOST:PORT`.
+    #[error("invalid peers {given:?}: {detail} (expected ID=HOST:PORT,ID=HOST:PORT,...)")]
+    Peers {
+        /// The value given.
+        given: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// `--peers` does not name this server.
+    #[error("peers {given:?} do not include this server's id {id}")]
+    NotAPeer {
+        /// The value given.
+        given: String,
+        /// This server's id.
+        id: u8,
+    },
+    /// A cluster was asked for with the state in memory only.
+    #[error("a cluster (peers) needs its state on disk: give data-dir, not in-memory")]
+    ClusterInMemory,
+    /// The election timeout is too short for the heartbeat.
+    #[error(
+        "election-timeout-ms ({election_ms}) must be at least twice heartbeat-ms ({heartbeat_ms})"
+    )]
+    ElectionTimeout {
+        /// The heartbeat interval.
+        heartbeat_ms: u64,
+        /// The election timeout.
+        election_ms: u64,
     },
 }
 
@@ -144,6 +174,9 @@ pub struct ServerConfig {
     /// How long a shutdown waits for connections to say goodbye and close;
     /// past it, whatever is left is dropped. Default 5 s.
     pub shutdown_grace: Duration,
+    /// The cluster this server is a member of. Default: none, a server on
+    /// its own.
+    pub cluster: ClusterConfig,
     /// Where the state lives. Default: on disk in `./session-data`.
     pub storage: Storage,
     /// A snapshot is taken every this many transactions, and the log behind
@@ -164,10 +197,99 @@ impl Default for ServerConfig {
                 .expect("invariant: the default tick is a valid policy"),
             limits: Limits::default(),
             shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
+            cluster: ClusterConfig::default(),
             storage: Storage::Disk(PathBuf::from(DEFAULT_DATA_DIR)),
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
         }
     }
+}
+
+/// The servers of a cluster and how this one reaches them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Every voting member at the cluster's forming, and how this server
+    /// reaches each one's peer listener (its own entry: where its own peer
+    /// listener binds). Empty: a server on its own. Once the cluster is
+    /// formed its membership lives in the data directory; these addresses
+    /// still say how to reach each member.
+    pub peers: BTreeMap<ServerId, String>,
+    /// Where the peer listener binds, overriding this server's entry in
+    /// `peers`. Without peers and without this, there is no peer listener.
+    pub peer_listen: Option<SocketAddr>,
+    /// Raft's heartbeat interval. Default 100 ms.
+    pub heartbeat: Duration,
+    /// Raft's shortest election timeout; each election waits a random time
+    /// between it and twice it. Default 500 ms. Keep session timeouts well
+    /// above it.
+    pub election_timeout: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            peers: BTreeMap::new(),
+            peer_listen: None,
+            heartbeat: Duration::from_millis(DEFAULT_HEARTBEAT_MS),
+            election_timeout: Duration::from_millis(DEFAULT_ELECTION_TIMEOUT_MS),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether the server has peers (beyond itself).
+    pub fn is_cluster(&self) -> bool {
+        !self.peers.is_empty()
+    }
+
+    /// Where the peer listener binds, if there is one: `peer_listen`, else
+    /// this server's own entry in `peers` (which must then be an address).
+    pub fn peer_listen_addr(&self, me: ServerId) -> Result<Option<SocketAddr>, ConfigError> {
+        if let Some(addr) = self.peer_listen {
+            return Ok(Some(addr));
+        }
+        match self.peers.get(&me) {
+            None => Ok(None),
+            Some(own) => own.parse().map(Some).map_err(|_| ConfigError::Peers {
+                given: own.clone(),
+                detail: format!(
+                    "server {me}'s own entry must be an IP:PORT to listen on, or give peer-listen"
+                ),
+            }),
+        }
+    }
+}
+
+/// Parses `--peers`: `ID=HOST:PORT,ID=HOST:PORT,...`.
+pub fn parse_peers(given: &str) -> Result<BTreeMap<ServerId, String>, ConfigError> {
+    let invalid = |detail: String| ConfigError::Peers {
+        given: given.to_owned(),
+        detail,
+    };
+    let mut peers = BTreeMap::new();
+    for entry in given.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+        let (id, address) = entry
+            .split_once('=')
+            .ok_or_else(|| invalid(format!("{entry:?} has no '='")))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| invalid(format!("{:?} is not a server id", id.trim())))?;
+        let id = ServerId::new(id).map_err(|err| invalid(err.to_string()))?;
+        let address = address.trim();
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or_else(|| invalid(format!("{address:?} has no port")))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(invalid(format!("{address:?} is not HOST:PORT")));
+        }
+        if peers.insert(id, address.to_owned()).is_some() {
+            return Err(invalid(format!("server {id} is named twice")));
+        }
+    }
+    if peers.is_empty() {
+        return Err(invalid("no peer is named".to_owned()));
+    }
+    Ok(peers)
 }
 
 const DEFAULT_DATA_DIR: &str = "./session-data";
@@ -176,6 +298,9 @@ const DEFAULT_SNAPSHOT_EVERY: u64 = 100_000;
 const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5000;
 
 const DEFAULT_TICK_MS: u64 = 2000;
+
+const DEFAULT_HEARTBEAT_MS: u64 = 100;
+const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 500;
 
 const DEFAULT_ZK_PORT: u16 = 2181;
 
@@ -258,9 +383,29 @@ pub struct Args {
     /// `off` [default: 127.0.0.1:2181].
     #[arg(long, value_name = "ADDR|off")]
     pub zk_listen: Option<ListenAddr>,
-    /// Server id, 1..=255: the top byte of every session id [default: 1].
-    #[arg(long, value_name = "ID")]
+    /// Server id, 1..=255: the top byte of every session id, and this
+    /// server's node id in its cluster [default: 1].
+    #[arg(long, visible_alias = "node-id", value_name = "ID")]
+    #[serde(alias = "node-id")]
     pub server_id: Option<u32>,
+    /// The cluster's servers, ID=HOST:PORT of each one's peer listener,
+    /// this one included (e.g. 1=10.0.0.1:7184,2=10.0.0.2:7184,3=10.0.0.3:7184).
+    /// The lowest id forms the cluster on first start; the membership is
+    /// then kept in the data directory. Needs data-dir.
+    #[arg(long, value_name = "ID=HOST:PORT,...")]
+    pub peers: Option<String>,
+    /// Where the peer (Raft) listener binds [default: this server's entry
+    /// in peers, e.g. 127.0.0.1:7184; none without peers].
+    #[arg(long, value_name = "ADDR")]
+    pub peer_listen: Option<SocketAddr>,
+    /// Raft heartbeat interval in milliseconds [default: 100].
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Shortest Raft election timeout in milliseconds; an election waits a
+    /// random time up to twice it. Keep session timeouts well above it
+    /// [default: 500].
+    #[arg(long, value_name = "MS")]
+    pub election_timeout_ms: Option<u64>,
     /// Tick in milliseconds: expiry granularity [default: 2000].
     #[arg(long, value_name = "MS")]
     pub tick_ms: Option<u64>,
@@ -359,6 +504,10 @@ impl Args {
             metrics_listen: self.metrics_listen.or(base.metrics_listen),
             zk_listen: self.zk_listen.or(base.zk_listen),
             server_id: self.server_id.or(base.server_id),
+            peers: self.peers.or(base.peers),
+            peer_listen: self.peer_listen.or(base.peer_listen),
+            heartbeat_ms: self.heartbeat_ms.or(base.heartbeat_ms),
+            election_timeout_ms: self.election_timeout_ms.or(base.election_timeout_ms),
             tick_ms: self.tick_ms.or(base.tick_ms),
             min_session_timeout_ms: self.min_session_timeout_ms.or(base.min_session_timeout_ms),
             max_session_timeout_ms: self.max_session_timeout_ms.or(base.max_session_timeout_ms),
@@ -479,6 +628,33 @@ impl Args {
             defaults.snapshot_every,
             "snapshot-every",
         )?;
+        let mut cluster = defaults.cluster;
+        if let Some(given) = &self.peers {
+            cluster.peers = parse_peers(given)?;
+            if !cluster.peers.contains_key(&server_id) {
+                return Err(ConfigError::NotAPeer {
+                    given: given.clone(),
+                    id: server_id.get(),
+                });
+            }
+            if storage == Storage::InMemory {
+                return Err(ConfigError::ClusterInMemory);
+            }
+        }
+        cluster.peer_listen = self.peer_listen;
+        cluster.heartbeat = positive_ms(self.heartbeat_ms, cluster.heartbeat, "heartbeat-ms")?;
+        cluster.election_timeout = positive_ms(
+            self.election_timeout_ms,
+            cluster.election_timeout,
+            "election-timeout-ms",
+        )?;
+        if cluster.election_timeout < cluster.heartbeat * 2 {
+            return Err(ConfigError::ElectionTimeout {
+                heartbeat_ms: cluster.heartbeat.as_millis() as u64,
+                election_ms: cluster.election_timeout.as_millis() as u64,
+            });
+        }
+        cluster.peer_listen_addr(server_id)?;
         Ok(ServerConfig {
             listen: self.listen.unwrap_or(defaults.listen),
             admin_listen: self.admin_listen.or(defaults.admin_listen),
@@ -488,6 +664,7 @@ impl Args {
             timeouts,
             limits,
             shutdown_grace,
+            cluster,
             storage,
             snapshot_every,
         })

@@ -47,13 +47,19 @@ use crate::frontend::{
 };
 use crate::metrics::{CloseReason, OpKind};
 use crate::server::{ConnectionHandle, Notice, SessionEvent, SessionEventKind, Shared};
-use crate::state::txn_error;
+use crate::state::{Role, txn_error};
 
 /// Read buffers start this small and grow only for large frames, so an idle
 /// connection costs little; after a large frame they shrink back.
 const INITIAL_BUFFER: usize = 256;
 /// A buffer larger than this is dropped once empty rather than kept.
 const KEEP_BUFFER: usize = 64 * 1024;
+/// How long a server behind a reattaching client's last zxid waits to
+/// catch up before it refuses the client (who then tries another server).
+const CATCH_UP_WAIT: Duration = Duration::from_millis(500);
+/// How long a `sync` waits for this server's replica to reach the zxid the
+/// leader gave.
+const SYNC_WAIT: Duration = Duration::from_secs(5);
 
 /// Serves one accepted connection to its end.
 pub(crate) async fn run<F: Frontend>(
@@ -339,6 +345,16 @@ async fn establish(
     mailbox: mpsc::UnboundedSender<Notice>,
 ) -> Result<(Granted, SessionEventKind), Refused> {
     let machine = &shared.machine;
+    if machine.role() == Role::Unavailable {
+        return Err((
+            Refusal::Unavailable,
+            CloseReason::unavailable,
+            format!(
+                "server {} has no leader now (an election, or cut off from the majority): try another server",
+                shared.config.server_id
+            ),
+        ));
+    }
     let ctx = shared.context();
     let op = match handshake.reattach {
         Some((id, password)) => Op::Reattach {
@@ -360,10 +376,21 @@ async fn establish(
             session_core::TxnError::Reattach(_) | session_core::TxnError::SessionExpired { .. } => {
                 (Refusal::Expired, CloseReason::expired)
             }
+            // A cluster's first leader has not written the genesis yet.
+            session_core::TxnError::NotInitialized => {
+                (Refusal::Unavailable, CloseReason::unavailable)
+            }
             _ => (Refusal::BadHandshake, CloseReason::protocol_violation),
         };
         (reason.0, reason.1, err.to_string())
     })?;
+    // A server behind the client (it saw a newer state through another
+    // server) catches up first, for a moment, before it gives up on it.
+    if handshake.last_zxid_seen > machine.zxid() {
+        machine
+            .wait_for_zxid(handshake.last_zxid_seen, CATCH_UP_WAIT)
+            .await;
+    }
     let zxid = machine.zxid();
     if handshake.last_zxid_seen > zxid {
         return Err((
@@ -578,7 +605,10 @@ impl<F: Frontend> Connection<'_, F> {
                     .liveness()
                     .touch(self.id, self.owner, now);
                 match touched {
-                    Ok(()) => Ok(()),
+                    Ok(()) => {
+                        self.shared.machine.heard_from(self.id);
+                        Ok(())
+                    }
                     Err(err) => {
                         let (code, reason) = match err {
                             TouchError::Moved { .. } => (Code::SessionMoved, CloseReason::moved),
@@ -771,9 +801,26 @@ impl<F: Frontend> Connection<'_, F> {
         applied.zxid
     }
 
-    /// A read (or set watches, or sync), against the local replica.
+    /// A read (or set watches, or sync), against the local replica. A sync
+    /// first waits until the replica holds every write the leader had
+    /// committed when it was asked.
     async fn operation(&mut self, op: Operation) -> (u64, Result<OpResult, OpError>) {
         let shared = self.shared;
+        if matches!(op, Operation::Sync { .. }) {
+            let caught_up = match shared.engine.sync().await {
+                Ok(zxid) if shared.machine.wait_for_zxid(zxid, SYNC_WAIT).await => Ok(()),
+                Ok(zxid) => Err(OpError::new(
+                    Code::Unavailable,
+                    format!(
+                        "this server did not reach the leader's zxid {zxid:#x} within {SYNC_WAIT:?}"
+                    ),
+                )),
+                Err(err) => Err(OpError::new(Code::Unavailable, err.to_string())),
+            };
+            if let Err(error) = caught_up {
+                return (shared.machine.zxid(), Err(error));
+            }
+        }
         shared.machine.read(self.id, op, &shared.config.limits)
     }
 

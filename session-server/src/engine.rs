@@ -4,8 +4,8 @@
 //!
 //! [`LocalEngine`] is a single node with its state in memory: it applies each
 //! transaction at once, as the next zxid. [`RaftEngine`](crate::raft::RaftEngine)
-//! is openraft with its log on disk (one member today); nothing above this
-//! trait knows which one runs.
+//! is openraft with its log on disk (one member, or a cluster); nothing above
+//! this trait knows which one runs.
 
 use std::fmt;
 use std::future::{Future, ready};
@@ -34,6 +34,10 @@ pub(crate) enum EngineError {
 /// An engine stopping.
 pub(crate) type Stopping = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// A `sync`: resolves with a zxid at least as new as every write the
+/// leader had committed when it was asked.
+pub(crate) type Synced = Pin<Box<dyn Future<Output = Result<u64, EngineError>> + Send>>;
+
 /// Orders and applies prepared transactions.
 pub(crate) trait Engine: Send + Sync + fmt::Debug {
     /// Stops ordering; for an engine with storage, its files are left
@@ -45,6 +49,19 @@ pub(crate) trait Engine: Send + Sync + fmt::Debug {
     /// Proposes `txn`; the returned future resolves with it applied (its
     /// zxid, its result, and its watches already fired).
     fn propose(&self, txn: Txn) -> Proposal;
+
+    /// A zxid this server's replica must reach before a `sync` is answered.
+    /// An engine that applies every write here before acknowledging it has
+    /// nothing to wait for.
+    fn sync(&self) -> Synced {
+        Box::pin(ready(Ok(0)))
+    }
+
+    /// The cluster this engine is part of, for the admin; `None` for a
+    /// server whose state is in memory only.
+    fn cluster(&self) -> Option<crate::raft::ClusterHandle> {
+        None
+    }
 }
 
 /// A single node with its state in memory: a transaction is applied as soon

@@ -13,6 +13,12 @@
 //! node), or, with [`Storage::InMemory`], a single node in memory; the
 //! watches they fire and the liveness of sessions are kept per server.
 //!
+//! Servers given [`ClusterConfig::peers`] form a replicated cluster (three or
+//! five): every server accepts clients and answers reads from its own
+//! replica, writes are forwarded to the leader, the leader alone expires
+//! sessions, and a client whose server dies reattaches to another with the
+//! same session.
+//!
 //! ```no_run
 //! use session_server::{Server, ServerConfig};
 //!
@@ -36,7 +42,10 @@ mod raft;
 mod server;
 mod state;
 
-pub use config::{Args, ConfigError, Limits, ListenAddr, LogFormat, ServerConfig, Storage};
+pub use config::{
+    Args, ClusterConfig, ConfigError, Limits, ListenAddr, LogFormat, ServerConfig, Storage,
+    parse_peers,
+};
 pub use metrics::{CloseReason, Metrics, OpKind};
 pub use raft::{SnapshotError, StorageError};
 pub use server::Server;

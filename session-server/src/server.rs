@@ -37,7 +37,7 @@ use crate::frontend::v1::V1;
 use crate::frontend::zookeeper::ZooKeeper;
 use crate::frontend::{Code, Frontend};
 use crate::metrics::{CloseReason, Metrics};
-use crate::raft::RaftEngine;
+use crate::raft::{ClusterSettings, RaftEngine, Timing};
 use crate::state::StateMachine;
 
 /// A running server. Dropping it without [`Server::shutdown`] aborts its tasks.
@@ -48,6 +48,7 @@ pub struct Server {
     zookeeper_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
+    peer_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     reaper: Option<JoinHandle<()>>,
@@ -250,31 +251,55 @@ impl Server {
         let liveness = Liveness::new(config.timeouts.tick(), started.into_std())
             .map_err(std::io::Error::other)?;
         let metrics = Arc::new(Metrics::new());
+        let mut peer_addr = None;
         let (machine, engine): (Arc<StateMachine>, Box<dyn Engine>) = match &config.storage {
             Storage::InMemory => {
                 info!(
                     "state in memory only (--in-memory): a restart forgets every session and node"
                 );
                 let replica = Replica::new(random_secret()?, first_session_id(config.server_id)?);
-                let machine = Arc::new(StateMachine::new(replica, liveness, Arc::clone(&metrics)));
+                let machine = Arc::new(StateMachine::new(
+                    config.server_id,
+                    replica,
+                    liveness,
+                    Arc::clone(&metrics),
+                ));
                 let engine = Box::new(LocalEngine::new(Arc::clone(&machine)));
                 (machine, engine)
             }
             Storage::Disk(dir) => {
                 let machine = Arc::new(StateMachine::new(
+                    config.server_id,
                     Replica::uninitialized(),
                     liveness,
                     Arc::clone(&metrics),
                 ));
+                let cluster = &config.cluster;
+                let settings = ClusterSettings {
+                    routes: cluster
+                        .peers
+                        .iter()
+                        .map(|(id, address)| (u64::from(id.get()), address.clone()))
+                        .collect(),
+                    peer_listen: cluster
+                        .peer_listen_addr(config.server_id)
+                        .map_err(std::io::Error::other)?,
+                    timing: Timing {
+                        heartbeat: cluster.heartbeat,
+                        election_timeout: cluster.election_timeout,
+                        report_every: config.timeouts.tick(),
+                    },
+                };
                 let engine = RaftEngine::start(
                     dir,
                     config.server_id,
-                    local_addr,
                     config.snapshot_every,
                     Arc::clone(&machine),
+                    settings,
                 )
                 .await
                 .map_err(std::io::Error::other)?;
+                peer_addr = engine.peer_addr();
                 info!(
                     data_dir = %dir.display(),
                     zxid = machine.zxid(),
@@ -348,6 +373,7 @@ impl Server {
             zookeeper = ?zookeeper_addr,
             admin = ?admin_addr,
             metrics = ?metrics_addr.map(|addr| format!("http://{addr}/metrics")),
+            peer = ?peer_addr,
             server_id = config.server_id.get(),
             tick_ms = config.timeouts.tick().as_millis() as u64,
             min_timeout_ms = config.timeouts.min().as_millis() as u64,
@@ -360,6 +386,7 @@ impl Server {
             zookeeper_addr,
             admin_addr,
             metrics_addr,
+            peer_addr,
             shutdown,
             tasks,
             reaper: Some(reaper),
@@ -385,6 +412,11 @@ impl Server {
     /// The metrics address, if enabled.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// The peer (Raft) listener's address, if the server has one.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
     }
 
     /// Sessions held right now.
@@ -512,6 +544,10 @@ async fn expirer(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             () = stopped(&mut shutdown) => return,
             _ = ticks.tick() => {}
+        }
+        // Only the leader expires sessions (a single server always leads).
+        if shared.machine.role() != crate::state::Role::Leading {
+            continue;
         }
         let now = Instant::now().into_std();
         let due = shared.machine.liveness().poll_expired(now);

@@ -8,15 +8,17 @@
 //! that ordered them). Reads go straight to the replica, under the same lock
 //! as applies, so a read that leaves a watch can never miss a change.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use session_core::{
-    Applied, Context, Liveness, Op, Outcome, Replica, ReplicaSnapshot, SessionId, Txn, TxnError,
-    WatchEvent, WatchKind, WatchTable, watch_kind_for_exists,
+    Applied, Context, Liveness, Op, Outcome, Replica, ReplicaSnapshot, ServerId, SessionId, Txn,
+    TxnError, WatchEvent, WatchKind, WatchTable, watch_kind_for_exists,
 };
+use tokio::sync::{Notify, oneshot};
 
 use crate::config::Limits;
 use crate::frontend::{Code, OpError, OpResult, Operation};
@@ -44,6 +46,31 @@ pub(crate) struct StateMachine {
     /// session's connection here without scanning (ZOOKEEPER-1669).
     pub(crate) connections: DashMap<SessionId, ConnectionHandle>,
     metrics: Arc<Metrics>,
+    /// This server: a session owned by another is not served here.
+    server: ServerId,
+    /// What this server does in its cluster now ([`Role`]).
+    role: AtomicU8,
+    /// Sessions heard from since the leader was last told (kept only while
+    /// this server follows).
+    heard: Mutex<HashSet<SessionId>>,
+    /// Requests waiting for a transaction this server proposed, by its
+    /// number (see [`crate::raft::Tagged`]).
+    waiters: Mutex<HashMap<u64, oneshot::Sender<Applied>>>,
+    /// Woken whenever the zxid moves.
+    advanced: Notify,
+}
+
+/// What a server does in its cluster now. A single server always leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// It knows no leader (an election, a partition from the majority, a
+    /// state not yet initialized): it serves no client.
+    Unavailable = 0,
+    /// Another server leads: writes go there, and so do the sessions this
+    /// server heard from.
+    Following = 1,
+    /// This server leads, with a quorum behind it: it runs expiry.
+    Leading = 2,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -55,7 +82,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl StateMachine {
-    pub(crate) fn new(replica: Replica, liveness: Liveness, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        server: ServerId,
+        replica: Replica,
+        liveness: Liveness,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         StateMachine {
             zxid: AtomicU64::new(replica.zxid()),
             state: Mutex::new(Replicated {
@@ -65,6 +97,107 @@ impl StateMachine {
             liveness: Mutex::new(liveness),
             connections: DashMap::new(),
             metrics,
+            server,
+            role: AtomicU8::new(Role::Leading as u8),
+            heard: Mutex::new(HashSet::new()),
+            waiters: Mutex::new(HashMap::new()),
+            advanced: Notify::new(),
+        }
+    }
+
+    /// This server's id.
+    pub(crate) fn server(&self) -> ServerId {
+        self.server
+    }
+
+    /// What this server does in its cluster now.
+    pub(crate) fn role(&self) -> Role {
+        match self.role.load(Ordering::Acquire) {
+            0 => Role::Unavailable,
+            1 => Role::Following,
+            _ => Role::Leading,
+        }
+    }
+
+    /// Sets the role; returns the previous one.
+    pub(crate) fn set_role(&self, role: Role) -> Role {
+        match self.role.swap(role as u8, Ordering::AcqRel) {
+            0 => Role::Unavailable,
+            1 => Role::Following,
+            _ => Role::Leading,
+        }
+    }
+
+    /// Notes that `id`'s client was heard from, for the next report to the
+    /// leader; a no-op while this server leads.
+    pub(crate) fn heard_from(&self, id: SessionId) {
+        if self.role() != Role::Leading {
+            lock(&self.heard).insert(id);
+        }
+    }
+
+    /// The sessions heard from since the last call.
+    pub(crate) fn take_heard(&self) -> Vec<SessionId> {
+        lock(&self.heard).drain().collect()
+    }
+
+    /// Puts back sessions whose report did not reach the leader.
+    pub(crate) fn heard_again(&self, ids: Vec<SessionId>) {
+        lock(&self.heard).extend(ids);
+    }
+
+    /// Registers a request waiting for the transaction this server proposes
+    /// as number `seq`: the receiver gets it applied.
+    pub(crate) fn await_applied(&self, seq: u64) -> oneshot::Receiver<Applied> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.waiters).insert(seq, tx);
+        rx
+    }
+
+    /// Drops the request waiting for `seq` (its proposal failed).
+    pub(crate) fn forget_waiter(&self, seq: u64) {
+        lock(&self.waiters).remove(&seq);
+    }
+
+    /// Applies `txn`, proposed by server `origin` as its number `seq`, as
+    /// the next transaction; hands the result to the waiting request if
+    /// this server proposed it.
+    pub(crate) fn apply_proposed(&self, origin: u8, seq: u64, txn: &Txn, now: Instant) {
+        let applied = self.apply_next(txn, now);
+        if origin == self.server.get() {
+            if let Some(waiter) = lock(&self.waiters).remove(&seq) {
+                let _ = waiter.send(applied);
+            }
+        }
+    }
+
+    /// Waits until the replica's zxid is at least `zxid`, for at most
+    /// `bound`; returns whether it got there.
+    pub(crate) async fn wait_for_zxid(&self, zxid: u64, bound: Duration) -> bool {
+        let wait = async {
+            loop {
+                let advanced = self.advanced.notified();
+                tokio::pin!(advanced);
+                advanced.as_mut().enable();
+                if self.zxid() >= zxid {
+                    return;
+                }
+                advanced.await;
+            }
+        };
+        tokio::time::timeout(bound, wait).await.is_ok()
+    }
+
+    /// Closes every local connection with `code`: their clients reconnect
+    /// (here or elsewhere) and set their watches again.
+    pub(crate) fn disconnect_all(&self, code: Code, detail: &str) {
+        let ids: Vec<SessionId> = self.connections.iter().map(|entry| *entry.key()).collect();
+        for id in ids {
+            if let Some((_, connection)) = self.connections.remove(&id) {
+                let _ = connection
+                    .mailbox
+                    .send(Notice::Disconnect(Box::new((code, detail.to_owned()))));
+            }
         }
     }
 
@@ -116,6 +249,7 @@ impl StateMachine {
         state.replica = replica;
         state.watches = WatchTable::new();
         self.zxid.store(state.replica.zxid(), Ordering::Release);
+        self.advanced.notify_waiters();
         self.metrics
             .applied_zxid
             .set(i64::try_from(state.replica.zxid()).unwrap_or(i64::MAX));
@@ -123,6 +257,12 @@ impl StateMachine {
             .sessions
             .set(i64::try_from(state.replica.session_count()).unwrap_or(i64::MAX));
         drop(state);
+        // Their watches were on the old state: their clients set them again
+        // against this one when they reconnect.
+        self.disconnect_all(
+            Code::Unavailable,
+            "this server's state was replaced by a snapshot from the leader: reconnect",
+        );
         self.refresh_liveness(now);
     }
 
@@ -144,7 +284,12 @@ impl StateMachine {
         }
         for entry in state.replica.sessions() {
             let owner = liveness.owner(entry.id);
-            let _ = liveness.track(entry.id, entry.timeout, owner, now);
+            // A session marked closing whose close was never applied (the
+            // leader that proposed it lost its leadership) is open again.
+            if liveness.track(entry.id, entry.timeout, owner, now).is_err() {
+                liveness.forget(entry.id);
+                let _ = liveness.track(entry.id, entry.timeout, owner, now);
+            }
         }
     }
 
@@ -156,6 +301,7 @@ impl StateMachine {
     fn apply_locked(&self, state: &mut Replicated, zxid: u64, txn: &Txn, now: Instant) -> Applied {
         let applied = state.replica.apply(zxid, txn);
         self.zxid.store(state.replica.zxid(), Ordering::Release);
+        self.advanced.notify_waiters();
         self.metrics
             .applied_zxid
             .set(i64::try_from(state.replica.zxid()).unwrap_or(i64::MAX));
@@ -166,9 +312,26 @@ impl StateMachine {
                 let _ = self.liveness().track(*id, *timeout, None, now);
             }
             Ok(Outcome::SessionUpdated { id, timeout, .. }) => {
+                let moved_away = state
+                    .replica
+                    .session(*id)
+                    .is_some_and(|entry| entry.owner != self.server);
                 let mut liveness = self.liveness();
-                let owner = liveness.owner(*id);
-                let _ = liveness.track(*id, *timeout, owner, now);
+                if moved_away {
+                    // Its client reattached on another server: a connection
+                    // here is stale.
+                    let _ = liveness.track(*id, *timeout, None, now);
+                    drop(liveness);
+                    if let Some((_, connection)) = self.connections.remove(id) {
+                        let _ = connection.mailbox.send(Notice::Disconnect(Box::new((
+                            Code::SessionMoved,
+                            format!("session {id} moved to another server"),
+                        ))));
+                    }
+                } else {
+                    let owner = liveness.owner(*id);
+                    let _ = liveness.track(*id, *timeout, owner, now);
+                }
             }
             Ok(Outcome::SessionClosed { id, .. }) => {
                 state.watches.remove_watcher(*id);

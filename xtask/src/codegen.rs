@@ -21,7 +21,11 @@ use sha2::{Digest, Sha256};
 use crate::cmd::{Error, workspace_root};
 
 /// The `.proto` files compiled, relative to `session-wire/proto/`.
-const PROTOS: &[&str] = &["session/admin/v1/admin.proto", "session/v1/session.proto"];
+const PROTOS: &[&str] = &[
+    "session/admin/v1/admin.proto",
+    "session/peer/v1/peer.proto",
+    "session/v1/session.proto",
+];
 
 /// Where the `.proto` files live, relative to the workspace root.
 const PROTO_DIR: &str = "session-wire/proto";

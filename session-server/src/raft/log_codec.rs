@@ -20,7 +20,7 @@
 //! | format marker | version, `b"SSRL"` |
 //! | payload | version, body length u32, CRC32 of the previous 5 bytes u32, body |
 //! | body: blank | 0 |
-//! | body: normal | 1, the transaction in `postcard` |
+//! | body: normal | 1, the batch of tagged transactions in `postcard` |
 //! | body: membership | 2, configs u32, per config (voters u32, ids u64…), nodes u32, per node (id u64, address length u32, address) |
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,7 +40,10 @@ use super::TypeConfig;
 /// The version of every value this module writes. Bump it (and keep a
 /// decoder for the old one, or refuse old directories) whenever a layout
 /// changes, including the serde layout of [`Txn`].
-pub(crate) const FORMAT_VERSION: u8 = 1;
+///
+/// Version 2: a normal entry's transactions carry who proposed them
+/// ([`Tagged`](super::Tagged)).
+pub(crate) const FORMAT_VERSION: u8 = 2;
 
 /// The bytes after the version in the format marker.
 const MAGIC: [u8; 4] = *b"SSRL";
@@ -547,11 +550,19 @@ mod tests {
             (),
         )));
         payload_roundtrip(EntryPayload::Normal(Batch(vec![
-            session_core::Txn::CloseSession {
-                id: session_core::SessionId::from_u64(0x0100_0000_0000_0042),
+            super::super::Tagged {
+                origin: 1,
+                seq: u64::MAX,
+                txn: session_core::Txn::CloseSession {
+                    id: session_core::SessionId::from_u64(0x0100_0000_0000_0042),
+                },
             },
-            session_core::Txn::CloseSession {
-                id: session_core::SessionId::from_u64(0x0100_0000_0000_0043),
+            super::super::Tagged {
+                origin: 3,
+                seq: 7,
+                txn: session_core::Txn::CloseSession {
+                    id: session_core::SessionId::from_u64(0x0100_0000_0000_0043),
+                },
             },
         ])));
         payload_roundtrip(EntryPayload::Normal(Batch(Vec::new())));

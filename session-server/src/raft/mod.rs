@@ -13,16 +13,20 @@
 mod engine;
 pub(crate) mod log_codec;
 pub(crate) mod log_store;
+mod network;
+mod peer;
 mod state_machine;
 
-pub(crate) use engine::RaftEngine;
+pub(crate) use engine::{
+    ClusterHandle, ClusterSettings, MembershipChange, MembershipRefusal, RaftEngine, Timing,
+};
 pub use engine::StorageError;
 pub use state_machine::SnapshotError;
 
 use std::io::Cursor;
 
 use openraft::BasicNode;
-use session_core::{Applied, Txn};
+use session_core::Txn;
 
 openraft::declare_raft_types!(
     /// The Raft types of the session service: transactions in, applied
@@ -40,16 +44,33 @@ openraft::declare_raft_types!(
 
 /// The transactions of one log entry, applied in order.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Batch(pub(crate) Vec<Txn>);
+pub(crate) struct Batch(pub(crate) Vec<Tagged>);
 
-/// What applying one log entry gave: each transaction of its batch applied,
-/// in order; empty for Raft's own entries (blank, membership).
+/// A transaction with who waits for it: the server that proposed it (the
+/// leader itself, or a follower that forwarded it) and that server's number
+/// for the proposal. When a server applies a transaction it proposed, it
+/// hands the result to the waiting request (so a follower answers a write
+/// once its own replica holds it: its client then reads its own write).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Tagged {
+    /// The proposing server's id.
+    pub(crate) origin: u8,
+    /// The proposing server's number for it; numbers start at a random
+    /// value at every start, so a restarted server never takes an old
+    /// transaction's result for a new request's.
+    pub(crate) seq: u64,
+    /// The transaction.
+    pub(crate) txn: Txn,
+}
+
+/// What applying one log entry gave: the zxid of its last transaction (the
+/// replica's zxid after it). Each transaction's own result goes to the
+/// request waiting for it (see [`Tagged`]).
 ///
-/// It goes back to the proposer in this process only. openraft asks that a
-/// response be serializable; serialized, it carries nothing, and deserializes
-/// as an empty `Response`.
+/// openraft asks that a response be serializable; it never leaves the
+/// process, and serialized it carries nothing.
 #[derive(Debug, Default)]
-pub(crate) struct Response(pub(crate) Vec<Applied>);
+pub(crate) struct Response(pub(crate) u64);
 
 impl serde::Serialize for Response {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -60,6 +81,6 @@ impl serde::Serialize for Response {
 impl<'de> serde::Deserialize<'de> for Response {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         <() as serde::Deserialize>::deserialize(deserializer)?;
-        Ok(Response(Vec::new()))
+        Ok(Response(0))
     }
 }

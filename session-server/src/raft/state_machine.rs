@@ -355,22 +355,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut responses = Vec::new();
         for entry in entries {
             self.applied = Some(entry.log_id);
-            let response = match entry.payload {
-                EntryPayload::Blank => Response::default(),
+            match entry.payload {
+                EntryPayload::Blank => {}
                 // Each transaction with the next zxid, as every replica does.
-                EntryPayload::Normal(batch) => Response(
-                    batch
-                        .0
-                        .iter()
-                        .map(|txn| self.machine.apply_next(txn, now))
-                        .collect(),
-                ),
+                EntryPayload::Normal(batch) => {
+                    for tagged in &batch.0 {
+                        self.machine
+                            .apply_proposed(tagged.origin, tagged.seq, &tagged.txn, now);
+                    }
+                }
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    Response::default()
                 }
-            };
-            responses.push(response);
+            }
+            responses.push(Response(self.machine.zxid()));
         }
         Ok(responses)
     }
