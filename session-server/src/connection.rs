@@ -349,10 +349,7 @@ async fn establish(
         return Err((
             Refusal::Unavailable,
             CloseReason::unavailable,
-            format!(
-                "server {} has no leader now (an election, or cut off from the majority): try another server",
-                shared.config.server_id
-            ),
+            format!("{}: try another server", machine.unavailable_reason()),
         ));
     }
     let ctx = shared.context();

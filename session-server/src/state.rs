@@ -58,6 +58,8 @@ pub(crate) struct StateMachine {
     waiters: Mutex<HashMap<u64, oneshot::Sender<Applied>>>,
     /// Woken whenever the zxid moves.
     advanced: Notify,
+    /// Why the role is [`Role::Unavailable`], for the clients refused.
+    unavailable: Mutex<String>,
 }
 
 /// What a server does in its cluster now. A single server always leads.
@@ -102,6 +104,20 @@ impl StateMachine {
             heard: Mutex::new(HashSet::new()),
             waiters: Mutex::new(HashMap::new()),
             advanced: Notify::new(),
+            unavailable: Mutex::new(String::new()),
+        }
+    }
+
+    /// Why this server serves no client now (empty while it does).
+    pub(crate) fn unavailable_reason(&self) -> String {
+        lock(&self.unavailable).clone()
+    }
+
+    /// Says why this server serves no client now.
+    pub(crate) fn set_unavailable_reason(&self, why: String) {
+        let mut reason = lock(&self.unavailable);
+        if *reason != why {
+            *reason = why;
         }
     }
 

@@ -345,27 +345,40 @@ impl Inner {
         }
     }
 
-    /// This server's role, from openraft's metrics.
-    fn role_of(&self, m: &RaftMetrics<u64, BasicNode>) -> Role {
+    /// This server's role, from openraft's metrics, and when it has none,
+    /// why.
+    fn role_of(&self, m: &RaftMetrics<u64, BasicNode>) -> (Role, String) {
+        let alone = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .all(|voter| voter == self.me);
+        if alone {
+            // A server on its own has nobody to defer to: it keeps serving
+            // reads and heartbeats even when its storage failed (its writes
+            // fail, saying why).
+            return (Role::Leading, String::new());
+        }
+        if let Err(fatal) = &m.running_state {
+            return (
+                Role::Unavailable,
+                format!("server {} stopped replicating: {fatal}", self.me),
+            );
+        }
         let initialized = self.machine.state().replica.is_initialized();
-        match m.state {
+        let role = match m.state {
             ServerState::Leader if m.current_leader == Some(self.me) => {
                 // Promoted once its own first entry of the term is applied:
                 // everything an earlier leader committed is applied then.
                 let promoted = m
                     .last_applied
                     .is_some_and(|applied| applied.leader_id.term == m.current_term);
-                let alone = m
-                    .membership_config
-                    .membership()
-                    .voter_ids()
-                    .all(|voter| voter == self.me);
                 // A leader cut off from its quorum is deposed in all but
                 // name: its writes cannot commit, and it must not expire
                 // sessions whose clients moved to the majority.
-                let backed = alone
-                    || m.millis_since_quorum_ack
-                        .is_some_and(|ms| u128::from(ms) <= self.timing.election_timeout.as_millis());
+                let backed = m
+                    .millis_since_quorum_ack
+                    .is_some_and(|ms| u128::from(ms) <= self.timing.election_timeout.as_millis());
                 if promoted && backed {
                     Role::Leading
                 } else {
@@ -378,7 +391,19 @@ impl Inner {
                 Role::Following
             }
             _ => Role::Unavailable,
-        }
+        };
+        let why = match (role, m.current_leader) {
+            (Role::Unavailable, Some(leader)) if leader == self.me => format!(
+                "server {} leads but has not heard from a quorum (or has not applied its first entry) yet",
+                self.me
+            ),
+            (Role::Unavailable, _) => format!(
+                "server {} has no leader now (an election, or cut off from the majority)",
+                self.me
+            ),
+            _ => String::new(),
+        };
+        (role, why)
     }
 
     /// The callee's side of the peer `Status` call.
@@ -558,12 +583,27 @@ async fn roles(inner: Arc<Inner>) {
     let mut disconnected = false;
     let mut genesis_term = None;
     loop {
-        tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { return },
-            _ = ticks.tick() => {}
-        }
+        let stopped = tokio::select! {
+            changed = metrics.changed() => changed.is_err(),
+            _ = ticks.tick() => false,
+        };
         let m = metrics.borrow().clone();
-        let role = inner.role_of(&m);
+        let alone = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .all(|voter| voter == inner.me);
+        if stopped && alone {
+            // A server on its own keeps serving what it can without its
+            // engine: reads and heartbeats (its writes fail, saying why).
+            return;
+        }
+        let (role, why) = if stopped {
+            (Role::Unavailable, format!("server {}'s Raft engine has stopped", inner.me))
+        } else {
+            inner.role_of(&m)
+        };
+        inner.machine.set_unavailable_reason(why);
         let previous = inner.machine.set_role(role);
         if role != previous {
             info!(node = inner.me, ?previous, ?role, term = m.current_term,
@@ -588,6 +628,10 @@ async fn roles(inner: Arc<Inner>) {
                 }
             });
         }
+        if stopped {
+            inner.machine.disconnect_all(Code::Unavailable, &inner.machine.unavailable_reason());
+            return;
+        }
         if role == Role::Unavailable {
             let since = *leaderless_since.get_or_insert_with(tokio::time::Instant::now);
             if !disconnected && since.elapsed() >= inner.timing.leaderless_grace() {
@@ -599,10 +643,7 @@ async fn roles(inner: Arc<Inner>) {
                 }
                 inner.machine.disconnect_all(
                     Code::Unavailable,
-                    &format!(
-                        "server {} has no leader: try another server",
-                        inner.me
-                    ),
+                    &format!("{}: try another server", inner.machine.unavailable_reason()),
                 );
             }
         } else {

@@ -530,7 +530,7 @@ mod tests {
         let vote = StoredVote(Vote::new_committed(9, 2));
         assert_eq!(roundtrip(&vote)[0], FORMAT_VERSION);
         assert_eq!(roundtrip(&StoredVote(Vote::new(1, 1)))[17], 0);
-        assert_eq!(roundtrip(&FormatMarker), b"\x01SSRL");
+        assert_eq!(roundtrip(&FormatMarker), b"\x02SSRL");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use openraft::{
 use raft_log::{RaftLogAction, Segment};
 use session_core::{CreateMode, ServerId, SessionId, Txn};
 
-use crate::raft::Batch;
+use crate::raft::{Batch, Tagged};
 
 use super::*;
 
@@ -74,7 +74,11 @@ fn txn(i: u64) -> Txn {
 fn normal(term: u64, index: u64) -> Entry<TypeConfig> {
     Entry {
         log_id: log_id(term, index),
-        payload: EntryPayload::Normal(Batch(vec![txn(index)])),
+        payload: EntryPayload::Normal(Batch(vec![Tagged {
+            origin: 1,
+            seq: index,
+            txn: txn(index),
+        }])),
     }
 }
 
@@ -634,17 +638,17 @@ fn a_log_of_another_format_version_is_recognised() {
     let record = &bytes[marker.offset as usize..(marker.offset + marker.size) as usize];
     let at = record
         .windows(5)
-        .position(|w| w == b"\x01SSRL")
+        .position(|w| w == b"\x02SSRL")
         .expect("marker bytes");
-    // As a build with format version 2 would have written it.
+    // As a build with format version 3 would have written it.
     let mut changed = bytes.clone();
-    changed[marker.offset as usize + at] = 2;
+    changed[marker.offset as usize + at] = 3;
     fs::write(&marker.file, changed).expect("write");
 
     match LogStore::open(dir.path()).expect_err("must refuse") {
         LogStoreError::IncompatibleFormat { location, reason } => {
             assert_eq!(location, marker.file);
-            assert!(reason.contains("version 2"), "{reason}");
+            assert!(reason.contains("version 3"), "{reason}");
         }
         other => panic!("expected IncompatibleFormat, got {other:?}"),
     }
