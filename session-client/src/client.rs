@@ -372,6 +372,26 @@ impl Client {
         self.exists_inner(path, false).await.map(|(stat, _)| stat)
     }
 
+    /// Waits until the server this client is connected to holds every write
+    /// the cluster's leader had committed when it was asked: reads after it
+    /// are at least that new (ZooKeeper's `sync`). Reads are otherwise
+    /// answered from the connected server's replica, which may be a moment
+    /// behind the leader, never behind this client's own writes. `path` is
+    /// echoed back; it need not exist.
+    ///
+    /// # Errors
+    /// `Unavailable` when the server cannot reach a leader, and the session
+    /// errors.
+    pub async fn sync(&self, path: &str) -> Result<(), Error> {
+        let op = request::Op::Sync(wire::Sync {
+            path: self.server_path(path)?,
+        });
+        match self.call(path, op, None).await? {
+            (reply::Result::Sync(_), _) => Ok(()),
+            (other, _) => Err(unexpected(&other)),
+        }
+    }
+
     /// A node's stat if it exists, and a watch: fired by the node's creation
     /// if it is missing, by its next data change or deletion otherwise.
     ///

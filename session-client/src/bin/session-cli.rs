@@ -124,6 +124,27 @@ enum AdminCommand {
     Dump,
     /// Stream session lifecycle events until interrupted.
     Events,
+    /// The cluster's members: each one's role, last applied zxid and lag
+    /// behind the leader.
+    Cluster,
+    /// Add a server to the cluster as a learner (it receives the log, does
+    /// not vote); returns once it has caught up.
+    AddLearner {
+        /// The new server's id, 1..=255.
+        node_id: u32,
+        /// Its peer listener, HOST:PORT.
+        peer_address: String,
+    },
+    /// Make a learner a voting member.
+    Promote {
+        /// The learner's id.
+        node_id: u32,
+    },
+    /// Remove a member (voter or learner) from the cluster.
+    Remove {
+        /// The member's id.
+        node_id: u32,
+    },
 }
 
 /// What went wrong, as one line.
@@ -467,6 +488,94 @@ async fn run_admin(address: &str, command: AdminCommand, json: bool) -> Result<(
                 },
             );
         }
+        AdminCommand::Cluster => {
+            let status = admin
+                .cluster_status(admin::ClusterStatusRequest {})
+                .await?
+                .into_inner();
+            let members: Vec<Value> = status
+                .members
+                .iter()
+                .map(|member| {
+                    json!({
+                        "node_id": member.node_id,
+                        "peer_address": member.peer_address,
+                        "role": role_name(member.role()),
+                        "voter": member.voter,
+                        "applied_zxid": member.applied_zxid,
+                        "lag_entries": member.lag_entries,
+                    })
+                })
+                .collect();
+            print(
+                json,
+                json!({
+                    "node_id": status.node_id,
+                    "leader_id": status.leader_id,
+                    "term": status.term,
+                    "members": members,
+                }),
+                || {
+                    let mut text = format!(
+                        "asked server {}, leader {}, term {}\n{:<4} {:<22} {:<11} {:<5} {:>12} {:>5}",
+                        status.node_id,
+                        if status.leader_id == 0 {
+                            "none".to_owned()
+                        } else {
+                            status.leader_id.to_string()
+                        },
+                        status.term,
+                        "id",
+                        "peer address",
+                        "role",
+                        "voter",
+                        "applied_zxid",
+                        "lag"
+                    );
+                    for member in &status.members {
+                        text.push_str(&format!(
+                            "\n{:<4} {:<22} {:<11} {:<5} {:>12} {:>5}",
+                            member.node_id,
+                            member.peer_address,
+                            role_name(member.role()),
+                            if member.voter { "yes" } else { "no" },
+                            member.applied_zxid,
+                            member
+                                .lag_entries
+                                .map_or_else(|| "?".to_owned(), |lag| lag.to_string()),
+                        ));
+                    }
+                    text
+                },
+            );
+        }
+        AdminCommand::AddLearner {
+            node_id,
+            peer_address,
+        } => {
+            let after = admin
+                .add_learner(admin::AddLearnerRequest {
+                    node_id,
+                    peer_address,
+                })
+                .await?
+                .into_inner();
+            print_membership(json, &after);
+        }
+        AdminCommand::Promote { node_id } => {
+            let after = admin
+                .promote_learner(admin::PromoteLearnerRequest { node_id })
+                .await?
+                .into_inner();
+            print_membership(json, &after);
+        }
+        AdminCommand::Remove { node_id } => {
+            let after = admin
+                .remove_member(admin::RemoveMemberRequest { node_id })
+                .await?
+                .into_inner();
+            print_membership(json, &after);
+        }
         AdminCommand::Events => {
             let mut stream = admin
                 .watch_session_events(admin::WatchSessionEventsRequest {})
@@ -516,6 +625,27 @@ fn interrupted() -> impl Future<Output = ()> {
         }
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// A member's role as the table shows it.
+fn role_name(role: admin::MemberRole) -> &'static str {
+    match role {
+        admin::MemberRole::Leader => "leader",
+        admin::MemberRole::Follower => "follower",
+        admin::MemberRole::Learner => "learner",
+        admin::MemberRole::Candidate => "candidate",
+        admin::MemberRole::Unreachable => "unreachable",
+        admin::MemberRole::Unspecified => "unknown",
+    }
+}
+
+/// The membership after a change.
+fn print_membership(json: bool, after: &admin::MembershipResponse) {
+    print(
+        json,
+        json!({ "voters": after.voters, "learners": after.learners }),
+        || format!("voters {:?}\nlearners {:?}", after.voters, after.learners),
+    );
 }
 
 fn print(json: bool, value: Value, text: impl FnOnce() -> String) {

@@ -310,6 +310,7 @@ fn inbound_request(request: wire::Request) -> Inbound {
             exist: set.exist_paths,
             child: set.child_paths,
         },
+        request::Op::Sync(sync) => Operation::Sync { path: sync.path },
     };
     Inbound::Request { xid, op: operation }
 }
@@ -334,6 +335,7 @@ fn op_kind(op: &request::Op) -> OpKind {
         request::Op::Exists(_) => OpKind::exists,
         request::Op::GetChildren(_) => OpKind::get_children,
         request::Op::SetWatches(_) => OpKind::set_watches,
+        request::Op::Sync(_) => OpKind::sync,
     }
 }
 
@@ -361,11 +363,7 @@ fn op_result(result: OpResult) -> reply::Result {
             })
         }
         OpResult::SetWatches => reply::Result::SetWatches(wire::SetWatchesResult {}),
-        // v1 has no sync request yet, so no sync result reaches it.
-        OpResult::Sync { .. } => reply::Result::Error(op_error(OpError::new(
-            Code::SystemError,
-            "a sync result has no v1 encoding",
-        ))),
+        OpResult::Sync { path } => reply::Result::Sync(wire::SyncResult { path }),
     }
 }
 

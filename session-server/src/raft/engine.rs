@@ -348,11 +348,7 @@ impl Inner {
     /// This server's role, from openraft's metrics, and when it has none,
     /// why.
     fn role_of(&self, m: &RaftMetrics<u64, BasicNode>) -> (Role, String) {
-        let alone = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .all(|voter| voter == self.me);
+        let alone = is_alone(m, self.me);
         if alone {
             // A server on its own has nobody to defer to: it keeps serving
             // reads and heartbeats even when its storage failed (its writes
@@ -553,6 +549,13 @@ pub(crate) enum MembershipRefusal {
     Unavailable(String),
 }
 
+/// Whether `me` is the only voter (a server on its own). A server that is
+/// no voter (a learner, or one waiting to be added) is not alone.
+fn is_alone(m: &RaftMetrics<u64, BasicNode>, me: u64) -> bool {
+    let mut voters = m.membership_config.membership().voter_ids();
+    voters.next() == Some(me) && voters.next().is_none()
+}
+
 /// A member's role as the admin shows it.
 pub(crate) fn member_role(m: &RaftMetrics<u64, BasicNode>, me: u64) -> MemberRole {
     match m.state {
@@ -588,11 +591,7 @@ async fn roles(inner: Arc<Inner>) {
             _ = ticks.tick() => false,
         };
         let m = metrics.borrow().clone();
-        let alone = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .all(|voter| voter == inner.me);
+        let alone = is_alone(&m, inner.me);
         if stopped && alone {
             // A server on its own keeps serving what it can without its
             // engine: reads and heartbeats (its writes fail, saying why).

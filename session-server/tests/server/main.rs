@@ -12,6 +12,7 @@ mod lifecycle;
 mod limits;
 mod pipelining;
 mod promises;
+mod replicated;
 mod watches;
 mod zookeeper;
 // Reads /proc/net/tcp to see how far the server's writes got, and signals

@@ -143,6 +143,7 @@ fn op_kind(op: &request::Op) -> OpKind {
         request::Op::Exists(_) => OpKind::exists,
         request::Op::GetChildren(_) => OpKind::get_children,
         request::Op::SetWatches(_) => OpKind::set_watches,
+        request::Op::Sync(_) => OpKind::sync,
     }
 }
 

@@ -1,0 +1,414 @@
+//! A three-server cluster in this process, on loopback, with its state on
+//! disk: what any server answers (reads, writes forwarded to the leader,
+//! `sync`), sessions moving between servers, and membership changes by the
+//! admin. Faults (kills, partitions) are in the `cluster` test binary, with
+//! servers as child processes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use session_server::{ClusterConfig, Server, ServerConfig, Storage};
+use session_wire::admin::v1::{
+    AddLearnerRequest, ClusterStatusRequest, ClusterStatusResponse, MemberRole,
+    PromoteLearnerRequest, RemoveMemberRequest, admin_client::AdminClient,
+};
+use session_wire::PROTOCOL_VERSION;
+use session_wire::v1::{self as wire, ErrorCode, Handshake, SessionGranted};
+use tokio::time::{Instant, sleep, timeout};
+
+use crate::support::{PATIENCE, Raw, code, free_port, granted, new_session, test_config};
+
+/// The session timeout of the tests' sessions.
+const T: Duration = Duration::from_secs(2);
+
+/// A directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "session-replicated-{name}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The configuration of server `id` of a cluster whose peer listeners are
+/// `peers`.
+fn member_config(scratch: &Scratch, id: u8, peers: &BTreeMap<u8, u16>) -> ServerConfig {
+    let mut config = test_config();
+    config.zk_listen = None;
+    config.server_id = session_core::ServerId::new(u64::from(id)).expect("server id");
+    config.storage = Storage::Disk(scratch.0.join(format!("node-{id}")));
+    config.timeouts = session_core::TimeoutPolicy::new(Duration::from_millis(100))
+        .and_then(|policy| policy.with_bounds(Duration::from_millis(400), Duration::from_secs(10)))
+        .expect("valid policy");
+    config.cluster = ClusterConfig {
+        peers: peers
+            .iter()
+            .map(|(id, port)| {
+                (
+                    session_core::ServerId::new(u64::from(*id)).expect("server id"),
+                    format!("127.0.0.1:{port}"),
+                )
+            })
+            .collect(),
+        peer_listen: None,
+        heartbeat: Duration::from_millis(50),
+        election_timeout: Duration::from_millis(250),
+    };
+    config
+}
+
+/// Starts servers 1..=3 of a new cluster, concurrently (each waits for the
+/// others only to elect a leader, not to start).
+async fn three(scratch: &Scratch) -> (Vec<Server>, BTreeMap<u8, u16>) {
+    let peers: BTreeMap<u8, u16> = (1..=3).map(|id| (id, free_port())).collect();
+    let starts = (1..=3).map(|id| Server::start(member_config(scratch, id, &peers)));
+    let servers = futures_util::future::join_all(starts)
+        .await
+        .into_iter()
+        .map(|started| started.expect("server starts"))
+        .collect();
+    (servers, peers)
+}
+
+async fn admin(server: &Server) -> AdminClient<tonic::transport::Channel> {
+    let addr = server.admin_addr().expect("admin listener");
+    AdminClient::connect(format!("http://{addr}"))
+        .await
+        .expect("admin connects")
+}
+
+async fn status(server: &Server) -> ClusterStatusResponse {
+    admin(server)
+        .await
+        .cluster_status(ClusterStatusRequest {})
+        .await
+        .expect("cluster status")
+        .into_inner()
+}
+
+/// Opens a session on `addr`, retrying while the server has no leader yet
+/// (it refuses with UNAVAILABLE then).
+async fn open_when_ready(addr: SocketAddr) -> (Raw, SessionGranted) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut raw = Raw::connect(addr).await;
+        let reply = raw.handshake(new_session(T)).await;
+        match reply.outcome {
+            Some(wire::handshake_reply::Outcome::Granted(session)) => return (raw, session),
+            Some(wire::handshake_reply::Outcome::Refused(refusal))
+                if refusal.reason() == wire::RefusalReason::Unavailable
+                    && Instant::now() < deadline =>
+            {
+                sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("no session on {addr}: {other:?}"),
+        }
+    }
+}
+
+/// The servers that are not the leader, and the leader.
+async fn roles(servers: &[Server]) -> (usize, Vec<usize>) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let leader = status(&servers[0]).await.leader_id;
+        if leader != 0 {
+            let leader = leader as usize - 1;
+            let followers = (0..servers.len()).filter(|&i| i != leader).collect();
+            return (leader, followers);
+        }
+        assert!(Instant::now() < deadline, "no leader within {PATIENCE:?}");
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn shutdown(servers: Vec<Server>) {
+    futures_util::future::join_all(servers.into_iter().map(Server::shutdown)).await;
+}
+
+/// A write through a follower is forwarded to the leader and answered once
+/// the follower holds it: the writer reads it back there at once. Another
+/// server's reader may lag, but after a `sync` it reads every write the
+/// leader had committed (ZooKeeper's consistency; reference
+/// zookeeper-sessions.md, "unified view"; replication.md §3, "Reads").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_through_any_server_are_read_back_there_and_after_sync_everywhere() {
+    let scratch = Scratch::new("rw");
+    let (servers, _) = three(&scratch).await;
+    let (leader, followers) = roles(&servers).await;
+    let (mut writer, _) = open_when_ready(servers[followers[0]].local_addr()).await;
+    let (mut other, _) = open_when_ready(servers[followers[1]].local_addr()).await;
+    let (mut on_leader, _) = open_when_ready(servers[leader].local_addr()).await;
+    for i in 0..20 {
+        let path = format!("/w{i}");
+        writer
+            .create(&path, b"v", wire::NodeKind::Persistent)
+            .await
+            .expect("a write through a follower");
+        assert!(
+            writer.exists(&path, false).await.is_some(),
+            "the writer reads its own write {path} on its server at once"
+        );
+        other
+            .request(wire::request::Op::Sync(wire::Sync { path: path.clone() }))
+            .await
+            .expect("sync");
+        assert!(
+            other.exists(&path, false).await.is_some(),
+            "after sync, another follower reads {path}"
+        );
+    }
+    // A sequential create through a follower gets its name from the
+    // leader's order; every server agrees on it.
+    let made = writer
+        .create_with("/seq-", b"", wire::NodeKind::Persistent, true)
+        .await
+        .expect("sequential create");
+    on_leader
+        .request(wire::request::Op::Sync(wire::Sync { path: "/".to_owned() }))
+        .await
+        .expect("sync on the leader");
+    assert!(on_leader.exists(&made, false).await.is_some(), "{made}");
+    let zxids = [writer.zxid().await, other.zxid().await, on_leader.zxid().await];
+    assert!(zxids.iter().all(|&z| z > 0), "{zxids:?}");
+    shutdown(servers).await;
+}
+
+/// A client that reattaches through another server takes its session
+/// there: its ephemerals stay, the old connection is closed with
+/// SessionMoved, and it writes through the new server (reference
+/// zookeeper-sessions.md, "session migration").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_reattached_on_another_server_moves_there_with_its_ephemerals() {
+    let scratch = Scratch::new("move");
+    let (servers, _) = three(&scratch).await;
+    let (_, followers) = roles(&servers).await;
+    let (mut first, session) = open_when_ready(servers[followers[0]].local_addr()).await;
+    first
+        .create("/mine", b"", wire::NodeKind::Ephemeral)
+        .await
+        .expect("ephemeral");
+    let (mut second, reply) = Raw::reattach(servers[followers[1]].local_addr(), &session).await;
+    let moved = granted(reply);
+    assert_eq!(moved.session_id, session.session_id);
+    assert!(moved.reattached);
+    assert_eq!(
+        timeout(PATIENCE, first.disconnect_reason())
+            .await
+            .expect("the old connection closes"),
+        Some(ErrorCode::SessionMoved)
+    );
+    let stat = second.exists("/mine", false).await.expect("ephemeral kept");
+    assert_eq!(stat.ephemeral_owner, session.session_id);
+    second
+        .create("/mine-too", b"", wire::NodeKind::Ephemeral)
+        .await
+        .expect("writes go through the new server");
+    // A wrong password is refused on any server.
+    let mut forged = Raw::connect(servers[followers[0]].local_addr()).await;
+    let reply = forged
+        .handshake(Handshake {
+            protocol_version: PROTOCOL_VERSION,
+            requested_timeout_ms: 2000,
+            session_id: session.session_id,
+            password: vec![0; 16].into(),
+            ..Handshake::default()
+        })
+        .await;
+    assert_eq!(
+        crate::support::refused(reply),
+        wire::RefusalReason::AuthFailed
+    );
+    shutdown(servers).await;
+}
+
+/// Closing a session through a follower deletes its ephemerals on every
+/// server; an unknown session is refused as expired everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_closed_through_a_follower_is_gone_everywhere() {
+    let scratch = Scratch::new("close");
+    let (servers, _) = three(&scratch).await;
+    let (leader, followers) = roles(&servers).await;
+    let (mut client, session) = open_when_ready(servers[followers[0]].local_addr()).await;
+    client
+        .create("/bye", b"", wire::NodeKind::Ephemeral)
+        .await
+        .expect("ephemeral");
+    client.send(wire::CloseSession {}).await;
+    while client.recv().await.is_some() {}
+    let (mut reader, _) = open_when_ready(servers[leader].local_addr()).await;
+    reader
+        .request(wire::request::Op::Sync(wire::Sync { path: "/".to_owned() }))
+        .await
+        .expect("sync");
+    assert!(reader.exists("/bye", false).await.is_none());
+    let (_, reply) = Raw::reattach(servers[followers[1]].local_addr(), &session).await;
+    assert_eq!(
+        crate::support::refused(reply),
+        wire::RefusalReason::Expired
+    );
+    shutdown(servers).await;
+}
+
+/// The admin grows the cluster: a fourth server, started with the members
+/// in its peers, waits (refusing clients as UNAVAILABLE), is added as a
+/// learner (caught up when the call returns), promoted to voter, and a
+/// member is removed; the cluster status shows each step, from any server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_admin_adds_a_learner_promotes_it_and_removes_a_member() {
+    let scratch = Scratch::new("members");
+    let (servers, mut peers) = three(&scratch).await;
+    let (leader, followers) = roles(&servers).await;
+    let (mut client, _) = open_when_ready(servers[followers[0]].local_addr()).await;
+    for i in 0..50 {
+        client
+            .create(&format!("/before-{i}"), b"x", wire::NodeKind::Persistent)
+            .await
+            .expect("write");
+    }
+    peers.insert(4, free_port());
+    let fourth = Server::start(member_config(&scratch, 4, &peers))
+        .await
+        .expect("the fourth server starts");
+    // Not a member yet: it has no leader and serves no client.
+    let mut early = Raw::connect(fourth.local_addr()).await;
+    let reply = early.handshake(new_session(T)).await;
+    assert_eq!(
+        crate::support::refused(reply),
+        wire::RefusalReason::Unavailable
+    );
+
+    let mut admin_client = admin(&servers[followers[1]]).await;
+    let after = admin_client
+        .add_learner(AddLearnerRequest {
+            node_id: 4,
+            peer_address: format!("127.0.0.1:{}", peers[&4]),
+        })
+        .await
+        .expect("add learner (forwarded to the leader)")
+        .into_inner();
+    assert_eq!(after.voters, vec![1, 2, 3]);
+    assert_eq!(after.learners, vec![4]);
+    let seen = status(&servers[leader]).await;
+    let learner = seen
+        .members
+        .iter()
+        .find(|member| member.node_id == 4)
+        .expect("the learner is listed");
+    assert_eq!(learner.role(), MemberRole::Learner);
+    assert!(!learner.voter);
+    // A learner reads what the cluster wrote (it serves clients too).
+    let (mut on_fourth, _) = open_when_ready(fourth.local_addr()).await;
+    on_fourth
+        .request(wire::request::Op::Sync(wire::Sync { path: "/".to_owned() }))
+        .await
+        .expect("sync on the learner");
+    assert!(on_fourth.exists("/before-49", false).await.is_some());
+
+    // Adding it again, or promoting a voter, is a precondition failure.
+    let again = admin_client
+        .add_learner(AddLearnerRequest {
+            node_id: 4,
+            peer_address: format!("127.0.0.1:{}", peers[&4]),
+        })
+        .await
+        .expect_err("already a member");
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition, "{again:?}");
+    let bad = admin_client
+        .promote_learner(PromoteLearnerRequest { node_id: 1 })
+        .await
+        .expect_err("a voter is no learner");
+    assert_eq!(bad.code(), tonic::Code::FailedPrecondition, "{bad:?}");
+    let bad = admin_client
+        .add_learner(AddLearnerRequest {
+            node_id: 0,
+            peer_address: "127.0.0.1:1".to_owned(),
+        })
+        .await
+        .expect_err("id 0");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+
+    let after = admin_client
+        .promote_learner(PromoteLearnerRequest { node_id: 4 })
+        .await
+        .expect("promote")
+        .into_inner();
+    assert_eq!(after.voters, vec![1, 2, 3, 4]);
+    assert!(after.learners.is_empty());
+
+    let removed = followers[1] as u32 + 1;
+    let after = admin_client
+        .remove_member(RemoveMemberRequest { node_id: removed })
+        .await
+        .expect("remove")
+        .into_inner();
+    assert!(!after.voters.contains(&removed), "{after:?}");
+    assert_eq!(after.voters.len(), 3);
+    let seen = status(&fourth).await;
+    assert_eq!(seen.members.len(), 3, "{seen:?}");
+    assert!(seen.members.iter().all(|member| member.voter));
+    let missing = admin_client
+        .remove_member(RemoveMemberRequest { node_id: 9 })
+        .await
+        .expect_err("not a member");
+    assert_eq!(missing.code(), tonic::Code::FailedPrecondition);
+    // Writes go on through the new majority.
+    client
+        .create("/after", b"", wire::NodeKind::Persistent)
+        .await
+        .expect("write after the changes");
+    let mut all = servers;
+    all.push(fourth);
+    shutdown(all).await;
+}
+
+/// A server behind a reattaching client's last zxid waits a moment to catch
+/// up, then refuses with ZXID_AHEAD so the client tries another server
+/// (ZooKeeper's rule; reference replication.md §1, "Follower behind
+/// client").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_behind_the_client_refuses_it_after_a_bounded_wait() {
+    let scratch = Scratch::new("ahead");
+    let (servers, _) = three(&scratch).await;
+    let (_, followers) = roles(&servers).await;
+    let (mut client, session) = open_when_ready(servers[followers[0]].local_addr()).await;
+    let zxid = client.zxid().await;
+    let mut ahead = Raw::connect(servers[followers[1]].local_addr()).await;
+    let asked = Instant::now();
+    let reply = ahead
+        .handshake(Handshake {
+            protocol_version: PROTOCOL_VERSION,
+            requested_timeout_ms: 2000,
+            session_id: session.session_id,
+            password: session.password.clone(),
+            last_zxid_seen: zxid + 1_000,
+            ..Handshake::default()
+        })
+        .await;
+    let waited = asked.elapsed();
+    assert_eq!(
+        crate::support::refused(reply),
+        wire::RefusalReason::ZxidAhead
+    );
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_secs(3),
+        "the refusal came after {waited:?}: the wait is 500 ms"
+    );
+    // The session itself is untouched.
+    assert_eq!(code(client.delete("/none", -1).await), Some(ErrorCode::NoNode));
+    shutdown(servers).await;
+}
