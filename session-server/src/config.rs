@@ -825,6 +825,84 @@ mod tests {
     }
 
     #[test]
+    fn peers_form_a_cluster_from_flags_or_the_file() {
+        let config = |argv: &[&str]| {
+            let mut all = vec!["session-server"];
+            all.extend_from_slice(argv);
+            Args::try_parse_from(all)
+                .map_err(|err| err.to_string())
+                .and_then(|args| args.merged().map_err(|err| err.to_string()))
+                .and_then(|args| args.into_config().map_err(|err| err.to_string()))
+        };
+        let peers = "1=127.0.0.1:7184,2=10.0.0.2:7184,3=node-3.example:7184";
+        let two = config(&["--node-id", "2", "--peers", peers]).expect("a cluster");
+        assert_eq!(two.server_id.get(), 2);
+        assert_eq!(two.cluster.peers.len(), 3);
+        assert_eq!(
+            two.cluster.peers[&ServerId::new(3).expect("id")],
+            "node-3.example:7184"
+        );
+        assert_eq!(
+            two.cluster.peer_listen_addr(two.server_id).expect("own entry"),
+            Some(SocketAddr::from(([10, 0, 0, 2], 7184)))
+        );
+        assert_eq!(two.cluster.heartbeat, Duration::from_millis(100));
+        assert_eq!(two.cluster.election_timeout, Duration::from_millis(500));
+        // Its own entry a host name: it must say where to listen.
+        let three = config(&["--node-id", "3", "--peers", peers]).expect_err("no address");
+        assert!(three.contains("peer-listen"), "{three}");
+        let listen = config(&[
+            "--node-id",
+            "3",
+            "--peers",
+            peers,
+            "--peer-listen",
+            "0.0.0.0:7184",
+        ])
+        .expect("peer-listen given");
+        assert_eq!(
+            listen.cluster.peer_listen_addr(listen.server_id).expect("given"),
+            Some(SocketAddr::from(([0, 0, 0, 0], 7184)))
+        );
+        // No peers: a server on its own, without a peer listener.
+        let alone = config(&[]).expect("defaults");
+        assert!(!alone.cluster.is_cluster());
+        assert_eq!(alone.cluster.peer_listen_addr(alone.server_id).expect("none"), None);
+
+        for (given, expected) in [
+            ("1=127.0.0.1:1,1=127.0.0.1:2", "named twice"),
+            ("1:127.0.0.1:1", "has no '='"),
+            ("x=127.0.0.1:1", "not a server id"),
+            ("0=127.0.0.1:1", "server id"),
+            ("1=127.0.0.1", "has no port"),
+            ("1=127.0.0.1:99999", "is not HOST:PORT"),
+            ("1=:80", "is not HOST:PORT"),
+            (",", "no peer is named"),
+        ] {
+            let err = config(&["--peers", given]).expect_err(given);
+            assert!(err.contains(expected), "{given}: {err}");
+        }
+        let err = config(&["--node-id", "4", "--peers", peers]).expect_err("not a peer");
+        assert!(err.contains("do not include this server's id 4"), "{err}");
+        let err = config(&["--peers", peers, "--in-memory"]).expect_err("in memory");
+        assert!(err.contains("needs its state on disk"), "{err}");
+        let err = config(&["--heartbeat-ms", "300", "--election-timeout-ms", "500"])
+            .expect_err("too short");
+        assert!(err.contains("at least twice heartbeat-ms"), "{err}");
+
+        let path = file_with(
+            "peers",
+            "node-id = 2\npeers = \"1=127.0.0.1:7184,2=127.0.0.1:7284\"\nelection-timeout-ms = 800\n",
+        );
+        let from_file =
+            config(&["--config", path.to_str().expect("utf-8")]).expect("peers from the file");
+        assert_eq!(from_file.server_id.get(), 2);
+        assert_eq!(from_file.cluster.peers.len(), 2);
+        assert_eq!(from_file.cluster.election_timeout, Duration::from_millis(800));
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
     fn unknown_keys_in_the_file_are_refused() {
         let path = file_with("unknown", "tick-ms = 1000\ntick_ms = 5\n");
         let err = Args::parse_from(["session-server", "--config", path.to_str().expect("utf-8")])
