@@ -484,8 +484,8 @@ impl StateMachine {
                 self.deliver(fired);
                 Ok(OpResult::SetWatches)
             }
-            // Reads here are of the applied state, which on a single node is
-            // every write acknowledged: nothing to wait for. (ZooKeeper
+            // The connection has waited for the leader's read index before
+            // (the engine's `sync`): the replica is current. (ZooKeeper
             // checks no path for sync either.)
             Operation::Sync { path } => Ok(OpResult::Sync { path }),
             Operation::Create { .. } | Operation::Delete { .. } | Operation::SetData { .. } => Err(

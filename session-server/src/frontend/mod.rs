@@ -128,8 +128,9 @@ pub(crate) enum Operation {
         exist: Vec<String>,
         child: Vec<String>,
     },
-    /// Answered once every write this server applied before it is visible:
-    /// at once on a single node, where every read is already current.
+    /// Answered once this server holds every write the leader had committed
+    /// when it was asked: at once on a single node, where every read is
+    /// already current.
     Sync {
         path: String,
     },
