@@ -363,13 +363,31 @@ async fn establish(
             requested: handshake.requested,
         },
     };
-    // The session is checked before the zxid, so a client of a restarted
-    // server hears that its session expired rather than that it is ahead.
+    // A server behind the client (it saw a newer state through another
+    // server) catches up first, for a moment, before it gives up on it: in
+    // a cluster, the session may be one this server has not applied yet.
+    if handshake.last_zxid_seen > machine.zxid() {
+        machine
+            .wait_for_zxid(handshake.last_zxid_seen, CATCH_UP_WAIT)
+            .await;
+    }
+    let behind = handshake.last_zxid_seen > machine.zxid();
+    let in_cluster = shared.config.cluster.is_cluster();
+    // The session is checked before the zxid, so a client of a server on its
+    // own that lost its state (in memory) hears that its session expired
+    // rather than that it is ahead; a server of a cluster that is behind
+    // says so, and the client tries another server, which may know the
+    // session.
     let prepared = machine.prepare(op, &ctx).map_err(|err| {
         let reason = match err {
             session_core::TxnError::Reattach(session_core::ReattachError::WrongPassword {
                 ..
             }) => (Refusal::AuthFailed, CloseReason::auth_failed),
+            session_core::TxnError::Reattach(_) | session_core::TxnError::SessionExpired { .. }
+                if behind && in_cluster =>
+            {
+                (Refusal::ZxidAhead, CloseReason::zxid_ahead)
+            }
             session_core::TxnError::Reattach(_) | session_core::TxnError::SessionExpired { .. } => {
                 (Refusal::Expired, CloseReason::expired)
             }
@@ -381,13 +399,6 @@ async fn establish(
         };
         (reason.0, reason.1, err.to_string())
     })?;
-    // A server behind the client (it saw a newer state through another
-    // server) catches up first, for a moment, before it gives up on it.
-    if handshake.last_zxid_seen > machine.zxid() {
-        machine
-            .wait_for_zxid(handshake.last_zxid_seen, CATCH_UP_WAIT)
-            .await;
-    }
     let zxid = machine.zxid();
     if handshake.last_zxid_seen > zxid {
         return Err((
