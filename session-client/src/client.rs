@@ -219,6 +219,13 @@ impl Client {
         self.inner.password
     }
 
+    /// The address of the server the session is (or was last) connected
+    /// to: after a failover, the server it moved to.
+    #[must_use]
+    pub fn server(&self) -> Option<std::net::SocketAddr> {
+        self.inner.shared.info().server
+    }
+
     /// The session timeout the last server granted.
     #[must_use]
     pub fn negotiated_timeout(&self) -> Duration {

@@ -82,6 +82,8 @@ pub(crate) enum Command {
 pub(crate) struct SessionInfo {
     pub(crate) session: Option<(SessionId, SessionPassword)>,
     pub(crate) negotiated: Option<Duration>,
+    /// The server of the connection the session was last connected on.
+    pub(crate) server: Option<std::net::SocketAddr>,
     pub(crate) last_error: Option<String>,
     pub(crate) subscribers: Vec<mpsc::UnboundedSender<State>>,
     /// Set when the task has ended: no state change will come.
@@ -296,9 +298,14 @@ impl Driver {
     async fn state_changed(&mut self, state: State) {
         info!(?state, session = ?self.session.session_id(), "client state changed");
         if state == State::Connected {
+            let server = self
+                .transport
+                .as_ref()
+                .and_then(|transport| transport.get_ref().peer_addr().ok());
             let mut info = self.shared.info();
             info.session = self.session.session_id().zip(self.session.password());
             info.negotiated = self.session.negotiated_timeout();
+            info.server = server;
         }
         self.state.send_replace(state);
         {

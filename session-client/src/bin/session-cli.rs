@@ -319,16 +319,24 @@ async fn hold(
         .create(path, data.as_bytes(), CreateMode::Ephemeral)
         .await?;
     let session = client.session_id().to_string();
+    let server = |client: &Client| client.server().map(|addr| addr.to_string()).unwrap_or_default();
+    let on = server(client);
     print(
         json,
-        json!({ "holding": created, "session": session }),
-        || format!("holding {created} (session {session}); Ctrl-C to release"),
+        json!({ "holding": created, "session": session, "server": on }),
+        || format!("holding {created} (session {session}) on {on}; Ctrl-C to release"),
     );
     loop {
         tokio::select! {
             state = events.next() => {
                 let Some(state) = state else { return Err(Error::Closed.into()) };
-                print(json, json!({ "state": format!("{state:?}") }), || format!("state {state:?}"));
+                if state == State::Connected {
+                    let on = server(client);
+                    print(json, json!({ "state": "Connected", "server": on }),
+                        || format!("state Connected (session {session}) on {on}"));
+                } else {
+                    print(json, json!({ "state": format!("{state:?}") }), || format!("state {state:?}"));
+                }
                 match state {
                     State::Expired => return Err(Error::SessionExpired.into()),
                     State::AuthFailed => return Err(Error::AuthFailed.into()),
