@@ -28,10 +28,13 @@ use std::time::{Duration, Instant};
 
 use crate::{ClientTimings, ConnectString, SessionId, SessionPassword};
 
-/// Wait after trying every host once without success.
-const CYCLE_BACKOFF: Duration = Duration::from_secs(1);
-/// Upper bound (exclusive) of the random wait before each attempt but the first.
-const MAX_ATTEMPT_JITTER_MS: u64 = 1000;
+/// Wait after trying every host once without success, at most; and the
+/// upper bound (exclusive) of the random wait before each attempt but the
+/// first, at most. ZooKeeper's client waits up to a second each time; both
+/// are also bounded by a tenth of the session timeout, so that a client
+/// whose server died keeps trying often enough to be back within 2/3·T while
+/// the others elect a leader (a client with T = 4 s waits at most 400 ms).
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// How a [`ClientSession`] is set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -530,14 +533,16 @@ impl ClientSession {
 
     fn schedule_next(&mut self, now: Instant) {
         self.cursor = (self.cursor + 1) % self.order.len();
+        let backoff = MAX_BACKOFF.min(self.config.session_timeout / 10);
+        let jitter_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut delay = if self.first_attempt {
             Duration::ZERO
         } else {
-            Duration::from_millis(self.rng.u64(0..MAX_ATTEMPT_JITTER_MS))
+            Duration::from_millis(self.rng.u64(0..jitter_ms))
         };
         if self.failures_in_cycle >= self.order.len() {
             self.failures_in_cycle = 0;
-            delay += CYCLE_BACKOFF;
+            delay += backoff;
         }
         self.link = Link::Idle {
             at: Some(now + delay),
@@ -607,6 +612,43 @@ mod tests {
         assert!(orders.len() > 1, "the seed changes the order");
     }
 
+    /// The waits between attempts are a tenth of the session timeout, at
+    /// most a second (ZooKeeper's), whatever the timeout.
+    #[test]
+    fn the_waits_between_attempts_scale_with_the_timeout_up_to_a_second() {
+        for (timeout, bound) in [(ms(2000), ms(200)), (ms(60_000), ms(1000))] {
+            let start = Instant::now();
+            let mut c = ClientSession::new(
+                ClientConfig {
+                    hosts: NonZeroUsize::new(2).expect("non-zero"),
+                    session_timeout: timeout,
+                    rng_seed: 3,
+                },
+                start,
+            );
+            let mut now = start;
+            let mut longest = Duration::ZERO;
+            for attempt in 1..=20 {
+                let Some(Action::Connect { .. }) = c.poll_action() else {
+                    panic!("expected a connect")
+                };
+                c.handle_connect_failed(now);
+                let wake = c.poll_timeout().expect("next attempt scheduled");
+                let delay = wake - now;
+                let cycle_done = attempt % 2 == 0;
+                let base = if cycle_done { bound } else { Duration::ZERO };
+                assert!(
+                    delay >= base && delay < base + bound,
+                    "T {timeout:?}: delay {delay:?}"
+                );
+                longest = longest.max(delay);
+                now = wake;
+                c.handle_timeout(now);
+            }
+            assert!(longest > bound, "a cycle's end waits the backoff");
+        }
+    }
+
     #[test]
     fn round_robin_with_jitter_and_backoff_after_a_full_cycle() {
         let start = Instant::now();
@@ -626,9 +668,10 @@ mod tests {
             c.handle_connect_failed(now);
             let wake = c.poll_timeout().expect("next attempt scheduled");
             let delay = wake - now;
+            // T = 6 s: the waits are bounded by T / 10 = 600 ms.
             let cycle_done = tried.len() % 3 == 0;
-            let base = if cycle_done { ms(1000) } else { ms(0) };
-            assert!(delay >= base && delay < base + ms(1000), "delay {delay:?}");
+            let base = if cycle_done { ms(600) } else { ms(0) };
+            assert!(delay >= base && delay < base + ms(600), "delay {delay:?}");
             now = wake;
             c.handle_timeout(now);
         }

@@ -739,6 +739,7 @@ impl<F: Frontend> Connection<'_, F> {
                 let (code, detail) = *disconnect;
                 let reason = match code {
                     Code::SessionMoved => CloseReason::moved,
+                    Code::Unavailable => CloseReason::unavailable,
                     _ => CloseReason::expired,
                 };
                 self.io

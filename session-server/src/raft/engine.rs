@@ -131,10 +131,10 @@ impl Timing {
         self.election_timeout * 4
     }
 
-    /// How long a call to the leader may take (a forwarded batch is written
-    /// and fsynced there first).
+    /// How long a write may take to commit, and a call to the leader (a
+    /// forwarded batch is written and fsynced on a quorum first).
     fn leader_call(&self) -> Duration {
-        (self.election_timeout * 4).max(Duration::from_secs(2))
+        self.election_timeout * 4
     }
 
     /// How long a server with no leader keeps its client connections
@@ -201,12 +201,21 @@ async fn proposer(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<Queued>)
         if leader == Some(inner.me) {
             let all: Vec<Queued> = local.into_iter().chain(forwarded).collect();
             let items: Vec<Tagged> = all.iter().flat_map(|q| q.items.iter().cloned()).collect();
-            let outcome = inner
-                .raft
-                .client_write(Batch(items))
+            // openraft 0.9 has no deadline on a write: on a leader cut off
+            // from its quorum it waits for ever. Past the bound, the writes
+            // are answered UNAVAILABLE (their outcome unknown: a later leader
+            // may still commit them).
+            let bound = inner.timing.leader_call();
+            let outcome = match tokio::time::timeout(bound, inner.raft.client_write(Batch(items)))
                 .await
-                .map(|written| written.data.0)
-                .map_err(|err| EngineError::Unavailable(err.to_string()));
+            {
+                Ok(written) => written
+                    .map(|written| written.data.0)
+                    .map_err(|err| EngineError::Unavailable(err.to_string())),
+                Err(_) => Err(EngineError::Unavailable(format!(
+                    "the write was not committed within {bound:?}: no quorum answers this leader"
+                ))),
+            };
             for queued in all {
                 let _ = queued.done.send(outcome.clone());
             }
@@ -372,9 +381,11 @@ impl Inner {
                 // A leader cut off from its quorum is deposed in all but
                 // name: its writes cannot commit, and it must not expire
                 // sessions whose clients moved to the majority.
-                let backed = m
-                    .millis_since_quorum_ack
-                    .is_some_and(|ms| u128::from(ms) <= self.timing.election_timeout.as_millis());
+                // (Twice the election timeout: a busy quorum is not a lost
+                // one.)
+                let backed = m.millis_since_quorum_ack.is_some_and(|ms| {
+                    u128::from(ms) <= 2 * self.timing.election_timeout.as_millis()
+                });
                 if promoted && backed {
                     Role::Leading
                 } else {

@@ -217,17 +217,15 @@ impl PeerLink {
         let message = encode(request).map_err(|status| {
             RPCError::Network(NetworkError::new(&PeerError::Call { node: target, status }))
         })?;
+        // Every failed call is `Unreachable`, which makes openraft back off
+        // before it tries that peer again: a cut link or a dead peer shows
+        // up as transport errors of several codes (Unavailable, Unknown,
+        // Cancelled), and retrying those at once only burns CPU. (The peer
+        // service itself refuses only what it cannot decode, which retrying
+        // does not mend either.)
         let answer = call(target, option.hard_ttl(), send(client, message))
             .await
-            .map_err(|err| match err {
-                PeerError::Call { ref status, .. }
-                    if status.code() != tonic::Code::Unavailable
-                        && status.code() != tonic::Code::DeadlineExceeded =>
-                {
-                    RPCError::Network(NetworkError::new(&err))
-                }
-                other => RPCError::Unreachable(Unreachable::new(&other)),
-            })?;
+            .map_err(|err| RPCError::Unreachable(Unreachable::new(&err)))?;
         let result: Result<Resp, RaftError<u64, E>> = decode(&answer).map_err(|err| {
             RPCError::Network(NetworkError::new(&PeerError::Decode {
                 node: target,
