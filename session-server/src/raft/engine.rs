@@ -205,7 +205,12 @@ async fn proposer(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<Queued>)
             // from its quorum it waits for ever. Past the bound, the writes
             // are answered UNAVAILABLE (their outcome unknown: a later leader
             // may still commit them).
-            let bound = inner.timing.leader_call();
+            // A server on its own waits for its disk as long as it takes.
+            let bound = if is_alone(&inner.raft.metrics().borrow(), inner.me) {
+                Duration::MAX
+            } else {
+                inner.timing.leader_call()
+            };
             let outcome = match tokio::time::timeout(bound, inner.raft.client_write(Batch(items)))
                 .await
             {
