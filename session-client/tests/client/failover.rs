@@ -18,9 +18,10 @@ async fn a_cut_shorter_than_the_timeout_keeps_the_session_and_its_watches() {
     // Reference "Heartbeats and the client": after losing its server the
     // client reattaches with the same id and password while the server
     // still holds the session. The seed makes the first reattach attempt
-    // come 400-900 ms after the cut: after the proxy is back (200 ms), well
-    // before the server's expiry (T = 2 s after the last ping, >= 1.33 s).
-    let seed = support::seed_with_retry_in(Duration::from_millis(400)..Duration::from_millis(900));
+    // come 150-200 ms after the cut (the client waits up to T/10 = 200 ms):
+    // after the proxy is back (some 50 ms), well before the server's expiry
+    // (T = 2 s after the last ping, >= 1.33 s).
+    let seed = support::seed_with_retry_in(Duration::from_millis(150)..Duration::from_millis(200));
     let server = start().await;
     let proxy = Proxy::start(server.local_addr()).await;
     let client = Client::builder()
@@ -53,7 +54,7 @@ async fn a_cut_shorter_than_the_timeout_keeps_the_session_and_its_watches() {
         client.get("/config").await.map(|_| ()),
         Err(Error::ConnectionLoss)
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
     proxy.restore();
     assert_eq!(next_state(&mut events).await, State::Connected);
 
@@ -90,7 +91,7 @@ async fn a_cut_shorter_than_the_timeout_keeps_the_session_and_its_watches() {
 #[tokio::test]
 async fn in_flight_requests_fail_with_connection_loss() {
     const CALLS: usize = 20;
-    let seed = support::seed_with_retry_in(Duration::from_millis(100)..Duration::from_millis(900));
+    let seed = support::seed_with_retry_in(Duration::from_millis(100)..Duration::from_millis(400));
     let server = start().await;
     let proxy = Proxy::start(server.local_addr()).await;
     let client = Client::builder()
