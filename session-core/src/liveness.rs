@@ -172,6 +172,12 @@ impl Liveness {
         self.open.contains_key(&id) || self.closing.contains_key(&id)
     }
 
+    /// Whether `id` is marked closing (its close is proposed, not applied).
+    #[must_use]
+    pub fn is_closing(&self, id: SessionId) -> bool {
+        self.closing.contains_key(&id)
+    }
+
     /// Starts tracking `id` (a new session, a reattach, or a restore after a
     /// restart or leader change), held by `owner` (`None`: no connection yet),
     /// with a full `timeout` from `now`. An open session already tracked takes

@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{ServerConfig, Storage};
 use crate::engine::{Engine, LocalEngine};
@@ -559,49 +559,102 @@ async fn expirer(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// How long the reaper waits before it proposes again a close that failed
+/// (etcd retries an unapplied lease revoke after 3 s).
+const RETRY_CLOSE: Duration = Duration::from_secs(1);
+
 /// Proposes the close of each expired session, one by one. Runs on its own
 /// thread so an expiry storm does not delay the runtime's workers; applying
 /// the close deletes the ephemerals, fires watches and tells the connection.
+///
+/// A close that fails (no quorum for a moment, a disk refusing writes) is
+/// proposed again every [`RETRY_CLOSE`] while this server runs expiry and
+/// the session is still marked closing here (a new leader reopens it and
+/// expires it itself).
 fn reaper(
     shared: &Shared,
     runtime: &tokio::runtime::Handle,
     due: &crossbeam_channel::Receiver<Reap>,
 ) {
-    while let Ok(Reap::Expired(id)) = due.recv() {
-        let txn = match shared
-            .machine
-            .prepare(Op::CloseSession { id }, &shared.context())
-        {
-            Ok(Some(txn)) => txn,
-            // Closed by its client between expiry and now: nothing to do.
-            Ok(None) | Err(_) => continue,
+    let mut failed: Vec<SessionId> = Vec::new();
+    loop {
+        let next = if failed.is_empty() {
+            due.recv().map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected)
+        } else {
+            due.recv_timeout(RETRY_CLOSE)
         };
-        let remote = shared
-            .machine
-            .connections
-            .get(&id)
-            .map(|connection| connection.remote);
-        let applied = match runtime.block_on(shared.engine.propose(txn)) {
-            Ok(applied) => applied,
-            Err(err) => {
-                // The session stays marked closing; it is proposed again by
-                // the next server to run expiry.
-                warn!(session = %id, error = %err, "could not close an expired session");
-                continue;
+        match next {
+            Ok(Reap::Expired(id)) => {
+                if !close_expired(shared, runtime, id, false) {
+                    failed.push(id);
+                }
             }
-        };
-        let Ok(session_core::Outcome::SessionClosed { ephemerals, .. }) = applied.result else {
-            continue;
-        };
-        shared.metrics.sessions_expired.inc();
-        shared.publish(SessionEvent {
-            id,
-            kind: SessionEventKind::Expired,
-            remote,
-            timeout_ms: 0,
-            zxid: applied.zxid,
-        });
-        info!(session = %id, remote = ?remote, ephemerals_deleted = ephemerals.len(),
-            "session expired");
+            Ok(Reap::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if shared.machine.role() != crate::state::Role::Leading {
+                    continue;
+                }
+                let retry = std::mem::take(&mut failed);
+                for id in retry {
+                    if !shared.machine.liveness().is_closing(id) {
+                        // Closed meanwhile, or reopened by a change of
+                        // leader.
+                        continue;
+                    }
+                    if !close_expired(shared, runtime, id, true) {
+                        failed.push(id);
+                    }
+                }
+            }
+        }
     }
+}
+
+/// Proposes the close of expired session `id`; returns `false` if it could
+/// not be ordered (to be tried again).
+fn close_expired(
+    shared: &Shared,
+    runtime: &tokio::runtime::Handle,
+    id: SessionId,
+    retrying: bool,
+) -> bool {
+    let txn = match shared
+        .machine
+        .prepare(Op::CloseSession { id }, &shared.context())
+    {
+        Ok(Some(txn)) => txn,
+        // Closed by its client between expiry and now: nothing to do.
+        Ok(None) | Err(_) => return true,
+    };
+    let remote = shared
+        .machine
+        .connections
+        .get(&id)
+        .map(|connection| connection.remote);
+    let applied = match runtime.block_on(shared.engine.propose(txn)) {
+        Ok(applied) => applied,
+        Err(err) => {
+            if retrying {
+                debug!(session = %id, error = %err, "could not close an expired session, again");
+            } else {
+                warn!(session = %id, error = %err,
+                    "could not close an expired session; trying again while this server runs expiry");
+            }
+            return false;
+        }
+    };
+    let Ok(session_core::Outcome::SessionClosed { ephemerals, .. }) = applied.result else {
+        return true;
+    };
+    shared.metrics.sessions_expired.inc();
+    shared.publish(SessionEvent {
+        id,
+        kind: SessionEventKind::Expired,
+        remote,
+        timeout_ms: 0,
+        zxid: applied.zxid,
+    });
+    info!(session = %id, remote = ?remote, ephemerals_deleted = ephemerals.len(),
+        "session expired");
+    true
 }

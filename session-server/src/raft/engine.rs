@@ -601,6 +601,7 @@ async fn roles(inner: Arc<Inner>) {
     let mut leaderless_since: Option<tokio::time::Instant> = None;
     let mut disconnected = false;
     let mut genesis_term = None;
+    let mut led_term = None;
     loop {
         let stopped = tokio::select! {
             changed = metrics.changed() => changed.is_err(),
@@ -623,9 +624,13 @@ async fn roles(inner: Arc<Inner>) {
         if role != previous {
             info!(node = inner.me, ?previous, ?role, term = m.current_term,
                 leader = ?m.current_leader, "cluster role changed");
-            if role == Role::Leading || previous == Role::Leading {
-                // Taking over expiry, or handing it on: no session expires
-                // for the time this server did not hear of it.
+            // Taking over expiry in a new term: no session expires for the
+            // time this server did not hear of it. (A leader that lost its
+            // quorum for a moment and leads on in the same term kept hearing
+            // the touches: it goes on from where it was, so that a busy
+            // quorum never postpones expiry.)
+            if role == Role::Leading && led_term != Some(m.current_term) {
+                led_term = Some(m.current_term);
                 inner.machine.refresh_liveness(Instant::now());
             }
         }
