@@ -51,7 +51,7 @@ pub(crate) struct StateMachine {
     /// What this server does in its cluster now ([`Role`]).
     role: AtomicU8,
     /// Sessions heard from since the leader was last told (kept only while
-    /// this server follows).
+    /// this server does not lead).
     heard: Mutex<HashSet<SessionId>>,
     /// Requests waiting for a transaction this server proposed, by its
     /// number (see [`crate::raft::Tagged`]).
@@ -73,6 +73,16 @@ pub(crate) enum Role {
     Following = 1,
     /// This server leads, with a quorum behind it: it runs expiry.
     Leading = 2,
+}
+
+impl Role {
+    fn from_u8(raw: u8) -> Role {
+        match raw {
+            0 => Role::Unavailable,
+            1 => Role::Following,
+            _ => Role::Leading,
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -115,10 +125,7 @@ impl StateMachine {
 
     /// Says why this server serves no client now.
     pub(crate) fn set_unavailable_reason(&self, why: String) {
-        let mut reason = lock(&self.unavailable);
-        if *reason != why {
-            *reason = why;
-        }
+        *lock(&self.unavailable) = why;
     }
 
     /// This server's id.
@@ -128,20 +135,12 @@ impl StateMachine {
 
     /// What this server does in its cluster now.
     pub(crate) fn role(&self) -> Role {
-        match self.role.load(Ordering::Acquire) {
-            0 => Role::Unavailable,
-            1 => Role::Following,
-            _ => Role::Leading,
-        }
+        Role::from_u8(self.role.load(Ordering::Acquire))
     }
 
     /// Sets the role; returns the previous one.
     pub(crate) fn set_role(&self, role: Role) -> Role {
-        match self.role.swap(role as u8, Ordering::AcqRel) {
-            0 => Role::Unavailable,
-            1 => Role::Following,
-            _ => Role::Leading,
-        }
+        Role::from_u8(self.role.swap(role as u8, Ordering::AcqRel))
     }
 
     /// Notes that `id`'s client was heard from, for the next report to the
