@@ -881,7 +881,18 @@ impl<F: Frontend> Connection<'_, F> {
         let mut prepared = shared.machine.prepare(op.clone(), &shared.context());
         if prepared.is_err() && !self.proposed.is_empty() {
             self.answer_proposed().await?;
-            prepared = shared.machine.prepare(op, &shared.context());
+            prepared = shared.machine.prepare(op.clone(), &shared.context());
+        }
+        // On a server that does not lead, a refusal may come from a state
+        // older than writes other clients had acknowledged through other
+        // servers: it stands only once this server has caught up with the
+        // leader's commit (a read index), as it would on the leader.
+        if prepared.is_err() && shared.machine.role() != Role::Leading {
+            if let Ok(zxid) = shared.engine.sync().await {
+                if shared.machine.wait_for_zxid(zxid, SYNC_WAIT).await {
+                    prepared = shared.machine.prepare(op, &shared.context());
+                }
+            }
         }
         let txn = match prepared {
             Ok(Some(txn)) => txn,

@@ -47,7 +47,10 @@ pub(crate) trait Engine: Send + Sync + fmt::Debug {
     }
 
     /// Proposes `txn`; the returned future resolves with it applied (its
-    /// zxid, its result, and its watches already fired).
+    /// zxid, its result, and its watches already fired). The transaction is
+    /// queued when this is called, not when the future is first polled: a
+    /// caller may propose several before it awaits any (they are ordered as
+    /// proposed, and may share a log entry).
     fn propose(&self, txn: Txn) -> Proposal;
 
     /// A zxid this server's replica must reach before a `sync` is answered.

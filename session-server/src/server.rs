@@ -8,8 +8,9 @@
 //! - the expirer task wakes at every tick boundary, takes the due buckets from
 //!   the local liveness table (which marks those sessions closing) and sends
 //!   their ids over a crossbeam channel to
-//! - the reaper thread, which proposes each close through the
-//!   [`Engine`](crate::engine::Engine); applying it deletes the ephemerals,
+//! - the reaper thread, which proposes their closes through the
+//!   [`Engine`](crate::engine::Engine), those that expired together at once
+//!   (so they share log entries); applying a close deletes the ephemerals,
 //!   fires watches and tells the session's connection.
 //!
 //! No lock is ever held across an `.await`.
@@ -562,10 +563,14 @@ async fn expirer(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
 /// How long the reaper waits before it proposes again a close that failed
 /// (etcd retries an unapplied lease revoke after 3 s).
 const RETRY_CLOSE: Duration = Duration::from_secs(1);
+/// The most closes the reaper proposes at once.
+const MAX_CLOSES_AT_ONCE: usize = 10_000;
 
-/// Proposes the close of each expired session, one by one. Runs on its own
-/// thread so an expiry storm does not delay the runtime's workers; applying
-/// the close deletes the ephemerals, fires watches and tells the connection.
+/// Proposes the closes of expired sessions. Runs on its own thread so an
+/// expiry storm does not delay the runtime's workers. The sessions that
+/// expired together are proposed together, without waiting for each, so
+/// their closes share log entries (and fsyncs); applying a close deletes the
+/// ephemerals, fires watches and tells the connection.
 ///
 /// A close that fails (no quorum for a moment, a disk refusing writes) is
 /// proposed again every [`RETRY_CLOSE`] while this server runs expiry and
@@ -579,82 +584,107 @@ fn reaper(
     let mut failed: Vec<SessionId> = Vec::new();
     loop {
         let next = if failed.is_empty() {
-            due.recv().map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected)
+            due.recv()
+                .map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected)
         } else {
             due.recv_timeout(RETRY_CLOSE)
         };
-        match next {
-            Ok(Reap::Expired(id)) => {
-                if !close_expired(shared, runtime, id, false) {
-                    failed.push(id);
-                }
-            }
+        let (mut batch, retrying) = match next {
+            Ok(Reap::Expired(id)) => (vec![id], false),
             Ok(Reap::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 if shared.machine.role() != crate::state::Role::Leading {
                     continue;
                 }
-                let retry = std::mem::take(&mut failed);
-                for id in retry {
-                    if !shared.machine.liveness().is_closing(id) {
-                        // Closed meanwhile, or reopened by a change of
-                        // leader.
-                        continue;
-                    }
-                    if !close_expired(shared, runtime, id, true) {
-                        failed.push(id);
-                    }
-                }
+                // Those closed meanwhile, or reopened by a change of leader,
+                // are done with.
+                let liveness = shared.machine.liveness();
+                let retry: Vec<SessionId> = std::mem::take(&mut failed)
+                    .into_iter()
+                    .filter(|id| liveness.is_closing(*id))
+                    .collect();
+                drop(liveness);
+                (retry, true)
             }
+        };
+        let mut stop = false;
+        while batch.len() < MAX_CLOSES_AT_ONCE {
+            match due.try_recv() {
+                Ok(Reap::Expired(id)) => batch.push(id),
+                Ok(Reap::Stop) => {
+                    stop = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        failed.extend(close_expired(shared, runtime, batch, retrying));
+        if stop {
+            return;
         }
     }
 }
 
-/// Proposes the close of expired session `id`; returns `false` if it could
-/// not be ordered (to be tried again).
+/// Proposes the closes of expired sessions `ids`, all at once, and waits for
+/// them; returns those that could not be ordered (to be tried again).
 fn close_expired(
     shared: &Shared,
     runtime: &tokio::runtime::Handle,
-    id: SessionId,
+    ids: Vec<SessionId>,
     retrying: bool,
-) -> bool {
-    let txn = match shared
-        .machine
-        .prepare(Op::CloseSession { id }, &shared.context())
-    {
-        Ok(Some(txn)) => txn,
-        // Closed by its client between expiry and now: nothing to do.
-        Ok(None) | Err(_) => return true,
-    };
-    let remote = shared
-        .machine
-        .connections
-        .get(&id)
-        .map(|connection| connection.remote);
-    let applied = match runtime.block_on(shared.engine.propose(txn)) {
-        Ok(applied) => applied,
-        Err(err) => {
-            if retrying {
-                debug!(session = %id, error = %err, "could not close an expired session, again");
-            } else {
-                warn!(session = %id, error = %err,
-                    "could not close an expired session; trying again while this server runs expiry");
+) -> Vec<SessionId> {
+    let proposed: Vec<_> = ids
+        .into_iter()
+        .filter_map(|id| {
+            let txn = match shared
+                .machine
+                .prepare(Op::CloseSession { id }, &shared.context())
+            {
+                Ok(Some(txn)) => txn,
+                // Closed by its client between expiry and now: nothing to do.
+                Ok(None) | Err(_) => return None,
+            };
+            let remote = shared
+                .machine
+                .connections
+                .get(&id)
+                .map(|connection| connection.remote);
+            Some((id, remote, shared.engine.propose(txn)))
+        })
+        .collect();
+    let (ids, waits): (Vec<_>, Vec<_>) = proposed
+        .into_iter()
+        .map(|(id, remote, applied)| ((id, remote), applied))
+        .unzip();
+    let results = runtime.block_on(futures_util::future::join_all(waits));
+    let mut failed = Vec::new();
+    for ((id, remote), result) in ids.into_iter().zip(results) {
+        let applied = match result {
+            Ok(applied) => applied,
+            Err(err) => {
+                if retrying {
+                    debug!(session = %id, error = %err, "could not close an expired session, again");
+                } else {
+                    warn!(session = %id, error = %err,
+                        "could not close an expired session; trying again while this server runs expiry");
+                }
+                failed.push(id);
+                continue;
             }
-            return false;
-        }
-    };
-    let Ok(session_core::Outcome::SessionClosed { ephemerals, .. }) = applied.result else {
-        return true;
-    };
-    shared.metrics.sessions_expired.inc();
-    shared.publish(SessionEvent {
-        id,
-        kind: SessionEventKind::Expired,
-        remote,
-        timeout_ms: 0,
-        zxid: applied.zxid,
-    });
-    info!(session = %id, remote = ?remote, ephemerals_deleted = ephemerals.len(),
-        "session expired");
-    true
+        };
+        let Ok(session_core::Outcome::SessionClosed { ephemerals, .. }) = applied.result else {
+            continue;
+        };
+        shared.metrics.sessions_expired.inc();
+        shared.publish(SessionEvent {
+            id,
+            kind: SessionEventKind::Expired,
+            remote,
+            timeout_ms: 0,
+            zxid: applied.zxid,
+        });
+        info!(session = %id, remote = ?remote, ephemerals_deleted = ephemerals.len(),
+            "session expired");
+    }
+    failed
 }

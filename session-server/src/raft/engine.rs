@@ -735,6 +735,13 @@ impl Inner {
 /// Proposes one transaction from this server and waits for it to be applied
 /// here.
 async fn propose(inner: &Inner, txn: Txn) -> Result<Applied, EngineError> {
+    submit(inner, txn).await
+}
+
+/// Queues one transaction from this server for the proposer at once (so a
+/// connection's pipelined writes reach the proposer together and share an
+/// entry), and returns the wait for it to be applied here.
+fn submit(inner: &Inner, txn: Txn) -> impl Future<Output = Result<Applied, EngineError>> + use<> {
     let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
     let applied = inner.machine.await_applied(seq);
     let tagged = Tagged {
@@ -742,27 +749,27 @@ async fn propose(inner: &Inner, txn: Txn) -> Result<Applied, EngineError> {
         seq,
         txn,
     };
-    let ordered = match inner.submit(vec![tagged], false) {
-        Ok(ordered) => ordered,
-        Err(err) => {
-            inner.machine.forget_waiter(seq);
+    let ordered = inner.submit(vec![tagged], false);
+    let machine = Arc::clone(&inner.machine);
+    async move {
+        let ordered = match ordered {
+            Ok(ordered) => ordered.await.unwrap_or_else(|_| {
+                Err(EngineError::Unavailable("the engine has stopped".to_owned()))
+            }),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = ordered {
+            machine.forget_waiter(seq);
             return Err(err);
         }
-    };
-    let ordered = ordered
-        .await
-        .unwrap_or_else(|_| Err(EngineError::Unavailable("the engine has stopped".to_owned())));
-    if let Err(err) = ordered {
-        inner.machine.forget_waiter(seq);
-        return Err(err);
-    }
-    match tokio::time::timeout(APPLY_WAIT, applied).await {
-        Ok(Ok(applied)) => Ok(applied),
-        _ => {
-            inner.machine.forget_waiter(seq);
-            Err(EngineError::Unavailable(format!(
-                "the leader applied the write, but this server did not within {APPLY_WAIT:?}"
-            )))
+        match tokio::time::timeout(APPLY_WAIT, applied).await {
+            Ok(Ok(applied)) => Ok(applied),
+            _ => {
+                machine.forget_waiter(seq);
+                Err(EngineError::Unavailable(format!(
+                    "the leader applied the write, but this server did not within {APPLY_WAIT:?}"
+                )))
+            }
         }
     }
 }
@@ -1011,8 +1018,7 @@ impl Engine for RaftEngine {
     }
 
     fn propose(&self, txn: Txn) -> Proposal {
-        let inner = Arc::clone(&self.inner);
-        Box::pin(async move { propose(&inner, txn).await })
+        Box::pin(submit(&self.inner, txn))
     }
 
     fn sync(&self) -> Synced {

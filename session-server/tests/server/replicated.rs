@@ -188,6 +188,46 @@ async fn writes_through_any_server_are_read_back_there_and_after_sync_everywhere
     shutdown(servers).await;
 }
 
+/// A write acknowledged through one server is seen by a write through
+/// another, at once: a follower whose replica does not hold the parent yet
+/// checks again after catching up with the leader's commit, rather than
+/// refuse NoNode from an older state (writes are linearizable, as
+/// ZooKeeper's are: its leader checks every write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_through_one_server_is_seen_by_a_write_through_another_at_once() {
+    let scratch = Scratch::new("linear");
+    let (servers, _) = three(&scratch).await;
+    let (leader, followers) = roles(&servers).await;
+    let (mut first, _) = open_when_ready(servers[followers[0]].local_addr()).await;
+    let (mut second, _) = open_when_ready(servers[followers[1]].local_addr()).await;
+    let (mut third, _) = open_when_ready(servers[leader].local_addr()).await;
+    for i in 0..100 {
+        let parent = format!("/p{i}");
+        first
+            .create(&parent, b"", wire::NodeKind::Persistent)
+            .await
+            .expect("parent");
+        second
+            .create(&format!("{parent}/child"), b"", wire::NodeKind::Persistent)
+            .await
+            .unwrap_or_else(|err| panic!("a child of acknowledged {parent}: {err:?}"));
+        third
+            .delete(&format!("{parent}/child"), 0)
+            .await
+            .unwrap_or_else(|err| panic!("deleting {parent}/child on the leader: {err:?}"));
+        first
+            .delete(&parent, 0)
+            .await
+            .unwrap_or_else(|err| panic!("deleting {parent} once its child is gone: {err:?}"));
+    }
+    // A refusal still stands when the state says so.
+    assert_eq!(
+        code(second.create("/none/child", b"", wire::NodeKind::Persistent).await),
+        Some(ErrorCode::NoNode)
+    );
+    shutdown(servers).await;
+}
+
 /// A client that reattaches through another server takes its session
 /// there: its ephemerals stay, the old connection is closed with
 /// SessionMoved, and it writes through the new server (reference
