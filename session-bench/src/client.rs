@@ -91,6 +91,14 @@ fn zk_liveness(state: zk::SessionState) -> Liveness {
     }
 }
 
+/// Whether `err` is either server's answer that a node does not exist.
+pub(crate) fn is_no_node(err: &BenchError) -> bool {
+    matches!(
+        err.downcast_ref::<session_client::Error>(),
+        Some(session_client::Error::NoNode { .. })
+    ) || matches!(err.downcast_ref::<zk::Error>(), Some(zk::Error::NoNode))
+}
+
 impl BenchClient {
     /// Opens a session with `timeout` on the server at `addr`.
     pub(crate) async fn connect(
@@ -173,6 +181,14 @@ impl BenchClient {
             BenchClient::Zk(client) => client.delete(path, None).await?,
         }
         Ok(())
+    }
+
+    /// Whether `path` exists.
+    pub(crate) async fn exists(&self, path: &str) -> Result<bool, BenchError> {
+        match self {
+            BenchClient::Ours(client) => Ok(client.exists(path).await?.is_some()),
+            BenchClient::Zk(client) => Ok(client.check_stat(path).await?.is_some()),
+        }
     }
 
     /// How many children `path` has (from its stat: one small reply however

@@ -3,11 +3,18 @@
 //! `RESULT key=value ...` line on stdout for xtask to tabulate. Progress and
 //! problems go to stderr.
 //!
+//! `--addr` is a server's address or, for a cluster, a connect string
+//! listing every server (`host:port,host:port,...`); `leader` waits until a
+//! cluster has agreed on a leader and says which server it is, and `kill`
+//! times the sessions' way back after a server of the cluster is killed.
+//!
 //! `exec-server` raises the open-files limit and replaces itself with the
 //! server command, so xtask can start servers with enough file descriptors
 //! without needing any system calls of its own.
 
 mod client;
+mod cluster;
+mod kill;
 mod pipelined;
 mod proxy;
 mod raw;
@@ -44,9 +51,32 @@ pub(crate) struct Endpoint {
     /// Which kind of server listens at `--addr`.
     #[arg(long, value_enum)]
     pub(crate) target: Target,
-    /// The server's client address, e.g. 127.0.0.1:7181.
+    /// The server's client address, e.g. 127.0.0.1:7181, or a cluster's
+    /// connect string, e.g. 127.0.0.1:7181,127.0.0.1:7191,127.0.0.1:7201.
     #[arg(long)]
     pub(crate) addr: String,
+}
+
+impl Endpoint {
+    /// Every server address in `--addr`, in its order.
+    pub(crate) fn addresses(&self) -> Vec<String> {
+        self.addr
+            .split(',')
+            .map(str::trim)
+            .filter(|addr| !addr.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The address a lean raw session number `index` uses: the servers in
+    /// turn, so raw sessions spread evenly over a cluster.
+    pub(crate) fn address_for(&self, index: usize) -> String {
+        let addresses = self.addresses();
+        if addresses.is_empty() {
+            return self.addr.clone();
+        }
+        addresses[index % addresses.len()].clone()
+    }
 }
 
 #[derive(Debug, Parser)]
@@ -69,7 +99,7 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         in_flight: usize,
     },
-    /// Hold N sessions for a while; the server's CPU and RSS per session.
+    /// Hold N sessions for a while; the servers' CPU and RSS per session.
     Hold {
         #[command(flatten)]
         endpoint: Endpoint,
@@ -82,9 +112,10 @@ enum Command {
         /// How long to hold them, in seconds.
         #[arg(long, default_value_t = 30)]
         hold_s: u64,
-        /// The server's process id, for /proc.
-        #[arg(long)]
-        server_pid: u32,
+        /// The server's process id, for /proc; a cluster's, comma-separated
+        /// (CPU and RSS are summed over them).
+        #[arg(long, value_delimiter = ',', required = true)]
+        server_pid: Vec<u32>,
     },
     /// Create and delete ephemerals from many sessions; ops/s and latency.
     Churn {
@@ -136,8 +167,8 @@ enum Command {
         #[arg(long)]
         timeout_ms: u64,
     },
-    /// Cut the connections of N sessions at once through a proxy; time until
-    /// all are connected again with their old ids.
+    /// Cut the connections of N sessions at once through a proxy (one per
+    /// server); time until all are connected again with their old ids.
     Failover {
         #[command(flatten)]
         endpoint: Endpoint,
@@ -148,13 +179,22 @@ enum Command {
         #[arg(long, default_value_t = 6000)]
         timeout_ms: u64,
     },
+    /// A cluster: wait until its servers agree on a leader, then print which
+    /// server it is (its place in `--addr`, from 0, and its node id).
+    Leader(cluster::LeaderArgs),
+    /// A cluster: SIGKILL its leader, or a follower (holding about 1/N of
+    /// the sessions), while N sessions with an ephemeral each are held; time
+    /// until every session is connected again with its old id, count the
+    /// lost ones.
+    Kill(kill::KillArgs),
     /// Durable session-server only: fill a server started on a data
     /// directory with sessions and persistent nodes, stop it (SIGTERM, then
     /// SIGKILL) and time each start on the same directory until everything
     /// is back.
     Restart(restart::RestartArgs),
-    /// Raise the open-files limit to the hard limit, then run the command
-    /// in this process's place (same process id).
+    /// Raise the open-files limit to the hard limit, ask for SIGTERM when
+    /// the parent process ends (Linux), then run the command in this
+    /// process's place (same process id).
     ExecServer {
         /// The program and its arguments.
         #[arg(trailing_var_arg = true, required = true)]
@@ -195,6 +235,12 @@ fn exec_server(command: &[String]) -> ExitCode {
         eprintln!("session-bench exec-server: no command given");
         return ExitCode::from(2);
     };
+    // A server started by `cargo xtask bench` or `cargo xtask cluster` must
+    // not outlive it, however it ends (Ctrl-C reaches the whole process
+    // group anyway; a `kill` of xtask alone would not).
+    if let Err(err) = sys::terminate_with_parent() {
+        eprintln!("session-bench exec-server: cannot tie {program} to its parent: {err}");
+    }
     let err = std::process::Command::new(program).args(args).exec();
     eprintln!("session-bench exec-server: cannot run {program}: {err}");
     ExitCode::FAILURE

@@ -64,7 +64,8 @@ pub(crate) async fn pipelined(
     let window = window.clamp(1, Semaphore::MAX_PERMITS);
     let run = async {
         match endpoint.target {
-            Target::Ours => ours(&endpoint.addr, requests, window).await,
+            // The raw session talks to one server: a cluster's first.
+            Target::Ours => ours(&endpoint.address_for(0), requests, window).await,
             Target::Zk => zookeeper(&endpoint.addr, requests, window).await,
         }
     };

@@ -20,7 +20,7 @@ use crate::{Command, Endpoint, Target};
 
 /// Parallelism when opening many sessions for the scenarios that are not
 /// about establishment.
-const OPEN_IN_FLIGHT: usize = 64;
+pub(crate) const OPEN_IN_FLIGHT: usize = 64;
 
 /// Runs one subcommand.
 pub(crate) async fn run(command: Command) -> Result<(), BenchError> {
@@ -42,7 +42,7 @@ pub(crate) async fn run(command: Command) -> Result<(), BenchError> {
                 sessions,
                 Duration::from_millis(timeout_ms),
                 Duration::from_secs(hold_s),
-                server_pid,
+                &server_pid,
             )
             .await
         }
@@ -81,6 +81,8 @@ pub(crate) async fn run(command: Command) -> Result<(), BenchError> {
             sessions,
             timeout_ms,
         } => failover(&endpoint, sessions, Duration::from_millis(timeout_ms)).await,
+        Command::Leader(args) => crate::cluster::leader(&args).await,
+        Command::Kill(args) => crate::kill::kill(&args).await,
         Command::Restart(args) => crate::restart::restart(&args).await,
         Command::ExecServer { .. } => Err("exec-server is handled before the runtime".into()),
     }
@@ -99,10 +101,8 @@ pub(crate) fn progress(message: impl AsRef<str>) {
     eprintln!("session-bench: {}", message.as_ref());
 }
 
-/// Opens `count` sessions with `in_flight` handshakes at a time, within
-/// `limit`; returns the sessions opened and the errors.
 /// Opens `count` sessions like [`open_many`], failing unless every one opened.
-async fn open_all(
+pub(crate) async fn open_all(
     endpoint: &Endpoint,
     count: usize,
     in_flight: usize,
@@ -116,6 +116,8 @@ async fn open_all(
     Ok(clients)
 }
 
+/// Opens `count` sessions with `in_flight` handshakes at a time, within
+/// `limit`; returns the sessions opened and the errors.
 async fn open_many(
     endpoint: &Endpoint,
     count: usize,
@@ -210,7 +212,10 @@ async fn hold_sessions(
     match endpoint.target {
         Target::Ours => {
             let opening = stream::iter(0..count)
-                .map(|_| RawSession::open(&endpoint.addr, timeout))
+                .map(|index| {
+                    let addr = endpoint.address_for(index);
+                    async move { RawSession::open(&addr, timeout).await }
+                })
                 .buffer_unordered(OPEN_IN_FLIGHT)
                 .collect::<Vec<_>>();
             let opened = tokio::time::timeout(Duration::from_secs(300), opening)
@@ -273,11 +278,16 @@ async fn hold(
     sessions: usize,
     timeout: Duration,
     duration: Duration,
-    server_pid: u32,
+    server_pids: &[u32],
 ) -> Result<(), BenchError> {
+    // CPU and RSS of a cluster are its servers' together.
+    let rss_bytes =
+        || -> std::io::Result<u64> { server_pids.iter().map(|&pid| sys::rss_bytes(pid)).sum() };
+    let cpu_seconds =
+        || -> std::io::Result<f64> { server_pids.iter().map(|&pid| sys::cpu_seconds(pid)).sum() };
     // Let the server settle after start-up before taking its idle baseline.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let baseline_rss = sys::rss_bytes(server_pid)?;
+    let baseline_rss = rss_bytes()?;
     progress(format!(
         "holding: idle server RSS {:.1} MiB; opening {sessions} sessions",
         baseline_rss as f64 / 1048576.0
@@ -285,13 +295,13 @@ async fn hold(
     let held = hold_sessions(endpoint, sessions, timeout).await?;
     // One full ping round before measuring, so the window is steady state.
     tokio::time::sleep(timeout / 3).await;
-    let cpu_before = sys::cpu_seconds(server_pid)?;
+    let cpu_before = cpu_seconds()?;
     let started = Instant::now();
     progress(format!("holding {} sessions for {duration:?}", held.count));
     tokio::time::sleep(duration).await;
-    let cpu_after = sys::cpu_seconds(server_pid)?;
+    let cpu_after = cpu_seconds()?;
     let elapsed = started.elapsed().as_secs_f64();
-    let rss = sys::rss_bytes(server_pid)?;
+    let rss = rss_bytes()?;
     let count = held.count;
     let lost = held.finish().await;
     let cpu = cpu_after - cpu_before;
@@ -300,6 +310,7 @@ async fn hold(
         endpoint.target,
         &[
             ("sessions", count.to_string()),
+            ("servers", server_pids.len().to_string()),
             ("held_s", format!("{elapsed:.1}")),
             ("cpu_s", format!("{cpu:.3}")),
             ("cpu_pct", format!("{:.2}", 100.0 * cpu / elapsed)),
@@ -319,6 +330,44 @@ async fn hold(
         ],
     );
     Ok(())
+}
+
+/// Failed operations by what failed and why, so a run with errors says
+/// which ones.
+#[derive(Debug, Default)]
+struct ErrorTally(std::collections::BTreeMap<String, u64>);
+
+impl ErrorTally {
+    /// Counts `err`; errors that differ only in numbers (paths, ids)
+    /// count as one kind.
+    fn count(&mut self, operation: &str, err: &BenchError) {
+        let mut kind = format!("{operation}: ");
+        for c in err.to_string().chars() {
+            match c {
+                '0'..='9' if kind.ends_with('N') => {}
+                '0'..='9' => kind.push('N'),
+                c => kind.push(c),
+            }
+        }
+        *self.0.entry(kind).or_default() += 1;
+    }
+
+    fn merge(&mut self, other: ErrorTally) {
+        for (what, count) in other.0 {
+            *self.0.entry(what).or_default() += count;
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// Prints each kind of error with its count.
+    fn report(&self, scenario: &str) {
+        for (what, count) in &self.0 {
+            progress(format!("{scenario}: {count} × {what}"));
+        }
+    }
 }
 
 /// The value at quantile `q` of sorted `values`.
@@ -357,19 +406,19 @@ async fn churn(
     for (worker, client) in clients.iter().cloned().enumerate() {
         workers.spawn(async move {
             let mut latencies_us = Vec::new();
-            let mut errors = 0u64;
+            let mut errors = ErrorTally::default();
             let mut op = 0u64;
             while Instant::now() < deadline && op < max_ops {
                 let path = format!("{PARENT}/w{worker}-{op}");
                 let began = Instant::now();
                 match client.create_ephemeral(&path, b"churn").await {
                     Ok(()) => latencies_us.push(began.elapsed().as_micros() as u64),
-                    Err(_) => errors += 1,
+                    Err(err) => errors.count("create", &err),
                 }
                 let began = Instant::now();
                 match client.delete(&path).await {
                     Ok(()) => latencies_us.push(began.elapsed().as_micros() as u64),
-                    Err(_) => errors += 1,
+                    Err(err) => errors.count("delete", &err),
                 }
                 op += 1;
             }
@@ -377,12 +426,14 @@ async fn churn(
         });
     }
     let mut latencies = Vec::new();
-    let mut errors = 0;
+    let mut errors = ErrorTally::default();
     while let Some(joined) = workers.join_next().await {
         let (worker_latencies, worker_errors) = joined?;
         latencies.extend(worker_latencies);
-        errors += worker_errors;
+        errors.merge(worker_errors);
     }
+    errors.report("churn");
+    let errors = errors.total();
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
     result(
@@ -543,7 +594,7 @@ async fn expiry_holder(
         Target::Ours => {
             let opening = stream::iter(0..sessions)
                 .map(|index| {
-                    let addr = endpoint.addr.clone();
+                    let addr = endpoint.address_for(index);
                     async move {
                         let mut session = RawSession::open(&addr, timeout).await?;
                         session
@@ -638,11 +689,19 @@ async fn failover(
     sessions: usize,
     timeout: Duration,
 ) -> Result<(), BenchError> {
-    let upstream = endpoint.addr.parse()?;
-    let proxy = Proxy::start(upstream).await?;
+    // One proxy in front of each server; the clients get the proxies'
+    // connect string, so after the cut they may come back through any.
+    let mut proxies = Vec::new();
+    for upstream in endpoint.addresses() {
+        proxies.push(Proxy::start(upstream.parse()?).await?);
+    }
     let through = Endpoint {
         target: endpoint.target,
-        addr: proxy.addr().to_string(),
+        addr: proxies
+            .iter()
+            .map(|proxy| proxy.addr().to_string())
+            .collect::<Vec<_>>()
+            .join(","),
     };
     let clients = open_all(
         &through,
@@ -661,7 +720,9 @@ async fn failover(
     let ids: Vec<u64> = clients.iter().map(BenchClient::session_id).collect();
     let limit = timeout * 2;
     let cut = Instant::now();
-    proxy.cut_all();
+    for proxy in &proxies {
+        proxy.cut_all();
+    }
     let mut waits = tokio::task::JoinSet::new();
     for (index, mut follower) in followers.into_iter().enumerate() {
         waits.spawn(async move {
@@ -713,6 +774,6 @@ async fn failover(
     for client in clients {
         client.close().await;
     }
-    drop(proxy);
+    drop(proxies);
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! What the benchmark reads from the operating system: the open-files limit,
 //! a process's CPU time and resident memory from `/proc`, wall-clock
 //! milliseconds (the only clock two processes can share for the expiry
-//! scenario), the size of a directory; and signals to a server process.
+//! scenario), the size of a directory; signals to a server process, and a
+//! started server's tie to its parent.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -114,4 +115,20 @@ pub(crate) fn dir_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// Asks the kernel to send this process SIGTERM when its parent ends
+/// (`PR_SET_PDEATHSIG`, kept across `exec`); nothing on other systems.
+pub(crate) fn terminate_with_parent() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let signal = libc::c_ulong::try_from(libc::SIGTERM).map_err(std::io::Error::other)?;
+        // SAFETY: prctl(PR_SET_PDEATHSIG) reads its integer arguments only.
+        #[allow(unsafe_code)]
+        let set = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal, 0, 0, 0) };
+        if set != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }

@@ -10,9 +10,9 @@ use session_core::{Liveness, Replica, SessionEntry, SessionId};
 use session_wire::admin::v1::{
     self as admin, AddLearnerRequest, ClusterMember, ClusterStatusRequest, ClusterStatusResponse,
     DumpExpiryRequest, DumpExpiryResponse, ExpireSessionRequest, ExpireSessionResponse,
-    ExpiryBucket, GetSessionRequest, GetSessionResponse, ListSessionsRequest,
-    ListSessionsResponse, MemberRole, MembershipResponse, PromoteLearnerRequest,
-    RemoveMemberRequest, StatsRequest, StatsResponse, WatchSessionEventsRequest,
+    ExpiryBucket, GetSessionRequest, GetSessionResponse, ListSessionsRequest, ListSessionsResponse,
+    MemberRole, MembershipResponse, PromoteLearnerRequest, RemoveMemberRequest, StatsRequest,
+    StatsResponse, WatchSessionEventsRequest,
     admin_server::{Admin, AdminServer},
 };
 use tokio::net::TcpListener;
@@ -146,7 +146,10 @@ fn node_id(raw: u32) -> Result<u64, Status> {
 
 impl AdminService {
     /// Carries out a membership change, or says why it cannot be.
-    async fn change(&self, change: MembershipChange) -> Result<Response<MembershipResponse>, Status> {
+    async fn change(
+        &self,
+        change: MembershipChange,
+    ) -> Result<Response<MembershipResponse>, Status> {
         let Some(cluster) = self.shared.engine.cluster() else {
             return Err(Status::failed_precondition(
                 "this server keeps its state in memory only (--in-memory): it cannot form a cluster",
@@ -198,9 +201,10 @@ impl Admin for AdminService {
         let request = request.into_inner();
         let node = node_id(request.node_id)?;
         let address = request.peer_address.trim().to_owned();
-        if address.rsplit_once(':').is_none_or(|(host, port)| {
-            host.is_empty() || port.parse::<u16>().is_err()
-        }) {
+        if address
+            .rsplit_once(':')
+            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
             return Err(Status::invalid_argument(format!(
                 "peer address {address:?} is not HOST:PORT"
             )));

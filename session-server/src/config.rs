@@ -266,7 +266,11 @@ pub fn parse_peers(given: &str) -> Result<BTreeMap<ServerId, String>, ConfigErro
         detail,
     };
     let mut peers = BTreeMap::new();
-    for entry in given.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+    for entry in given
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
         let (id, address) = entry
             .split_once('=')
             .ok_or_else(|| invalid(format!("{entry:?} has no '='")))?;
@@ -843,7 +847,9 @@ mod tests {
             "node-3.example:7184"
         );
         assert_eq!(
-            two.cluster.peer_listen_addr(two.server_id).expect("own entry"),
+            two.cluster
+                .peer_listen_addr(two.server_id)
+                .expect("own entry"),
             Some(SocketAddr::from(([10, 0, 0, 2], 7184)))
         );
         assert_eq!(two.cluster.heartbeat, Duration::from_millis(100));
@@ -861,13 +867,22 @@ mod tests {
         ])
         .expect("peer-listen given");
         assert_eq!(
-            listen.cluster.peer_listen_addr(listen.server_id).expect("given"),
+            listen
+                .cluster
+                .peer_listen_addr(listen.server_id)
+                .expect("given"),
             Some(SocketAddr::from(([0, 0, 0, 0], 7184)))
         );
         // No peers: a server on its own, without a peer listener.
         let alone = config(&[]).expect("defaults");
         assert!(!alone.cluster.is_cluster());
-        assert_eq!(alone.cluster.peer_listen_addr(alone.server_id).expect("none"), None);
+        assert_eq!(
+            alone
+                .cluster
+                .peer_listen_addr(alone.server_id)
+                .expect("none"),
+            None
+        );
 
         for (given, expected) in [
             ("1=127.0.0.1:1,1=127.0.0.1:2", "named twice"),
@@ -898,7 +913,10 @@ mod tests {
             config(&["--config", path.to_str().expect("utf-8")]).expect("peers from the file");
         assert_eq!(from_file.server_id.get(), 2);
         assert_eq!(from_file.cluster.peers.len(), 2);
-        assert_eq!(from_file.cluster.election_timeout, Duration::from_millis(800));
+        assert_eq!(
+            from_file.cluster.election_timeout,
+            Duration::from_millis(800)
+        );
         let _ = std::fs::remove_file(path);
     }
 

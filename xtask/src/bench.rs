@@ -16,6 +16,13 @@
 //!   SIGKILL) and times each start on the same directory until everything
 //!   is back.
 //!
+//! `--cluster` runs a fourth pass instead: every scenario against a cluster
+//! of three session-servers (durable, data under `target/bench/cluster`)
+//! and a ZooKeeper ensemble of three (`forceSync=yes`), the clients given
+//! all three addresses, plus two server deaths: SIGKILL of the leader, and
+//! of a follower (holding about a third of the sessions). Its logs stay in
+//! `target/bench/cluster`.
+//!
 //! This module only builds and runs processes; the load lives in
 //! `session-bench`, which prints one `RESULT key=value ...` line per run.
 
@@ -26,10 +33,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::cluster::{NodeAddrs, connect_string, node_args, server_command, wait_leader};
 use crate::cmd::{Error, cargo, exec, target_directory};
 
 const USAGE: &str = "\
-usage: cargo xtask bench [--quick] [--only WHAT] [--durable-only] [--no-zookeeper] [SIZES]
+usage: cargo xtask bench [--quick] [--only WHAT] [--durable-only] [--cluster] [--no-zookeeper] [SIZES]
 
 passes (all by default; --only WHAT runs one):
   in memory   establish, hold, churn, pipelined, expiry, failover
@@ -40,15 +48,21 @@ passes (all by default; --only WHAT runs one):
   restart     session-server only: fill a durable server with sessions and
               nodes, SIGTERM / SIGKILL it, time the start until all is back;
               --only restart
+--cluster runs, instead, the cluster pass: establish, hold, churn,
+pipelined, expiry, failover, kill-leader, kill-follower against a cluster of
+3 durable session-servers and a ZooKeeper ensemble of 3 (forceSync=yes),
+clients given all three addresses (--only SCENARIO runs one of them)
 sizes (defaults; --quick: establish 1000, hold 1000 for 10 s, churn 3 s,
-pipelined 20000 requests, expiry 1000, failover 200, restart 10000 + 10000;
-the durable pass uses the establish and churn sizes):
+pipelined 20000 requests, expiry 1000, failover 200, restart 10000 + 10000,
+kill 200, cluster pipelined 5000; the durable pass uses the establish and
+churn sizes, the cluster pass all but --pipelined-requests):
   --establish-sessions N   (10000)   --hold-sessions N        (15000)
   --hold-seconds S         (30)      --churn-sessions N       (64)
   --churn-seconds S        (10)      --pipelined-requests N   (200000)
   --pipelined-window W     (1000)    --expiry-sessions N      (10000)
   --failover-sessions N    (1000)    --restart-sessions N     (100000)
-  --restart-nodes N        (100000)
+  --restart-nodes N        (100000)  --kill-sessions N        (1000)
+  --cluster-pipelined-requests N     (20000)
 ";
 
 /// ZooKeeper's jar as the Debian package `zookeeper` installs it; its
@@ -61,6 +75,9 @@ const SLF4J_NOP_JAR: &str = "/usr/share/java/slf4j-nop.jar";
 /// Both servers use ZooKeeper's default tick and the scenarios' 6 s timeout.
 const TICK_MS: u64 = 2000;
 const TIMEOUT_MS: u64 = 6000;
+
+/// Servers in each cluster of the cluster pass.
+const CLUSTER_SIZE: usize = 3;
 
 #[derive(Debug, Clone)]
 struct Sizes {
@@ -79,6 +96,11 @@ struct Sizes {
     restart_sessions: usize,
     /// Persistent nodes held across the restart.
     restart_nodes: usize,
+    /// Sessions held while a server of a cluster is killed.
+    kill: usize,
+    /// Requests of the pipelined scenario in the cluster pass: fewer, as
+    /// every write there is a Raft round trip.
+    cluster_pipelined_requests: u64,
 }
 
 impl Sizes {
@@ -95,6 +117,8 @@ impl Sizes {
             failover: 1000,
             restart_sessions: 100_000,
             restart_nodes: 100_000,
+            kill: 1000,
+            cluster_pipelined_requests: 20_000,
         }
     }
 
@@ -111,6 +135,8 @@ impl Sizes {
             failover: 200,
             restart_sessions: 10_000,
             restart_nodes: 10_000,
+            kill: 200,
+            cluster_pipelined_requests: 5000,
         }
     }
 }
@@ -126,6 +152,18 @@ const SCENARIOS: [&str; 6] = [
 
 /// The scenarios of the durable pass.
 const DURABLE_SCENARIOS: [&str; 2] = ["establish", "churn"];
+
+/// The scenarios of the cluster pass.
+const CLUSTER_SCENARIOS: [&str; 8] = [
+    "establish",
+    "hold",
+    "churn",
+    "pipelined",
+    "expiry",
+    "failover",
+    "kill-leader",
+    "kill-follower",
+];
 
 /// How a server keeps its state in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,7 +229,8 @@ impl Only {
 pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     let quick = args.iter().any(|arg| arg == "--quick");
     let mut sizes = if quick { Sizes::quick() } else { Sizes::full() };
-    let mut only = Only::All;
+    let mut only_asked = None;
+    let mut cluster = false;
     let mut zookeeper_wanted = true;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
@@ -202,8 +241,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
         match arg.as_str() {
             "--quick" => {}
             "--no-zookeeper" => zookeeper_wanted = false,
-            "--only" => only = Only::parse(value()?)?,
-            "--durable-only" => only = Only::Durable,
+            "--only" => only_asked = Some(value()?.clone()),
+            "--durable-only" => only_asked = Some("durable".to_owned()),
+            "--cluster" => cluster = true,
             "--establish-sessions" => sizes.establish = value()?.parse()?,
             "--hold-sessions" => sizes.hold = value()?.parse()?,
             "--hold-seconds" => sizes.hold_seconds = value()?.parse()?,
@@ -215,6 +255,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
             "--failover-sessions" => sizes.failover = value()?.parse()?,
             "--restart-sessions" => sizes.restart_sessions = value()?.parse()?,
             "--restart-nodes" => sizes.restart_nodes = value()?.parse()?,
+            "--kill-sessions" => sizes.kill = value()?.parse()?,
+            "--cluster-pipelined-requests" => {
+                sizes.cluster_pipelined_requests = value()?.parse()?;
+            }
             "--help" | "-h" => {
                 print!("{USAGE}");
                 return Ok(());
@@ -222,6 +266,16 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
             other => return Err(format!("unknown flag `{other}`\n\n{USAGE}").into()),
         }
     }
+    let only = match (&only_asked, cluster) {
+        (None, _) => Only::All,
+        (Some(scenario), true) if CLUSTER_SCENARIOS.contains(&scenario.as_str()) => {
+            Only::Scenario(scenario.clone())
+        }
+        (Some(other), true) => {
+            return Err(format!("unknown cluster scenario `{other}`\n\n{USAGE}").into());
+        }
+        (Some(what), false) => Only::parse(what)?,
+    };
 
     let mut build = cargo();
     build.args([
@@ -256,6 +310,20 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     }
 
     let mut results = Results::default();
+    if cluster {
+        run_cluster_pass(&bins, &only, &sizes, zookeeper.is_ok(), &mut results)?;
+        let table = results.cluster_table(zookeeper.is_ok());
+        println!();
+        println!(
+            "Cluster: {CLUSTER_SIZE} servers on loopback, clients given all {CLUSTER_SIZE}; \
+             session-server durable (--data-dir, Raft log fsynced), ZooKeeper ensemble \
+             forceSync=yes. Logs: {}.",
+            cluster_dir()?.display()
+        );
+        println!();
+        print!("{table}");
+        return Ok(());
+    }
     let passes = [
         (Storage::Memory, &SCENARIOS[..]),
         (Storage::Durable, &DURABLE_SCENARIOS[..]),
@@ -282,7 +350,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
                     "ours" => start_ours(&bins, &work, storage)?,
                     _ => start_zookeeper(&bins, &work, storage)?,
                 };
-                let line = run_scenario(&bins, scenario, target, &server, &sizes)?;
+                let line = run_scenario(
+                    &bins,
+                    scenario,
+                    target,
+                    &server.addr.to_string(),
+                    &[server.child.id()],
+                    &sizes,
+                )?;
                 drop(server);
                 println!("{line}");
                 results.insert(&format!("{}{scenario}", storage.prefix()), target, &line);
@@ -477,18 +552,25 @@ fn start_zookeeper(bins: &Binaries, work: &Path, storage: Storage) -> Result<Run
     Ok(running)
 }
 
-/// Runs one scenario against one server and returns its RESULT line.
+/// Runs one scenario against one server, or a cluster (`addr` a connect
+/// string, `pids` its servers'), and returns its RESULT line.
 fn run_scenario(
     bins: &Binaries,
     scenario: &str,
     target: &str,
-    server: &Running,
+    addr: &str,
+    pids: &[u32],
     sizes: &Sizes,
 ) -> Result<String, Error> {
+    let pids = pids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let mut command = Command::new(&bins.bench);
     command
         .arg(scenario)
-        .args(["--target", target, "--addr", &server.addr.to_string()]);
+        .args(["--target", target, "--addr", addr]);
     let timeout = TIMEOUT_MS.to_string();
     match scenario {
         "establish" => {
@@ -499,7 +581,7 @@ fn run_scenario(
                 .args(["--sessions", &sizes.hold.to_string()])
                 .args(["--hold-s", &sizes.hold_seconds.to_string()])
                 .args(["--timeout-ms", &timeout])
-                .args(["--server-pid", &server.child.id().to_string()]);
+                .args(["--server-pid", &pids]);
         }
         "churn" => {
             command
@@ -527,6 +609,284 @@ fn run_scenario(
         command,
         &format!("{scenario} against {}", server_name(target)),
     )
+}
+
+/// Where the cluster pass keeps its servers' data (while each runs) and
+/// logs (after the run, to read).
+fn cluster_dir() -> Result<PathBuf, Error> {
+    Ok(target_directory()?.join("bench").join("cluster"))
+}
+
+/// The cluster pass: each scenario against a fresh cluster of ours and a
+/// fresh ZooKeeper ensemble. A scenario that fails is reported and shown
+/// as failed in the table; the pass goes on with the next.
+fn run_cluster_pass(
+    bins: &Binaries,
+    only: &Only,
+    sizes: &Sizes,
+    zookeeper: bool,
+    results: &mut Results,
+) -> Result<(), Error> {
+    let dir = cluster_dir()?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    for scenario in CLUSTER_SCENARIOS {
+        if !only.memory(scenario) {
+            continue;
+        }
+        for target in ["ours", "zk"] {
+            if target == "zk" && !zookeeper {
+                continue;
+            }
+            let servers = match target {
+                "ours" => "session-servers",
+                _ => "ZooKeeper servers",
+            };
+            println!("== {scenario} on a cluster of {CLUSTER_SIZE} {servers} ==");
+            let run = || -> Result<String, Error> {
+                let cluster = match target {
+                    "ours" => start_our_cluster(bins, &dir, scenario)?,
+                    _ => start_zookeeper_ensemble(bins, &dir, scenario)?,
+                };
+                println!(
+                    "node {} leads; connect string {}",
+                    cluster.leader + 1,
+                    cluster.connect
+                );
+                run_cluster_scenario(bins, scenario, target, &cluster, sizes)
+            };
+            let stored = format!("cluster {scenario}");
+            match run() {
+                Ok(line) => {
+                    println!("{line}");
+                    results.insert(&stored, target, &line);
+                }
+                Err(err) => {
+                    println!("{scenario} on {servers} failed: {err}");
+                    results.insert(&stored, target, "RESULT run_failed=1");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A running cluster of the cluster pass; dropping it kills every server.
+struct ClusterRunning {
+    servers: Vec<Running>,
+    /// Every server's client address, in node order.
+    connect: String,
+    /// session-server's admin addresses, in node order; empty for ZooKeeper.
+    admins: Vec<String>,
+    /// The place (from 0) of the server the cluster agreed leads.
+    leader: usize,
+}
+
+impl ClusterRunning {
+    fn pids(&self) -> Vec<u32> {
+        self.servers
+            .iter()
+            .map(|server| server.child.id())
+            .collect()
+    }
+}
+
+/// `count` distinct free loopback ports (all bound at once, then closed).
+fn free_ports(count: usize) -> Result<Vec<SocketAddr>, Error> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(listeners
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A cluster of [`CLUSTER_SIZE`] durable session-servers on free ports,
+/// data and logs under `dir`; returns once they agree on a leader.
+fn start_our_cluster(bins: &Binaries, dir: &Path, scenario: &str) -> Result<ClusterRunning, Error> {
+    let ports = free_ports(4 * CLUSTER_SIZE)?;
+    let nodes: Vec<NodeAddrs> = ports
+        .chunks(4)
+        .map(|chunk| NodeAddrs {
+            client: chunk[0],
+            admin: chunk[1],
+            metrics: chunk[2],
+            peer: chunk[3],
+            // The scenarios speak v1.
+            zookeeper: None,
+        })
+        .collect();
+    let mut servers = Vec::with_capacity(CLUSTER_SIZE);
+    let mut logs = Vec::with_capacity(CLUSTER_SIZE);
+    for (index, node) in nodes.iter().enumerate() {
+        let id = index + 1;
+        let data = dir.join(format!("{scenario}-ours-node-{id}"));
+        let (log, file) = log_file(dir, &format!("{scenario}-ours-node-{id}.log"))?;
+        let mut args = node_args(id, &nodes, &data);
+        args.extend(
+            [
+                "--tick-ms",
+                &TICK_MS.to_string(),
+                "--max-connections",
+                "30000",
+                "--max-connections-per-ip",
+                "30000",
+            ]
+            .map(str::to_owned),
+        );
+        let child = server_command(&bins.bench, &bins.server, &args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()?;
+        servers.push(Running {
+            child,
+            addr: node.client,
+            _data: Some(RemoveDir(data)),
+        });
+        logs.push(log);
+    }
+    for (index, (server, log)) in servers.iter_mut().zip(&logs).enumerate() {
+        wait_listening(server, &format!("session-server node {}", index + 1), log)?;
+    }
+    let connect = connect_string(&nodes);
+    let admins: Vec<String> = nodes.iter().map(|node| node.admin.to_string()).collect();
+    let leader = wait_leader(&bins.bench, "ours", &connect, &admins, 60, false)?;
+    Ok(ClusterRunning {
+        servers,
+        connect,
+        admins,
+        leader: leader.index,
+    })
+}
+
+/// A ZooKeeper ensemble of [`CLUSTER_SIZE`] on free ports, `forceSync=yes`,
+/// data under `dir`; returns once one server leads and the others follow.
+fn start_zookeeper_ensemble(
+    bins: &Binaries,
+    dir: &Path,
+    scenario: &str,
+) -> Result<ClusterRunning, Error> {
+    // Client, quorum and election port of each server.
+    let ports = free_ports(3 * CLUSTER_SIZE)?;
+    let members: String = ports
+        .chunks(3)
+        .enumerate()
+        .map(|(index, chunk)| {
+            format!(
+                "server.{}=127.0.0.1:{}:{}\n",
+                index + 1,
+                chunk[1].port(),
+                chunk[2].port()
+            )
+        })
+        .collect();
+    let mut classpath = ZOOKEEPER_JAR.to_owned();
+    if Path::new(SLF4J_NOP_JAR).exists() {
+        classpath.push(':');
+        classpath.push_str(SLF4J_NOP_JAR);
+    }
+    let mut servers = Vec::with_capacity(CLUSTER_SIZE);
+    let mut logs = Vec::with_capacity(CLUSTER_SIZE);
+    for (index, chunk) in ports.chunks(3).enumerate() {
+        let id = index + 1;
+        let data = dir.join(format!("{scenario}-zk-node-{id}"));
+        std::fs::create_dir_all(&data)?;
+        std::fs::write(data.join("myid"), format!("{id}\n"))?;
+        let config = data.join("zoo.cfg");
+        // forceSync=yes (ZooKeeper's default), as our cluster fsyncs its
+        // Raft log; srvr answers who leads.
+        std::fs::write(
+            &config,
+            format!(
+                "tickTime={TICK_MS}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
+                 clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nadmin.enableServer=false\n\
+                 forceSync=yes\n4lw.commands.whitelist=srvr,stat,mntr\n{members}",
+                data.display(),
+                chunk[0].port()
+            ),
+        )?;
+        let (log, file) = log_file(dir, &format!("{scenario}-zk-node-{id}.log"))?;
+        let child = Command::new(&bins.bench)
+            .arg("exec-server")
+            .arg("--")
+            .arg("java")
+            .args(["-cp", &classpath])
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()?;
+        servers.push(Running {
+            child,
+            addr: chunk[0],
+            _data: Some(RemoveDir(data)),
+        });
+        logs.push(log);
+    }
+    for (index, (server, log)) in servers.iter_mut().zip(&logs).enumerate() {
+        wait_listening(server, &format!("ZooKeeper server {}", index + 1), log)?;
+    }
+    let connect = servers
+        .iter()
+        .map(|server| server.addr.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let leader = wait_leader(&bins.bench, "zk", &connect, &[], 120, false)?;
+    Ok(ClusterRunning {
+        servers,
+        connect,
+        admins: Vec::new(),
+        leader: leader.index,
+    })
+}
+
+/// Runs one scenario of the cluster pass and returns its RESULT line.
+fn run_cluster_scenario(
+    bins: &Binaries,
+    scenario: &str,
+    target: &str,
+    cluster: &ClusterRunning,
+    sizes: &Sizes,
+) -> Result<String, Error> {
+    let pids = cluster.pids();
+    let victim = match scenario {
+        "kill-leader" => "leader",
+        "kill-follower" => "follower",
+        // One session: on a follower, where two in three of a cluster's
+        // clients are, so its writes go through the leader.
+        "pipelined" => {
+            let follower = &cluster.servers[(cluster.leader + 1) % cluster.servers.len()];
+            let addr = follower.addr.to_string();
+            let sizes = Sizes {
+                pipelined_requests: sizes.cluster_pipelined_requests,
+                ..sizes.clone()
+            };
+            return run_scenario(bins, scenario, target, &addr, &pids, &sizes);
+        }
+        _ => return run_scenario(bins, scenario, target, &cluster.connect, &pids, sizes),
+    };
+    let pids = pids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut command = Command::new(&bins.bench);
+    command
+        .arg("kill")
+        .args(["--target", target, "--addr", &cluster.connect])
+        .args(["--victim", victim, "--pids", &pids])
+        .args(["--sessions", &sizes.kill.to_string()])
+        .args(["--timeout-ms", &TIMEOUT_MS.to_string()]);
+    if !cluster.admins.is_empty() {
+        command.args(["--admin", &cluster.admins.join(",")]);
+    }
+    result_line(command, &format!("{scenario} against {target}"))
 }
 
 /// The restart scenario: session-bench starts, stops and restarts
@@ -754,6 +1114,141 @@ impl Results {
     }
 }
 
+impl Results {
+    /// The cluster pass as a Markdown table; empty when it did not run.
+    /// Targets: the cluster issue's (establishment ≥ 5× ZooKeeper's
+    /// ensemble; after a server's death every session back within 2/3 of
+    /// its timeout; no session lost anywhere) and the expiry window.
+    fn cluster_table(&self, with_zookeeper: bool) -> String {
+        let mut table = Table::new(self, with_zookeeper);
+        let mut row = |scenario: &str, label: &str, key: &str, target: Target| {
+            let stored = format!("cluster {scenario}");
+            table.row(&stored, &scenario.replace('-', " "), label, key, target);
+        };
+        row(
+            "establish",
+            "sessions/s",
+            "sessions_per_s",
+            Target::AtLeast(5.0),
+        );
+        row("establish", "failed", "failed", Target::Zero);
+        row("hold", "sessions held", "sessions", Target::None);
+        row(
+            "hold",
+            "servers' CPU together, % of a core",
+            "cpu_pct",
+            Target::None,
+        );
+        row(
+            "hold",
+            "servers' RSS growth per session, bytes",
+            "rss_per_session_b",
+            Target::None,
+        );
+        row("hold", "lost sessions", "lost", Target::Zero);
+        row("churn", "ops/s (create+delete)", "ops_per_s", Target::None);
+        row("churn", "latency p50, µs", "p50_us", Target::None);
+        row("churn", "latency p99, µs", "p99_us", Target::None);
+        row("churn", "errors", "errors", Target::Zero);
+        row("pipelined", "requests", "requests", Target::None);
+        row("pipelined", "requests in flight", "window", Target::None);
+        row(
+            "pipelined",
+            "ops/s (one session on a follower, setData+getData)",
+            "ops_per_s",
+            Target::None,
+        );
+        row("pipelined", "latency p50, µs", "p50_us", Target::None);
+        row("pipelined", "latency p99, µs", "p99_us", Target::None);
+        row("pipelined", "errors", "errors", Target::Zero);
+        row(
+            "pipelined",
+            "replies out of order",
+            "out_of_order",
+            Target::Zero,
+        );
+        row("expiry", "ephemerals", "sessions", Target::None);
+        row(
+            "expiry",
+            "kill → last gone, ms",
+            "kill_to_last_ms",
+            Target::None,
+        );
+        row(
+            "expiry",
+            "spread first → last, ms",
+            "spread_ms",
+            Target::None,
+        );
+        row(
+            "expiry",
+            "last heartbeat → first gone, ms",
+            "hb_to_first_ms",
+            Target::ExpiryWindow,
+        );
+        row(
+            "expiry",
+            "last heartbeat → last gone, ms",
+            "hb_to_last_ms",
+            Target::ExpiryWindow,
+        );
+        row("expiry", "survivors", "survivors", Target::Zero);
+        row(
+            "failover",
+            "sessions cut (every connection)",
+            "sessions",
+            Target::None,
+        );
+        row(
+            "failover",
+            "all back with old ids, ms",
+            "all_back_ms",
+            Target::None,
+        );
+        row("failover", "p50 back, ms", "p50_ms", Target::None);
+        row("failover", "lost", "lost", Target::Zero);
+        for scenario in ["kill-leader", "kill-follower"] {
+            row(scenario, "sessions held", "sessions", Target::None);
+            row(
+                scenario,
+                "sessions disconnected by the kill",
+                "disconnected",
+                Target::None,
+            );
+            if scenario == "kill-leader" {
+                row(
+                    scenario,
+                    "kill → new leader agreed, ms",
+                    "new_leader_ms",
+                    Target::None,
+                );
+            }
+            row(
+                scenario,
+                "kill → all back with old ids, ms",
+                "all_back_ms",
+                Target::WithinMs(TIMEOUT_MS * 2 / 3),
+            );
+            row(scenario, "kill → p50 back, ms", "p50_ms", Target::None);
+            row(scenario, "kill → p99 back, ms", "p99_ms", Target::None);
+            row(scenario, "lost (expired) sessions", "lost", Target::Zero);
+            row(
+                scenario,
+                "ephemerals missing",
+                "ephemerals_missing",
+                Target::Zero,
+            );
+            row(
+                scenario,
+                "setup: creates refused for want of a parent just created elsewhere (retried)",
+                "parent_missing",
+                Target::None,
+            );
+        }
+        table.finish()
+    }
+}
+
 /// A Markdown table of results being built.
 struct Table<'a> {
     results: &'a Results,
@@ -777,13 +1272,20 @@ impl<'a> Table<'a> {
         if !results.has(stored, "ours") {
             return;
         }
-        let ours = results.get(stored, "ours", key).unwrap_or("-");
+        let cell = |target: &str| {
+            if results.get(stored, target, "run_failed").is_some() {
+                "run failed"
+            } else {
+                results.get(stored, target, key).unwrap_or("-")
+            }
+        };
+        let ours = cell("ours");
         let zk = if !self.with_zookeeper {
             "skipped"
         } else if !results.has(stored, "zk") {
             "not run"
         } else {
-            results.get(stored, "zk", key).unwrap_or("-")
+            cell("zk")
         };
         let (ratio, verdict) = target.judge(results, stored, key);
         let _ = writeln!(
@@ -818,6 +1320,8 @@ enum Target {
     AtMost(f64),
     /// Ours within (T, T + tick + 50 ms] of the last heartbeat.
     ExpiryWindow,
+    /// Ours at most this many milliseconds.
+    WithinMs(u64),
 }
 
 impl Target {
@@ -828,6 +1332,7 @@ impl Target {
             Target::AtLeast(ratio) => format!("≥ {ratio}×"),
             Target::AtMost(ratio) => format!("≤ 1/{:.0}", 1.0 / ratio),
             Target::ExpiryWindow => format!("({TIMEOUT_MS}, {}] ms", TIMEOUT_MS + TICK_MS + 50),
+            Target::WithinMs(limit) => format!("≤ {limit} ms"),
         }
     }
 
@@ -855,6 +1360,11 @@ impl Target {
                 Some(ratio) if ratio <= want => "yes",
                 Some(_) => "**no**",
                 None => "no ZooKeeper",
+            },
+            Target::WithinMs(limit) => match ours {
+                Some(ours) if ours <= limit as f64 => "yes",
+                Some(_) => "**no**",
+                None => "?",
             },
             Target::ExpiryWindow => {
                 let early = results.get(scenario, "ours", "early") == Some("1");

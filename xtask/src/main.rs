@@ -5,6 +5,7 @@
 
 mod bench;
 mod ci;
+mod cluster;
 mod cmd;
 mod codegen;
 
@@ -15,8 +16,11 @@ usage: cargo xtask <task>
 
 tasks:
   bench [--quick]    load scenarios against session-server (and ZooKeeper when installed)
-                     (--only SCENARIO, sizes as flags: cargo xtask bench --help)
+                     (--only SCENARIO, sizes as flags: cargo xtask bench --help;
+                     --cluster: against 3-server clusters, server deaths included)
   ci                 fmt, codegen --check, clippy, docs, tests, benches compiled, package checks
+  cluster [N]        N session-servers (default 3) on loopback as one cluster, until Ctrl-C
+                     (--fresh: wipe target/cluster first; ports: cargo xtask cluster --help)
   codegen [--check]  regenerate session-wire/src/generated from the .proto files
                      (--check: fail, naming the file, when the checked-in code is stale)
   help               this text
@@ -27,6 +31,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("bench") => bench::run(&args[1..]),
         Some("ci") => ci::run(&args[1..]),
+        Some("cluster") => cluster::run(&args[1..]),
         Some("codegen") => codegen::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");

@@ -319,7 +319,12 @@ async fn hold(
         .create(path, data.as_bytes(), CreateMode::Ephemeral)
         .await?;
     let session = client.session_id().to_string();
-    let server = |client: &Client| client.server().map(|addr| addr.to_string()).unwrap_or_default();
+    let server = |client: &Client| {
+        client
+            .server()
+            .map(|addr| addr.to_string())
+            .unwrap_or_default()
+    };
     let on = server(client);
     print(
         json,

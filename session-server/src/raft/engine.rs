@@ -188,7 +188,11 @@ async fn proposer(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<Queued>)
             let Ok(next) = queue.try_recv() else {
                 break;
             };
-            bytes += next.items.iter().map(|t| approximate_size(&t.txn)).sum::<usize>();
+            bytes += next
+                .items
+                .iter()
+                .map(|t| approximate_size(&t.txn))
+                .sum::<usize>();
             count += next.items.len();
             batch.push(next);
         }
@@ -454,13 +458,9 @@ impl Inner {
                 .map_err(|status| MembershipRefusal::Unavailable(status.to_string()))?;
             // Adding a learner waits for it to catch up: allow for a long
             // log or a large snapshot.
-            let answer = network::call(
-                leader,
-                MEMBERSHIP_CALL,
-                client.change_membership(message),
-            )
-            .await
-            .map_err(|err| MembershipRefusal::Unavailable(err.to_string()))?;
+            let answer = network::call(leader, MEMBERSHIP_CALL, client.change_membership(message))
+                .await
+                .map_err(|err| MembershipRefusal::Unavailable(err.to_string()))?;
             return network::decode::<Result<MembershipView, MembershipRefusal>>(&answer)
                 .map_err(|err| MembershipRefusal::Unavailable(err.to_string()))?;
         }
@@ -509,7 +509,10 @@ impl Inner {
                         .await
                 } else {
                     self.raft
-                        .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([node])), false)
+                        .change_membership(
+                            ChangeMembers::RemoveNodes(BTreeSet::from([node])),
+                            false,
+                        )
                         .await
                 }
             }
@@ -579,7 +582,11 @@ pub(crate) fn member_role(m: &RaftMetrics<u64, BasicNode>, me: u64) -> MemberRol
         ServerState::Candidate => MemberRole::Candidate,
         ServerState::Learner => MemberRole::Learner,
         ServerState::Follower => {
-            if m.membership_config.membership().voter_ids().any(|id| id == me) {
+            if m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|id| id == me)
+            {
                 MemberRole::Follower
             } else {
                 MemberRole::Learner
@@ -615,7 +622,10 @@ async fn roles(inner: Arc<Inner>) {
             return;
         }
         let (role, why) = if stopped {
-            (Role::Unavailable, format!("server {}'s Raft engine has stopped", inner.me))
+            (
+                Role::Unavailable,
+                format!("server {}'s Raft engine has stopped", inner.me),
+            )
         } else {
             inner.role_of(&m)
         };
@@ -638,7 +648,8 @@ async fn roles(inner: Arc<Inner>) {
             && m.current_leader == Some(inner.me)
             && !inner.machine.state().replica.is_initialized()
             && genesis_term != Some(m.current_term)
-            && m.last_applied.is_some_and(|applied| applied.leader_id.term == m.current_term)
+            && m.last_applied
+                .is_some_and(|applied| applied.leader_id.term == m.current_term)
         {
             genesis_term = Some(m.current_term);
             let inner = Arc::clone(&inner);
@@ -649,7 +660,9 @@ async fn roles(inner: Arc<Inner>) {
             });
         }
         if stopped {
-            inner.machine.disconnect_all(Code::Unavailable, &inner.machine.unavailable_reason());
+            inner
+                .machine
+                .disconnect_all(Code::Unavailable, &inner.machine.unavailable_reason());
             return;
         }
         if role == Role::Unavailable {
@@ -658,8 +671,11 @@ async fn roles(inner: Arc<Inner>) {
                 disconnected = true;
                 let count = inner.machine.connections.len();
                 if count > 0 {
-                    warn!(node = inner.me, connections = count,
-                        "no leader: closing client connections so their clients move on");
+                    warn!(
+                        node = inner.me,
+                        connections = count,
+                        "no leader: closing client connections so their clients move on"
+                    );
                 }
                 inner.machine.disconnect_all(
                     Code::Unavailable,
@@ -701,7 +717,9 @@ async fn reporter(inner: Arc<Inner>) {
             from_node: u32::try_from(inner.me).unwrap_or(0),
             session_ids: heard.iter().map(|id| id.as_u64()).collect(),
         };
-        if let Err(err) = network::call(leader, inner.timing.report_every, client.touch(request)).await {
+        if let Err(err) =
+            network::call(leader, inner.timing.report_every, client.touch(request)).await
+        {
             debug!(leader, error = %err, "could not report touched sessions; next tick again");
             inner.machine.heard_again(heard);
         }
@@ -719,7 +737,9 @@ impl Inner {
             first_id: crate::server::first_session_id(self.machine.server())
                 .map_err(|err| err.to_string())?,
         };
-        let applied = propose(self, genesis).await.map_err(|err| err.to_string())?;
+        let applied = propose(self, genesis)
+            .await
+            .map_err(|err| err.to_string())?;
         match applied.result {
             Ok(_) => {
                 info!(node = self.me, "new cluster state initialized");
@@ -754,7 +774,9 @@ fn submit(inner: &Inner, txn: Txn) -> impl Future<Output = Result<Applied, Engin
     async move {
         let ordered = match ordered {
             Ok(ordered) => ordered.await.unwrap_or_else(|_| {
-                Err(EngineError::Unavailable("the engine has stopped".to_owned()))
+                Err(EngineError::Unavailable(
+                    "the engine has stopped".to_owned(),
+                ))
             }),
             Err(err) => Err(err),
         };
@@ -856,12 +878,16 @@ impl RaftEngine {
         let alone = cluster.routes.keys().all(|&id| id == node_id);
         // Bound first, so a start that cannot listen changes nothing.
         let peer_listener = match cluster.peer_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| {
-                StorageError::Io {
-                    path: PathBuf::from(format!("peer listener {addr}")),
-                    source,
-                }
-            })?),
+            Some(addr) => {
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| StorageError::Io {
+                            path: PathBuf::from(format!("peer listener {addr}")),
+                            source,
+                        })?,
+                )
+            }
             None => None,
         };
         let peer_addr = peer_listener
@@ -1138,4 +1164,3 @@ fn spawn_log_size_gauge(log: LogStore, machine: Arc<StateMachine>) -> tokio::tas
     });
     task.abort_handle()
 }
-

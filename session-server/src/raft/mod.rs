@@ -17,10 +17,10 @@ mod network;
 mod peer;
 mod state_machine;
 
+pub use engine::StorageError;
 pub(crate) use engine::{
     ClusterHandle, ClusterSettings, MembershipChange, MembershipRefusal, RaftEngine, Timing,
 };
-pub use engine::StorageError;
 pub use state_machine::SnapshotError;
 
 use std::io::Cursor;

@@ -215,7 +215,10 @@ impl PeerLink {
             Err(err) => return Err(RPCError::Unreachable(Unreachable::new(err))),
         };
         let message = encode(request).map_err(|status| {
-            RPCError::Network(NetworkError::new(&PeerError::Call { node: target, status }))
+            RPCError::Network(NetworkError::new(&PeerError::Call {
+                node: target,
+                status,
+            }))
         })?;
         // Every failed call is `Unreachable`, which makes openraft back off
         // before it tries that peer again: a cut link or a dead peer shows
@@ -334,6 +337,9 @@ mod tests {
             peers.address(3, Some("127.0.0.1:9003")).expect("known"),
             "127.0.0.1:9003"
         );
-        assert!(matches!(peers.address(4, None), Err(PeerError::NoAddress(4))));
+        assert!(matches!(
+            peers.address(4, None),
+            Err(PeerError::NoAddress(4))
+        ));
     }
 }

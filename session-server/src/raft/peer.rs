@@ -61,8 +61,8 @@ impl Peer for PeerService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> =
-            network::decode(request.get_ref()).map_err(|err| undecodable("append entries", &err))?;
+        let rpc: AppendEntriesRequest<TypeConfig> = network::decode(request.get_ref())
+            .map_err(|err| undecodable("append entries", &err))?;
         let result: Result<AppendEntriesResponse<u64>, RaftError<u64>> =
             self.inner.raft.append_entries(rpc).await;
         network::encode(&result).map(Response::new)
@@ -168,11 +168,9 @@ impl Peer for PeerService {
         let change: MembershipChange = network::decode(request.get_ref())
             .map_err(|err| undecodable("membership change", &err))?;
         if self.inner.leader() != Some(self.inner.me) {
-            let refused: Result<MembershipView, MembershipRefusal> =
-                Err(MembershipRefusal::Unavailable(format!(
-                    "server {} does not lead",
-                    self.inner.me
-                )));
+            let refused: Result<MembershipView, MembershipRefusal> = Err(
+                MembershipRefusal::Unavailable(format!("server {} does not lead", self.inner.me)),
+            );
             return network::encode(&refused).map(Response::new);
         }
         let result = self.inner.change_membership(change).await;

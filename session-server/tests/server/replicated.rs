@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use session_server::{ClusterConfig, Server, ServerConfig, Storage};
+use session_wire::PROTOCOL_VERSION;
 use session_wire::admin::v1::{
     AddLearnerRequest, ClusterStatusRequest, ClusterStatusResponse, MemberRole,
     PromoteLearnerRequest, RemoveMemberRequest, admin_client::AdminClient,
 };
-use session_wire::PROTOCOL_VERSION;
 use session_wire::v1::{self as wire, ErrorCode, Handshake, SessionGranted};
 use tokio::time::{Instant, sleep, timeout};
 
@@ -179,11 +179,17 @@ async fn writes_through_any_server_are_read_back_there_and_after_sync_everywhere
         .await
         .expect("sequential create");
     on_leader
-        .request(wire::request::Op::Sync(wire::Sync { path: "/".to_owned() }))
+        .request(wire::request::Op::Sync(wire::Sync {
+            path: "/".to_owned(),
+        }))
         .await
         .expect("sync on the leader");
     assert!(on_leader.exists(&made, false).await.is_some(), "{made}");
-    let zxids = [writer.zxid().await, other.zxid().await, on_leader.zxid().await];
+    let zxids = [
+        writer.zxid().await,
+        other.zxid().await,
+        on_leader.zxid().await,
+    ];
     assert!(zxids.iter().all(|&z| z > 0), "{zxids:?}");
     shutdown(servers).await;
 }
@@ -222,7 +228,11 @@ async fn a_write_through_one_server_is_seen_by_a_write_through_another_at_once()
     }
     // A refusal still stands when the state says so.
     assert_eq!(
-        code(second.create("/none/child", b"", wire::NodeKind::Persistent).await),
+        code(
+            second
+                .create("/none/child", b"", wire::NodeKind::Persistent)
+                .await
+        ),
         Some(ErrorCode::NoNode)
     );
     shutdown(servers).await;
@@ -292,15 +302,14 @@ async fn a_session_closed_through_a_follower_is_gone_everywhere() {
     while client.recv().await.is_some() {}
     let (mut reader, _) = open_when_ready(servers[leader].local_addr()).await;
     reader
-        .request(wire::request::Op::Sync(wire::Sync { path: "/".to_owned() }))
+        .request(wire::request::Op::Sync(wire::Sync {
+            path: "/".to_owned(),
+        }))
         .await
         .expect("sync");
     assert!(reader.exists("/bye", false).await.is_none());
     let (_, reply) = Raw::reattach(servers[followers[1]].local_addr(), &session).await;
-    assert_eq!(
-        crate::support::refused(reply),
-        wire::RefusalReason::Expired
-    );
+    assert_eq!(crate::support::refused(reply), wire::RefusalReason::Expired);
     shutdown(servers).await;
 }
 
@@ -354,7 +363,9 @@ async fn the_admin_adds_a_learner_promotes_it_and_removes_a_member() {
     // A learner reads what the cluster wrote (it serves clients too).
     let (mut on_fourth, _) = open_when_ready(fourth.local_addr()).await;
     on_fourth
-        .request(wire::request::Op::Sync(wire::Sync { path: "/".to_owned() }))
+        .request(wire::request::Op::Sync(wire::Sync {
+            path: "/".to_owned(),
+        }))
         .await
         .expect("sync on the learner");
     assert!(on_fourth.exists("/before-49", false).await.is_some());
@@ -449,6 +460,9 @@ async fn a_server_behind_the_client_refuses_it_after_a_bounded_wait() {
         "the refusal came after {waited:?}: the wait is 500 ms"
     );
     // The session itself is untouched.
-    assert_eq!(code(client.delete("/none", -1).await), Some(ErrorCode::NoNode));
+    assert_eq!(
+        code(client.delete("/none", -1).await),
+        Some(ErrorCode::NoNode)
+    );
     shutdown(servers).await;
 }
