@@ -238,9 +238,7 @@ async fn proposer(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<Queued>)
                     Ok(written) => match tokio::time::timeout(bound, written).await {
                         Ok(Ok(Ok(written))) => Ok(written.data.0),
                         Ok(Ok(Err(refused))) => Err(EngineError::Unavailable(refused.to_string())),
-                        Ok(Err(_)) => Err(EngineError::Unavailable(
-                            "the Raft engine stopped before the write was applied".to_owned(),
-                        )),
+                        Ok(Err(_)) => Err(EngineError::Unavailable(waiter.why_stopped().await)),
                         Err(_) => Err(EngineError::Unavailable(format!(
                             "the write was not committed within {bound:?}: no quorum answers this leader"
                         ))),
@@ -383,6 +381,20 @@ impl Inner {
                 .store(zxid.saturating_add(self.snapshot_every), Ordering::Relaxed);
             // Returns at once; the snapshot is built beside the writes.
             let _ = self.raft.trigger().snapshot().await;
+        }
+    }
+
+    /// Why the Raft engine stopped (a storage error, say), as openraft
+    /// reports it once its core has stopped.
+    async fn why_stopped(&self) -> String {
+        let stopped = self
+            .raft
+            .wait(Some(Duration::from_secs(1)))
+            .metrics(|m| m.running_state.is_err(), "the core stopped")
+            .await;
+        match stopped.map(|m| m.running_state) {
+            Ok(Err(fatal)) => format!("the Raft engine stopped: {fatal}"),
+            _ => "the Raft engine stopped before the write was applied".to_owned(),
         }
     }
 
