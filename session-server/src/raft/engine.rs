@@ -392,8 +392,8 @@ impl Inner {
             .wait(Some(Duration::from_secs(1)))
             .metrics(|m| m.running_state.is_err(), "the core stopped")
             .await;
-        match stopped.map(|m| m.running_state) {
-            Ok(Err(fatal)) => format!("the Raft engine stopped: {fatal}"),
+        match stopped.map(|m| m.running_state.err().map(|fatal| fatal.to_string())) {
+            Ok(Some(fatal)) => format!("the Raft engine stopped: {fatal}"),
             _ => "the Raft engine stopped before the write was applied".to_owned(),
         }
     }
