@@ -795,16 +795,19 @@ mod tests {
         );
     }
 
+    /// The configuration the command line `argv` (and any file it names)
+    /// gives, or the error as text.
+    fn config(argv: &[&str]) -> Result<ServerConfig, String> {
+        let mut all = vec!["session-server"];
+        all.extend_from_slice(argv);
+        Args::try_parse_from(all)
+            .map_err(|err| err.to_string())
+            .and_then(|args| args.merged().map_err(|err| err.to_string()))
+            .and_then(|args| args.into_config().map_err(|err| err.to_string()))
+    }
+
     #[test]
     fn zk_listen_takes_an_address_or_off_from_flags_and_file() {
-        let config = |argv: &[&str]| {
-            let mut all = vec!["session-server"];
-            all.extend_from_slice(argv);
-            Args::try_parse_from(all)
-                .map_err(|err| err.to_string())
-                .and_then(|args| args.merged().map_err(|err| err.to_string()))
-                .and_then(|args| args.into_config().map_err(|err| err.to_string()))
-        };
         let on = config(&["--zk-listen", "127.0.0.1:2999"]).expect("an address");
         assert_eq!(on.zk_listen, Some(SocketAddr::from(([127, 0, 0, 1], 2999))));
         let off = config(&["--zk-listen", "off"]).expect("off");
@@ -830,14 +833,6 @@ mod tests {
 
     #[test]
     fn peers_form_a_cluster_from_flags_or_the_file() {
-        let config = |argv: &[&str]| {
-            let mut all = vec!["session-server"];
-            all.extend_from_slice(argv);
-            Args::try_parse_from(all)
-                .map_err(|err| err.to_string())
-                .and_then(|args| args.merged().map_err(|err| err.to_string()))
-                .and_then(|args| args.into_config().map_err(|err| err.to_string()))
-        };
         let peers = "1=127.0.0.1:7184,2=10.0.0.2:7184,3=node-3.example:7184";
         let two = config(&["--node-id", "2", "--peers", peers]).expect("a cluster");
         assert_eq!(two.server_id.get(), 2);
