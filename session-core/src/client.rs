@@ -534,7 +534,9 @@ impl ClientSession {
     fn schedule_next(&mut self, now: Instant) {
         self.cursor = (self.cursor + 1) % self.order.len();
         let backoff = MAX_BACKOFF.min(self.config.session_timeout / 10);
-        let jitter_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX).max(1);
+        let jitter_ms = u64::try_from(backoff.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let mut delay = if self.first_attempt {
             Duration::ZERO
         } else {
