@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use session_server::{ClusterConfig, Server, ServerConfig, Storage};
@@ -72,17 +73,63 @@ fn member_config(scratch: &Scratch, id: u8, peers: &BTreeMap<u8, u16>) -> Server
     config
 }
 
+/// A port that was free a moment ago, below the kernel's ephemeral range
+/// (where the other tests' connections take ports at any moment): peer
+/// ports must be chosen before the servers bind them.
+fn peer_port() -> u16 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let salt = u64::from(std::process::id()) << 16 ^ u64::from(free_port());
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        // 12000 ..= 32767, visited in a scattered order.
+        let port = 12_000 + (salt.wrapping_add(n.wrapping_mul(7919)) % 20_768);
+        let port = u16::try_from(port).expect("below 32768");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Starts server `id` of the cluster `peers`; on a peer port taken meanwhile
+/// by another process, gives it another and starts again (a few times).
+async fn start_member(scratch: &Scratch, id: u8, peers: &mut BTreeMap<u8, u16>) -> Server {
+    for _ in 0..5 {
+        match Server::start(member_config(scratch, id, peers)).await {
+            Ok(server) => return server,
+            Err(err) if err.to_string().contains("Address already in use") => {
+                peers.insert(id, peer_port());
+            }
+            Err(err) => panic!("server {id} does not start: {err}"),
+        }
+    }
+    panic!("server {id} found its peer port taken five times");
+}
+
 /// Starts servers 1..=3 of a new cluster, concurrently (each waits for the
-/// others only to elect a leader, not to start).
+/// others only to elect a leader, not to start). If a peer port was taken
+/// meanwhile, the whole cluster starts again on new ports.
 async fn three(scratch: &Scratch) -> (Vec<Server>, BTreeMap<u8, u16>) {
-    let peers: BTreeMap<u8, u16> = (1..=3).map(|id| (id, free_port())).collect();
-    let starts = (1..=3).map(|id| Server::start(member_config(scratch, id, &peers)));
-    let servers = futures_util::future::join_all(starts)
-        .await
-        .into_iter()
-        .map(|started| started.expect("server starts"))
-        .collect();
-    (servers, peers)
+    for attempt in 0..5 {
+        let peers: BTreeMap<u8, u16> = (1..=3).map(|id| (id, peer_port())).collect();
+        let dir = scratch.0.join(format!("attempt-{attempt}"));
+        let members = Scratch(dir);
+        std::fs::create_dir_all(&members.0).expect("attempt dir");
+        let starts = (1..=3).map(|id| Server::start(member_config(&members, id, &peers)));
+        let started = futures_util::future::join_all(starts).await;
+        if started.iter().all(Result::is_ok) {
+            std::mem::forget(members);
+            let servers = started.into_iter().flatten().collect();
+            return (servers, peers);
+        }
+        for result in started {
+            match result {
+                Ok(server) => server.shutdown().await,
+                Err(err) if err.to_string().contains("Address already in use") => {}
+                Err(err) => panic!("a server does not start: {err}"),
+            }
+        }
+    }
+    panic!("five clusters in a row found a peer port taken");
 }
 
 async fn admin(server: &Server) -> AdminClient<tonic::transport::Channel> {
@@ -329,10 +376,8 @@ async fn the_admin_adds_a_learner_promotes_it_and_removes_a_member() {
             .await
             .expect("write");
     }
-    peers.insert(4, free_port());
-    let fourth = Server::start(member_config(&scratch, 4, &peers))
-        .await
-        .expect("the fourth server starts");
+    peers.insert(4, peer_port());
+    let fourth = start_member(&scratch, 4, &mut peers).await;
     // Not a member yet: it has no leader and serves no client.
     let mut early = Raw::connect(fourth.local_addr()).await;
     let reply = early.handshake(new_session(T)).await;
