@@ -454,8 +454,17 @@ async fn the_admin_adds_a_learner_promotes_it_and_removes_a_member() {
         .into_inner();
     assert!(!after.voters.contains(&removed), "{after:?}");
     assert_eq!(after.voters.len(), 3);
-    let seen = status(&fourth).await;
-    assert_eq!(seen.members.len(), 3, "{seen:?}");
+    // The change is committed when the call returns; the other servers
+    // learn it with the leader's next message (a heartbeat is 50 ms).
+    let asked = Instant::now();
+    let seen = loop {
+        let seen = status(&fourth).await;
+        if seen.members.len() == 3 || asked.elapsed() > Duration::from_secs(2) {
+            break seen;
+        }
+        sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(seen.members.len(), 3, "2 s after the removal: {seen:?}");
     assert!(seen.members.iter().all(|member| member.voter));
     let missing = admin_client
         .remove_member(RemoveMemberRequest { node_id: 9 })
