@@ -183,6 +183,26 @@ async fn roles(servers: &[Server]) -> (usize, Vec<usize>) {
     }
 }
 
+/// Reattaches `session` on `addr` as a client that has seen `last_zxid`.
+async fn reattach_seen(
+    addr: SocketAddr,
+    session: &SessionGranted,
+    last_zxid: u64,
+) -> (Raw, wire::HandshakeReply) {
+    let mut raw = Raw::connect(addr).await;
+    let reply = raw
+        .handshake(Handshake {
+            protocol_version: PROTOCOL_VERSION,
+            requested_timeout_ms: session.negotiated_timeout_ms,
+            session_id: session.session_id,
+            password: session.password.clone(),
+            last_zxid_seen: last_zxid,
+            ..Handshake::default()
+        })
+        .await;
+    (raw, reply)
+}
+
 async fn shutdown(servers: Vec<Server>) {
     futures_util::future::join_all(servers.into_iter().map(Server::shutdown)).await;
 }
@@ -299,7 +319,11 @@ async fn a_session_reattached_on_another_server_moves_there_with_its_ephemerals(
         .create("/mine", b"", wire::NodeKind::Ephemeral)
         .await
         .expect("ephemeral");
-    let (mut second, reply) = Raw::reattach(servers[followers[1]].local_addr(), &session).await;
+    // With the last zxid the client saw, as a client does: the other server
+    // serves it once it holds that state.
+    let seen = first.zxid().await;
+    let (mut second, reply) =
+        reattach_seen(servers[followers[1]].local_addr(), &session, seen).await;
     let moved = granted(reply);
     assert_eq!(moved.session_id, session.session_id);
     assert!(moved.reattached);
@@ -355,7 +379,8 @@ async fn a_session_closed_through_a_follower_is_gone_everywhere() {
         .await
         .expect("sync");
     assert!(reader.exists("/bye", false).await.is_none());
-    let (_, reply) = Raw::reattach(servers[followers[1]].local_addr(), &session).await;
+    let seen = reader.zxid().await;
+    let (_, reply) = reattach_seen(servers[followers[1]].local_addr(), &session, seen).await;
     assert_eq!(crate::support::refused(reply), wire::RefusalReason::Expired);
     shutdown(servers).await;
 }
