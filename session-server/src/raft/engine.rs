@@ -207,10 +207,7 @@ async fn proposer(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<Queued>)
             count += next.items.len();
             batch.push(next);
         }
-        let leader = match inner.leader() {
-            Some(leader) => Some(leader),
-            None => inner.wait_leader(inner.timing.leader_wait()).await,
-        };
+        let leader = inner.known_or_elected_leader().await;
         let (local, forwarded): (Vec<Queued>, Vec<Queued>) =
             batch.into_iter().partition(|queued| !queued.forwarded);
         if leader == Some(inner.me) {
@@ -285,6 +282,15 @@ impl Inner {
         self.raft.metrics().borrow().current_leader
     }
 
+    /// The leader known now, or the one elected within
+    /// [`Timing::leader_wait`]; `None` if there is none by then.
+    async fn known_or_elected_leader(&self) -> Option<u64> {
+        match self.leader() {
+            Some(leader) => Some(leader),
+            None => self.wait_leader(self.timing.leader_wait()).await,
+        }
+    }
+
     /// Waits up to `bound` for a leader to be known.
     async fn wait_leader(&self, bound: Duration) -> Option<u64> {
         self.raft
@@ -343,13 +349,10 @@ impl Inner {
     /// A zxid at least as new as the leader's commit now, confirmed by a
     /// quorum: what `sync` waits for.
     pub(super) async fn read_index(&self) -> Result<u64, EngineError> {
-        let leader = match self.leader() {
-            Some(leader) => leader,
-            None => self
-                .wait_leader(self.timing.leader_wait())
-                .await
-                .ok_or_else(|| EngineError::Unavailable("no leader is known".to_owned()))?,
-        };
+        let leader = self
+            .known_or_elected_leader()
+            .await
+            .ok_or_else(|| EngineError::Unavailable("no leader is known".to_owned()))?;
         if leader == self.me {
             self.raft
                 .ensure_linearizable()
@@ -477,13 +480,10 @@ impl Inner {
         &self,
         change: MembershipChange,
     ) -> Result<MembershipView, MembershipRefusal> {
-        let leader = match self.leader() {
-            Some(leader) => leader,
-            None => self
-                .wait_leader(self.timing.leader_wait())
-                .await
-                .ok_or_else(|| MembershipRefusal::Unavailable("no leader is known".to_owned()))?,
-        };
+        let leader = self
+            .known_or_elected_leader()
+            .await
+            .ok_or_else(|| MembershipRefusal::Unavailable("no leader is known".to_owned()))?;
         if leader != self.me {
             let mut client = self
                 .peers
@@ -787,16 +787,10 @@ impl Inner {
     }
 }
 
-/// Proposes one transaction from this server and waits for it to be applied
-/// here.
-async fn propose(inner: &Inner, txn: Txn) -> Result<Applied, EngineError> {
-    submit(inner, txn).await
-}
-
-/// Queues one transaction from this server for the proposer at once (so a
-/// connection's pipelined writes reach the proposer together and share an
-/// entry), and returns the wait for it to be applied here.
-fn submit(inner: &Inner, txn: Txn) -> impl Future<Output = Result<Applied, EngineError>> + use<> {
+/// Proposes one transaction from this server: queues it for the proposer at
+/// once (so a connection's pipelined writes reach the proposer together and
+/// share an entry), and returns the wait for it to be applied here.
+fn propose(inner: &Inner, txn: Txn) -> impl Future<Output = Result<Applied, EngineError>> + use<> {
     let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
     let applied = inner.machine.await_applied(seq);
     let tagged = Tagged {
@@ -1079,7 +1073,7 @@ impl Engine for RaftEngine {
     }
 
     fn propose(&self, txn: Txn) -> Proposal {
-        Box::pin(submit(&self.inner, txn))
+        Box::pin(propose(&self.inner, txn))
     }
 
     fn sync(&self) -> Synced {

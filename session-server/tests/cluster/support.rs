@@ -40,7 +40,7 @@ use tokio::time::{Instant, sleep};
 use tokio_util::codec::Framed;
 
 use crate::proxy::{Fault, LinkProxy, ProxyRuntime};
-pub use crate::server_support::{Raw, new_session, server_binary};
+pub use crate::server_support::{Raw, fresh_port, new_session, server_binary};
 
 // ---------------------------------------------------------------------------
 // Timing constants. Every bound a test asserts is built from these.
@@ -608,27 +608,6 @@ impl Cluster {
             })
             .collect::<Vec<_>>()
             .join("\n")
-    }
-}
-
-/// A port for a server to bind, free a moment ago, below the kernel's
-/// ephemeral range (32768 and up on Linux by default) so that no
-/// connection's local port and no bind to port 0 (the proxies', other
-/// tests') can take it before the server binds it.
-pub fn fresh_port() -> u16 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let salt = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos().into())
-        ^ u64::from(std::process::id()) << 20;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        // 12000 ..= 32767, visited in a scattered order.
-        let port = 12_000 + (salt.wrapping_add(n.wrapping_mul(7919)) % 20_768);
-        let port = u16::try_from(port).expect("below 32768");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
     }
 }
 

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use session_server::{ClusterConfig, Server, ServerConfig, Storage};
@@ -19,7 +18,9 @@ use session_wire::admin::v1::{
 use session_wire::v1::{self as wire, ErrorCode, Handshake, SessionGranted};
 use tokio::time::{Instant, sleep, timeout};
 
-use crate::support::{PATIENCE, Raw, code, free_port, granted, new_session, test_config};
+use crate::support::{
+    PATIENCE, Raw, code, free_port, fresh_port, granted, new_session, test_config,
+};
 
 /// The session timeout of the tests' sessions.
 const T: Duration = Duration::from_secs(2);
@@ -73,23 +74,6 @@ fn member_config(scratch: &Scratch, id: u8, peers: &BTreeMap<u8, u16>) -> Server
     config
 }
 
-/// A port that was free a moment ago, below the kernel's ephemeral range
-/// (where the other tests' connections take ports at any moment): peer
-/// ports must be chosen before the servers bind them.
-fn peer_port() -> u16 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let salt = u64::from(std::process::id()) << 16 ^ u64::from(free_port());
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        // 12000 ..= 32767, visited in a scattered order.
-        let port = 12_000 + (salt.wrapping_add(n.wrapping_mul(7919)) % 20_768);
-        let port = u16::try_from(port).expect("below 32768");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// Starts server `id` of the cluster `peers`; on a peer port taken meanwhile
 /// by another process, gives it another and starts again (a few times).
 async fn start_member(scratch: &Scratch, id: u8, peers: &mut BTreeMap<u8, u16>) -> Server {
@@ -97,7 +81,7 @@ async fn start_member(scratch: &Scratch, id: u8, peers: &mut BTreeMap<u8, u16>) 
         match Server::start(member_config(scratch, id, peers)).await {
             Ok(server) => return server,
             Err(err) if err.to_string().contains("Address already in use") => {
-                peers.insert(id, peer_port());
+                peers.insert(id, fresh_port());
             }
             Err(err) => panic!("server {id} does not start: {err}"),
         }
@@ -110,7 +94,7 @@ async fn start_member(scratch: &Scratch, id: u8, peers: &mut BTreeMap<u8, u16>) 
 /// meanwhile, the whole cluster starts again on new ports.
 async fn three(scratch: &Scratch) -> (Vec<Server>, BTreeMap<u8, u16>) {
     for attempt in 0..5 {
-        let peers: BTreeMap<u8, u16> = (1..=3).map(|id| (id, peer_port())).collect();
+        let peers: BTreeMap<u8, u16> = (1..=3).map(|id| (id, fresh_port())).collect();
         let dir = scratch.0.join(format!("attempt-{attempt}"));
         let members = Scratch(dir);
         std::fs::create_dir_all(&members.0).expect("attempt dir");
@@ -181,26 +165,6 @@ async fn roles(servers: &[Server]) -> (usize, Vec<usize>) {
         assert!(Instant::now() < deadline, "no leader within {PATIENCE:?}");
         sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Reattaches `session` on `addr` as a client that has seen `last_zxid`.
-async fn reattach_seen(
-    addr: SocketAddr,
-    session: &SessionGranted,
-    last_zxid: u64,
-) -> (Raw, wire::HandshakeReply) {
-    let mut raw = Raw::connect(addr).await;
-    let reply = raw
-        .handshake(Handshake {
-            protocol_version: PROTOCOL_VERSION,
-            requested_timeout_ms: session.negotiated_timeout_ms,
-            session_id: session.session_id,
-            password: session.password.clone(),
-            last_zxid_seen: last_zxid,
-            ..Handshake::default()
-        })
-        .await;
-    (raw, reply)
 }
 
 async fn shutdown(servers: Vec<Server>) {
@@ -323,7 +287,7 @@ async fn a_session_reattached_on_another_server_moves_there_with_its_ephemerals(
     // serves it once it holds that state.
     let seen = first.zxid().await;
     let (mut second, reply) =
-        reattach_seen(servers[followers[1]].local_addr(), &session, seen).await;
+        Raw::reattach_seen(servers[followers[1]].local_addr(), &session, seen).await;
     let moved = granted(reply);
     assert_eq!(moved.session_id, session.session_id);
     assert!(moved.reattached);
@@ -380,7 +344,7 @@ async fn a_session_closed_through_a_follower_is_gone_everywhere() {
         .expect("sync");
     assert!(reader.exists("/bye", false).await.is_none());
     let seen = reader.zxid().await;
-    let (_, reply) = reattach_seen(servers[followers[1]].local_addr(), &session, seen).await;
+    let (_, reply) = Raw::reattach_seen(servers[followers[1]].local_addr(), &session, seen).await;
     assert_eq!(crate::support::refused(reply), wire::RefusalReason::Expired);
     shutdown(servers).await;
 }
@@ -401,7 +365,7 @@ async fn the_admin_adds_a_learner_promotes_it_and_removes_a_member() {
             .await
             .expect("write");
     }
-    peers.insert(4, peer_port());
+    peers.insert(4, fresh_port());
     let fourth = start_member(&scratch, 4, &mut peers).await;
     // Not a member yet: it has no leader and serves no client.
     let mut early = Raw::connect(fourth.local_addr()).await;

@@ -119,6 +119,16 @@ impl Raw {
 
     /// Connects and reattaches to `session`.
     pub async fn reattach(addr: SocketAddr, session: &SessionGranted) -> (Raw, HandshakeReply) {
+        Raw::reattach_seen(addr, session, 0).await
+    }
+
+    /// Connects and reattaches to `session` as a client that has seen
+    /// `last_zxid`.
+    pub async fn reattach_seen(
+        addr: SocketAddr,
+        session: &SessionGranted,
+        last_zxid: u64,
+    ) -> (Raw, HandshakeReply) {
         let mut raw = Raw::connect(addr).await;
         let reply = raw
             .handshake(Handshake {
@@ -126,6 +136,7 @@ impl Raw {
                 requested_timeout_ms: session.negotiated_timeout_ms,
                 session_id: session.session_id,
                 password: session.password.clone(),
+                last_zxid_seen: last_zxid,
                 ..Handshake::default()
             })
             .await;
@@ -634,4 +645,25 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("bind a free port")
         .port()
+}
+
+/// A port for a server to bind, free a moment ago, below the kernel's
+/// ephemeral range (32768 and up on Linux by default) so that no
+/// connection's local port and no bind to port 0 (the proxies', other
+/// tests') can take it before the server binds it.
+pub fn fresh_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let salt = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos().into())
+        ^ u64::from(std::process::id()) << 20;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // 12000 ..= 32767, visited in a scattered order.
+        let port = 12_000 + (salt.wrapping_add(n.wrapping_mul(7919)) % 20_768);
+        let port = u16::try_from(port).expect("below 32768");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
