@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod acl;
 mod client;
 mod connect_string;
 mod expiry;
@@ -14,6 +15,7 @@ mod tree;
 mod txn;
 mod watch;
 
+pub use acl::{Acl, AclError, Id, check_acl, fixup_acl, open_to_anyone, perms};
 pub use client::{
     Action, ClientConfig, ClientEvent, ClientSession, ClientState, Handshake, Refusal,
 };
@@ -31,9 +33,15 @@ pub use tracker::{
     CreateError, NewSession, OwnerId, ReattachError, Reattached, SessionInfo, SessionState,
     SessionTracker, SnapshotSession, TouchError, TrackerSnapshot, UnknownSession,
 };
-pub use tree::{Change, CreateMode, DataTree, NodeSnapshot, Stat, TreeError, TreeLimits, Written};
-pub use txn::{
-    Applied, Context, Genesis, Op, Outcome, Replica, ReplicaSnapshot, SessionEntry, Txn, TxnError,
-    prepare,
+pub use tree::{
+    CONTAINER_OWNER, Change, CreateMode, DataTree, MAX_TTL_MS, NodeKind, NodeSnapshot, Stat,
+    TTL_OWNER_PREFIX, TreeError, TreeLimits, Written,
 };
-pub use watch::{EventKind, WatchEvent, WatchKind, WatchTable, watch_kind_for_exists};
+pub use txn::{
+    Applied, Context, Genesis, MultiOp, Op, Outcome, Replica, ReplicaSnapshot, SessionEntry, Txn,
+    TxnError, prepare,
+};
+pub use watch::{
+    EventKind, SetWatchesPaths, WatchEvent, WatchKind, WatchTable, WatcherType,
+    watch_kind_for_exists,
+};

@@ -39,6 +39,20 @@ pub enum RestoreError {
         /// Its owner.
         owner: SessionId,
     },
+    /// A node's `ephemeral_owner` does not fit its kind (a persistent node
+    /// with an owner, an ephemeral without one, a container or TTL node
+    /// without ZooKeeper's encoding of its kind), or a TTL is out of range.
+    #[error(
+        "snapshot node {path} has ephemeral owner {owner:#x}, which does not fit its kind {kind}"
+    )]
+    OwnerMismatch {
+        /// The node.
+        path: String,
+        /// Its recorded owner.
+        owner: u64,
+        /// Its recorded kind.
+        kind: String,
+    },
     /// A node's parent is not in the snapshot.
     #[error("snapshot node {path} has no parent node {parent}")]
     MissingParent {

@@ -98,6 +98,19 @@ pub enum TreeError {
         /// The counter's value.
         cversion: i32,
     },
+    /// A TTL outside 1..=[`MAX_TTL_MS`](super::MAX_TTL_MS) milliseconds.
+    #[error("a node's TTL must be 1 to 1099511627775 ms, not {ttl_ms}")]
+    BadTtl {
+        /// The TTL given.
+        ttl_ms: u64,
+    },
+    /// A container or TTL node delete named a node that is neither, or is
+    /// not due yet.
+    #[error("{path} is not a container or TTL node that is due for deletion")]
+    NotReapable {
+        /// The node.
+        path: String,
+    },
     /// The tree already holds
     /// [`TreeLimits::max_nodes`](super::TreeLimits::max_nodes) nodes.
     #[error("the tree already holds {max} nodes, the limit")]

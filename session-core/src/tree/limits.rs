@@ -82,7 +82,7 @@ impl TreeLimits {
         Ok(())
     }
 
-    pub(super) fn check_path_len(&self, len: usize) -> Result<(), TreeError> {
+    pub(crate) fn check_path_len(&self, len: usize) -> Result<(), TreeError> {
         let max = self.max_path_bytes;
         if len > max {
             return Err(TreeError::PathTooLong { len, max });
@@ -90,7 +90,7 @@ impl TreeLimits {
         Ok(())
     }
 
-    pub(super) fn check_data(&self, path: &str, size: usize) -> Result<(), TreeError> {
+    pub(crate) fn check_data(&self, path: &str, size: usize) -> Result<(), TreeError> {
         let max = self.max_data_bytes;
         if size > max {
             return Err(TreeError::DataTooLarge {

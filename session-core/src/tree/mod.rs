@@ -32,11 +32,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::{EventKind, validate_path, validate_sequential_prefix};
+use crate::{Acl, EventKind, validate_path, validate_sequential_prefix};
 
 pub use error::TreeError;
 pub use limits::TreeLimits;
-pub use node::{NodeSnapshot, Stat};
+pub use node::{CONTAINER_OWNER, MAX_TTL_MS, NodeKind, NodeSnapshot, Stat, TTL_OWNER_PREFIX};
 
 use node::Node;
 
@@ -44,7 +44,8 @@ use node::Node;
 const SEQUENCE_DIGITS: usize = 10;
 
 /// How [`DataTree::create`] makes a node: persistent or ephemeral, with or
-/// without a sequential suffix (ZooKeeper's `CreateMode`).
+/// without a sequential suffix, a container or a node with a time to live
+/// (ZooKeeper's `CreateMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum CreateMode {
@@ -57,6 +58,21 @@ pub enum CreateMode {
     Ephemeral,
     /// Ephemeral, named by the path given plus a 10-digit counter.
     EphemeralSequential,
+    /// Deleted by the server once its last child is gone (a lock's or a
+    /// queue's parent); see [`NodeKind::Container`].
+    Container,
+    /// Deleted by the server once it has no children and was not modified
+    /// for `ttl_ms` (1..=[`MAX_TTL_MS`]).
+    PersistentWithTtl {
+        /// Milliseconds.
+        ttl_ms: u64,
+    },
+    /// [`PersistentWithTtl`](Self::PersistentWithTtl), named with a
+    /// sequential suffix.
+    PersistentSequentialWithTtl {
+        /// Milliseconds.
+        ttl_ms: u64,
+    },
 }
 
 impl CreateMode {
@@ -87,7 +103,25 @@ impl CreateMode {
     /// Whether the name gets a sequential suffix.
     #[must_use]
     pub const fn is_sequential(self) -> bool {
-        matches!(self, Self::PersistentSequential | Self::EphemeralSequential)
+        matches!(
+            self,
+            Self::PersistentSequential
+                | Self::EphemeralSequential
+                | Self::PersistentSequentialWithTtl { .. }
+        )
+    }
+
+    /// The kind of node this mode creates.
+    #[must_use]
+    pub const fn kind(self) -> NodeKind {
+        match self {
+            Self::Persistent | Self::PersistentSequential => NodeKind::Persistent,
+            Self::Ephemeral | Self::EphemeralSequential => NodeKind::Ephemeral,
+            Self::Container => NodeKind::Container,
+            Self::PersistentWithTtl { ttl_ms } | Self::PersistentSequentialWithTtl { ttl_ms } => {
+                NodeKind::Ttl { ttl_ms }
+            }
+        }
     }
 }
 
@@ -178,8 +212,46 @@ pub struct Written<T> {
 pub struct DataTree {
     nodes: HashMap<String, Node>,
     ephemerals: HashMap<u64, BTreeSet<String>>,
+    /// Containers and TTL nodes: the candidates for
+    /// [`expired_nodes`](Self::expired_nodes).
+    reapable: BTreeSet<String>,
     last_zxid: u64,
     data_bytes: usize,
+    /// The open list, shared by every node that has it.
+    open_acl: Arc<[Acl]>,
+    /// While an atomic group of writes runs: how to undo each.
+    journal: Option<Journal>,
+}
+
+/// How to undo the writes of an atomic group (a multi), in reverse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Journal {
+    undo: Vec<Undo>,
+    last_zxid: u64,
+    data_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Undo {
+    /// A node was created under a parent whose counters were these.
+    Created {
+        path: String,
+        parent_cversion: i32,
+        parent_pzxid: u64,
+    },
+    /// A node was deleted from a parent whose counters were these.
+    Deleted {
+        path: String,
+        node: Node,
+        parent_cversion: i32,
+        parent_pzxid: u64,
+    },
+    /// A node's data and stat were these.
+    DataSet {
+        path: String,
+        data: Bytes,
+        stat: Stat,
+    },
 }
 
 impl Default for DataTree {
@@ -192,19 +264,32 @@ impl Default for DataTree {
 struct CreatePlan {
     path: String,
     ephemeral_owner: u64,
+    kind: NodeKind,
 }
 
 impl DataTree {
     /// A tree holding only the root `/`, whose stat is all zeros.
     #[must_use]
     pub fn new() -> Self {
+        let open_acl: Arc<[Acl]> = Acl::open().into();
         let mut nodes = HashMap::new();
-        nodes.insert("/".to_owned(), Node::new(Bytes::new(), 0, 0, 0));
+        let root = Node::new(
+            Bytes::new(),
+            NodeKind::Persistent,
+            0,
+            Arc::clone(&open_acl),
+            0,
+            0,
+        );
+        nodes.insert("/".to_owned(), root);
         Self {
             nodes,
             ephemerals: HashMap::new(),
+            reapable: BTreeSet::new(),
             last_zxid: 0,
             data_bytes: 0,
+            open_acl,
+            journal: None,
         }
     }
 
@@ -277,6 +362,84 @@ impl DataTree {
         self.nodes.get(path).map(Node::stat)
     }
 
+    /// The access control list and stat of the node at `path`.
+    ///
+    /// # Errors
+    /// [`TreeError::NoNode`], [`TreeError::InvalidPath`].
+    pub fn acl(&self, path: &str) -> Result<(Vec<Acl>, Stat), TreeError> {
+        validate_path(path)?;
+        let node = self.node(path)?;
+        Ok((node.acl.to_vec(), node.stat()))
+    }
+
+    /// The access control list of the node at `path`, if there is one (the
+    /// path is not validated), without copying it: for permission checks.
+    #[must_use]
+    pub fn node_acl(&self, path: &str) -> Option<&[Acl]> {
+        self.nodes.get(path).map(|node| &*node.acl)
+    }
+
+    /// The kind of the node at `path`, if there is one.
+    #[must_use]
+    pub fn kind(&self, path: &str) -> Option<NodeKind> {
+        self.nodes.get(path).map(|node| node.kind)
+    }
+
+    /// The number of nodes below `path`, at any depth (ZooKeeper's
+    /// `getAllChildrenNumber`): a walk of the subtree.
+    ///
+    /// # Errors
+    /// [`TreeError::NoNode`], [`TreeError::InvalidPath`].
+    pub fn descendant_count(&self, path: &str) -> Result<usize, TreeError> {
+        validate_path(path)?;
+        let mut pending = vec![path.to_owned()];
+        self.node(path)?;
+        let mut count = 0;
+        while let Some(parent) = pending.pop() {
+            let Some(node) = self.nodes.get(&parent) else {
+                continue;
+            };
+            for name in &node.children {
+                count += 1;
+                let child = child_path(&parent, name);
+                if self
+                    .nodes
+                    .get(&child)
+                    .is_some_and(|c| !c.children.is_empty())
+                {
+                    pending.push(child);
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// Up to `max` containers and TTL nodes that are due to go, in path
+    /// order, at wall-clock `now_ms` (ZooKeeper's `ContainerManager`): a
+    /// container with no children that has had one (`cversion > 0`), a TTL
+    /// node with no children whose `mtime` is more than its TTL ago. Each is
+    /// deleted with [`delete_reapable`](Self::delete_reapable), which checks
+    /// again.
+    #[must_use]
+    pub fn expired_nodes(&self, now_ms: i64, max: usize) -> Vec<String> {
+        self.reapable
+            .iter()
+            .filter(|path| {
+                self.nodes
+                    .get(path.as_str())
+                    .is_some_and(|node| node.is_due(now_ms))
+            })
+            .take(max)
+            .cloned()
+            .collect()
+    }
+
+    /// Number of containers and TTL nodes.
+    #[must_use]
+    pub fn reapable_count(&self) -> usize {
+        self.reapable.len()
+    }
+
     /// Every node, sorted by path, with its data, stat and children: what is
     /// replicated of the tree, in an order that does not depend on hashing.
     #[must_use]
@@ -289,6 +452,8 @@ impl DataTree {
                 data: node.data.clone(),
                 stat: node.stat(),
                 children: node.children.iter().cloned().collect(),
+                acl: node.acl.to_vec(),
+                kind: node.kind,
             })
             .collect();
         nodes.sort_unstable_by(|a, b| a.path.cmp(&b.path));
@@ -388,26 +553,67 @@ impl DataTree {
         zxid: u64,
         time_ms: i64,
     ) -> Result<Written<String>, TreeError> {
+        let acl = Arc::clone(&self.open_acl);
+        self.create_node(path, data, acl, mode, owner, zxid, time_ms)
+    }
+
+    /// [`create`](Self::create) with an access control list other than the
+    /// open one. The list is stored as given: fix it up first
+    /// ([`fixup_acl`](crate::fixup_acl)); checking the caller's permission
+    /// on the parent is the caller's job too ([`check_acl`](crate::check_acl)).
+    ///
+    /// # Errors
+    /// Those of [`create`](Self::create).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_with_acl(
+        &mut self,
+        path: &str,
+        data: Bytes,
+        acl: &[Acl],
+        mode: CreateMode,
+        owner: u64,
+        zxid: u64,
+        time_ms: i64,
+    ) -> Result<Written<String>, TreeError> {
+        let acl = if *acl == *self.open_acl {
+            Arc::clone(&self.open_acl)
+        } else {
+            Arc::from(acl)
+        };
+        self.create_node(path, data, acl, mode, owner, zxid, time_ms)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_node(
+        &mut self,
+        path: &str,
+        data: Bytes,
+        acl: Arc<[Acl]>,
+        mode: CreateMode,
+        owner: u64,
+        zxid: u64,
+        time_ms: i64,
+    ) -> Result<Written<String>, TreeError> {
         let CreatePlan {
             path,
             ephemeral_owner,
+            kind,
         } = self.plan_create(path, mode, owner, None)?;
         let (parent_path, name_start) = split_parent(&path);
         let parent = self.node_mut(parent_path);
+        let undo = Undo::Created {
+            path: path.clone(),
+            parent_cversion: parent.stat.cversion,
+            parent_pzxid: parent.stat.pzxid,
+        };
         parent.children.insert(path[name_start..].to_owned());
         parent.stat.cversion = parent.stat.cversion.saturating_add(1);
         parent.stat.pzxid = parent.stat.pzxid.max(zxid);
         self.data_bytes += data.len();
-        self.nodes.insert(
-            path.clone(),
-            Node::new(data, ephemeral_owner, zxid, time_ms),
-        );
-        if ephemeral_owner != 0 {
-            self.ephemerals
-                .entry(ephemeral_owner)
-                .or_default()
-                .insert(path.clone());
-        }
+        let node = Node::new(data, kind, ephemeral_owner, acl, zxid, time_ms);
+        self.index(&path, &node);
+        self.nodes.insert(path.clone(), node);
+        self.record(undo);
         self.advance(zxid);
         let changes = vec![
             Change::new(EventKind::NodeCreated, &path),
@@ -467,17 +673,109 @@ impl DataTree {
             .get_mut(path)
             .ok_or_else(|| TreeError::NoNode { path: path.into() })?;
         check_version(path, expected_version, node.stat.version)?;
+        let undo = self.journal.is_some().then(|| Undo::DataSet {
+            path: path.to_owned(),
+            data: node.data.clone(),
+            stat: node.stat,
+        });
         self.data_bytes = self.data_bytes - node.data.len() + data.len();
         node.data = data;
         node.stat.version = node.stat.version.wrapping_add(1);
         node.stat.mzxid = zxid;
         node.stat.mtime = time_ms;
         let stat = node.stat();
+        if let Some(undo) = undo {
+            self.record(undo);
+        }
         self.advance(zxid);
         Ok(Written {
             value: stat,
             changes: vec![Change::new(EventKind::NodeDataChanged, path)],
         })
+    }
+
+    /// Replaces the access control list of the node at `path` if its ACL
+    /// version (`aversion`) is `expected_version` (`None` or `Some(-1)` match
+    /// any), and returns the new stat: `aversion` + 1. Fires no watch, and
+    /// changes no other stat field (as ZooKeeper's setACL). The list is
+    /// stored as given: fix it up first ([`fixup_acl`](crate::fixup_acl)).
+    ///
+    /// # Errors
+    /// [`TreeError::InvalidPath`], [`TreeError::NoNode`],
+    /// [`TreeError::BadVersion`] (against the ACL version).
+    pub fn set_acl(
+        &mut self,
+        path: &str,
+        acl: &[Acl],
+        expected_version: Option<i32>,
+        zxid: u64,
+    ) -> Result<Written<Stat>, TreeError> {
+        validate_path(path)?;
+        let shared = if *acl == *self.open_acl {
+            Arc::clone(&self.open_acl)
+        } else {
+            Arc::from(acl)
+        };
+        let node = self
+            .nodes
+            .get_mut(path)
+            .ok_or_else(|| TreeError::NoNode { path: path.into() })?;
+        check_version(path, expected_version, node.stat.aversion)?;
+        node.acl = shared;
+        node.stat.aversion = node.stat.aversion.wrapping_add(1);
+        let stat = node.stat();
+        self.advance(zxid);
+        Ok(Written {
+            value: stat,
+            changes: Vec::new(),
+        })
+    }
+
+    /// Whether the node at `path` exists with this data version: the
+    /// `check` operation of a multi.
+    ///
+    /// # Errors
+    /// [`TreeError::InvalidPath`], [`TreeError::NoNode`],
+    /// [`TreeError::BadVersion`].
+    pub fn check_version(
+        &self,
+        path: &str,
+        expected_version: Option<i32>,
+    ) -> Result<(), TreeError> {
+        validate_path(path)?;
+        let node = self.node(path)?;
+        check_version(path, expected_version, node.stat.version)
+    }
+
+    /// Deletes a container or TTL node that is due at `now_ms` (see
+    /// [`expired_nodes`](Self::expired_nodes)), as ZooKeeper's
+    /// `deleteContainer`; reports the changes of a delete.
+    ///
+    /// # Errors
+    /// [`TreeError::InvalidPath`], [`TreeError::NoNode`],
+    /// [`TreeError::NotEmpty`], [`TreeError::NotReapable`] (neither a
+    /// container nor a TTL node, or not due yet).
+    pub fn delete_reapable(
+        &mut self,
+        path: &str,
+        now_ms: i64,
+        zxid: u64,
+    ) -> Result<Written<()>, TreeError> {
+        validate_path(path)?;
+        let node = self.node(path)?;
+        if !node.children.is_empty() {
+            return Err(TreeError::NotEmpty {
+                path: path.into(),
+                children: node.children.len(),
+            });
+        }
+        if !node.is_due(now_ms) {
+            return Err(TreeError::NotReapable { path: path.into() });
+        }
+        let mut changes = Vec::with_capacity(2);
+        self.remove_leaf(path, zxid, &mut changes);
+        self.advance(zxid);
+        Ok(Written { value: (), changes })
     }
 
     /// Deletes every ephemeral node `owner` holds, all under one `zxid` (as
@@ -528,6 +826,12 @@ impl DataTree {
         }
         if let Some((limits, data_len)) = limits {
             limits.check_data(path, data_len)?;
+        }
+        let kind = mode.kind();
+        if let NodeKind::Ttl { ttl_ms } = kind {
+            if ttl_ms == 0 || ttl_ms > MAX_TTL_MS {
+                return Err(TreeError::BadTtl { ttl_ms });
+            }
         }
         let ephemeral_owner = if mode.is_ephemeral() {
             if owner == 0 {
@@ -582,6 +886,7 @@ impl DataTree {
         Ok(CreatePlan {
             path,
             ephemeral_owner,
+            kind,
         })
     }
 
@@ -628,22 +933,129 @@ impl DataTree {
             return;
         };
         self.data_bytes -= node.data.len();
-        let owner = node.stat.ephemeral_owner;
-        if owner != 0 {
-            if let Some(paths) = self.ephemerals.get_mut(&owner) {
-                paths.remove(path);
-                if paths.is_empty() {
-                    self.ephemerals.remove(&owner);
-                }
-            }
-        }
+        self.unindex(path, &node);
         let (parent_path, name_start) = split_parent(path);
         let parent = self.node_mut(parent_path);
+        let (parent_cversion, parent_pzxid) = (parent.stat.cversion, parent.stat.pzxid);
         parent.children.remove(&path[name_start..]);
         parent.stat.cversion = parent.stat.cversion.saturating_add(1);
         parent.stat.pzxid = parent.stat.pzxid.max(zxid);
         changes.push(Change::new(EventKind::NodeDeleted, path));
         changes.push(Change::new(EventKind::NodeChildrenChanged, parent_path));
+        if self.journal.is_some() {
+            self.record(Undo::Deleted {
+                path: path.to_owned(),
+                node,
+                parent_cversion,
+                parent_pzxid,
+            });
+        }
+    }
+
+    /// Adds a node about to be inserted to the indexes of its kind.
+    fn index(&mut self, path: &str, node: &Node) {
+        match node.kind {
+            NodeKind::Ephemeral => {
+                self.ephemerals
+                    .entry(node.stat.ephemeral_owner)
+                    .or_default()
+                    .insert(path.to_owned());
+            }
+            NodeKind::Container | NodeKind::Ttl { .. } => {
+                self.reapable.insert(path.to_owned());
+            }
+            NodeKind::Persistent => {}
+        }
+    }
+
+    /// Removes a node just taken out from the indexes of its kind.
+    fn unindex(&mut self, path: &str, node: &Node) {
+        match node.kind {
+            NodeKind::Ephemeral => {
+                let owner = node.stat.ephemeral_owner;
+                if let Some(paths) = self.ephemerals.get_mut(&owner) {
+                    paths.remove(path);
+                    if paths.is_empty() {
+                        self.ephemerals.remove(&owner);
+                    }
+                }
+            }
+            NodeKind::Container | NodeKind::Ttl { .. } => {
+                self.reapable.remove(path);
+            }
+            NodeKind::Persistent => {}
+        }
+    }
+
+    fn record(&mut self, undo: Undo) {
+        if let Some(journal) = &mut self.journal {
+            journal.undo.push(undo);
+        }
+    }
+
+    /// Starts an atomic group of writes: until [`commit`](Self::commit) or
+    /// [`rollback`](Self::rollback), every write records how to undo it.
+    /// Groups do not nest: a second `begin` keeps the first group.
+    pub(crate) fn begin(&mut self) {
+        if self.journal.is_none() {
+            self.journal = Some(Journal {
+                undo: Vec::new(),
+                last_zxid: self.last_zxid,
+                data_bytes: self.data_bytes,
+            });
+        }
+    }
+
+    /// Keeps the writes of the group.
+    pub(crate) fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undoes the writes of the group, newest first: the tree is as it was
+    /// at [`begin`](Self::begin), indexes and counters included.
+    pub(crate) fn rollback(&mut self) {
+        let Some(journal) = self.journal.take() else {
+            return;
+        };
+        for undo in journal.undo.into_iter().rev() {
+            match undo {
+                Undo::Created {
+                    path,
+                    parent_cversion,
+                    parent_pzxid,
+                } => {
+                    if let Some(node) = self.nodes.remove(&path) {
+                        self.unindex(&path, &node);
+                    }
+                    let (parent_path, name_start) = split_parent(&path);
+                    let parent = self.node_mut(parent_path);
+                    parent.children.remove(&path[name_start..]);
+                    parent.stat.cversion = parent_cversion;
+                    parent.stat.pzxid = parent_pzxid;
+                }
+                Undo::Deleted {
+                    path,
+                    node,
+                    parent_cversion,
+                    parent_pzxid,
+                } => {
+                    let (parent_path, name_start) = split_parent(&path);
+                    let parent = self.node_mut(parent_path);
+                    parent.children.insert(path[name_start..].to_owned());
+                    parent.stat.cversion = parent_cversion;
+                    parent.stat.pzxid = parent_pzxid;
+                    self.index(&path, &node);
+                    self.nodes.insert(path, node);
+                }
+                Undo::DataSet { path, data, stat } => {
+                    let node = self.node_mut(&path);
+                    node.data = data;
+                    node.stat = stat;
+                }
+            }
+        }
+        self.last_zxid = journal.last_zxid;
+        self.data_bytes = journal.data_bytes;
     }
 
     fn advance(&mut self, zxid: u64) {
@@ -660,6 +1072,15 @@ impl DataTree {
         self.nodes
             .get_mut(path)
             .expect("invariant: every node but the root has its parent in the tree")
+    }
+}
+
+/// The path of child `name` of `parent`.
+fn child_path(parent: &str, name: &str) -> String {
+    if parent == "/" {
+        format!("/{name}")
+    } else {
+        format!("{parent}/{name}")
     }
 }
 

@@ -1,10 +1,58 @@
 //! A node of the tree, the [`Stat`] a client sees of it, and its snapshot form.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-/// A node's metadata, with ZooKeeper's `Stat` fields (without ACL version).
+use crate::Acl;
+
+/// The `ephemeral_owner` ZooKeeper gives a container node.
+pub const CONTAINER_OWNER: u64 = 0x8000_0000_0000_0000;
+/// The top byte of the `ephemeral_owner` ZooKeeper gives a TTL node; its low
+/// 40 bits are the TTL in milliseconds.
+pub const TTL_OWNER_PREFIX: u64 = 0xFF00_0000_0000_0000;
+/// The longest TTL a node can have: 40 bits of milliseconds (ZooKeeper's
+/// `EphemeralType.MAX_TTL`, about 34.8 years).
+pub const MAX_TTL_MS: u64 = 0xFF_FFFF_FFFF;
+
+/// What kind of node it is, beyond its data: how it goes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum NodeKind {
+    /// Lives until deleted.
+    #[default]
+    Persistent,
+    /// Deleted with its owner session; [`Stat::ephemeral_owner`] is the
+    /// session.
+    Ephemeral,
+    /// Deleted by the server once its last child is gone (after it had at
+    /// least one); [`Stat::ephemeral_owner`] is [`CONTAINER_OWNER`].
+    Container,
+    /// Deleted by the server once it has no children and was not modified
+    /// for `ttl_ms`; [`Stat::ephemeral_owner`] is
+    /// [`TTL_OWNER_PREFIX`]` | ttl_ms`.
+    Ttl {
+        /// Milliseconds, 1..=[`MAX_TTL_MS`].
+        ttl_ms: u64,
+    },
+}
+
+impl NodeKind {
+    /// The [`Stat::ephemeral_owner`] a node of this kind has, for `session`
+    /// as its creator: ZooKeeper's encoding.
+    #[must_use]
+    pub const fn ephemeral_owner(self, session: u64) -> u64 {
+        match self {
+            Self::Persistent => 0,
+            Self::Ephemeral => session,
+            Self::Container => CONTAINER_OWNER,
+            Self::Ttl { ttl_ms } => TTL_OWNER_PREFIX | (ttl_ms & MAX_TTL_MS),
+        }
+    }
+}
+
+/// A node's metadata, with ZooKeeper's `Stat` fields.
 ///
 /// Zxids are the caller's transaction ids; times are wall-clock milliseconds
 /// given by the caller.
@@ -27,7 +75,11 @@ pub struct Stat {
     /// Number of child creates and deletes, saturating at `i32::MAX`; it also
     /// numbers sequential children.
     pub cversion: i32,
-    /// The owning session's raw id for an ephemeral node, 0 for a persistent one.
+    /// Number of ACL changes; wraps as `version` does.
+    pub aversion: i32,
+    /// The owning session's raw id for an ephemeral node, 0 for a persistent
+    /// one, [`CONTAINER_OWNER`] for a container and [`TTL_OWNER_PREFIX`]` |
+    /// ttl` for a TTL node (ZooKeeper's encoding; see [`NodeKind`]).
     pub ephemeral_owner: u64,
     /// Length of the data in bytes.
     pub data_length: u32,
@@ -48,6 +100,10 @@ pub struct NodeSnapshot {
     pub stat: Stat,
     /// The names (not paths) of its children, sorted.
     pub children: Vec<String>,
+    /// Its access control list.
+    pub acl: Vec<Acl>,
+    /// How it goes away.
+    pub kind: NodeKind,
 }
 
 /// A node as stored: data, stat fields and child names (not paths).
@@ -57,11 +113,23 @@ pub(super) struct Node {
     /// `data_length` and `num_children` here are stale; [`Node::stat`] fills them.
     pub(super) stat: Stat,
     pub(super) children: BTreeSet<String>,
+    /// Shared between nodes with the same list (most have the open one).
+    pub(super) acl: Arc<[Acl]>,
+    pub(super) kind: NodeKind,
 }
 
 impl Node {
-    pub(super) fn new(data: Bytes, ephemeral_owner: u64, zxid: u64, time_ms: i64) -> Self {
+    pub(super) fn new(
+        data: Bytes,
+        kind: NodeKind,
+        session: u64,
+        acl: Arc<[Acl]>,
+        zxid: u64,
+        time_ms: i64,
+    ) -> Self {
         Self {
+            acl,
+            kind,
             data,
             stat: Stat {
                 czxid: zxid,
@@ -71,7 +139,8 @@ impl Node {
                 mtime: time_ms,
                 version: 0,
                 cversion: 0,
-                ephemeral_owner,
+                aversion: 0,
+                ephemeral_owner: kind.ephemeral_owner(session),
                 data_length: 0,
                 num_children: 0,
             },
@@ -87,8 +156,23 @@ impl Node {
         }
     }
 
+    /// Whether a container or TTL node is due to be deleted at `now_ms`.
+    pub(super) fn is_due(&self, now_ms: i64) -> bool {
+        if !self.children.is_empty() {
+            return false;
+        }
+        match self.kind {
+            NodeKind::Container => self.stat.cversion > 0,
+            NodeKind::Ttl { ttl_ms } => {
+                let age = now_ms.saturating_sub(self.stat.mtime);
+                u64::try_from(age).is_ok_and(|age| age > ttl_ms)
+            }
+            NodeKind::Persistent | NodeKind::Ephemeral => false,
+        }
+    }
+
     pub(super) fn is_ephemeral(&self) -> bool {
-        self.stat.ephemeral_owner != 0
+        self.kind == NodeKind::Ephemeral
     }
 }
 

@@ -3,10 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::{NodeSnapshot, RestoreError, SessionId, Stat, validate_path};
+use std::sync::Arc;
+
+use crate::{Acl, NodeKind, NodeSnapshot, RestoreError, SessionId, Stat, validate_path};
+
+use super::MAX_TTL_MS;
 
 use super::node::{Node, saturating_u32};
-use super::{DataTree, split_parent};
+use super::{DataTree, child_path, split_parent};
 
 impl DataTree {
     /// Rebuilds a tree from the nodes [`export`](Self::export) gave: the
@@ -64,8 +68,23 @@ impl DataTree {
             }
             by_path.insert(node.path.clone(), node);
         }
+        for (path, node) in &by_path {
+            let owner = node.stat.ephemeral_owner;
+            let fits = match node.kind {
+                NodeKind::Ephemeral => owner != 0,
+                NodeKind::Ttl { ttl_ms } if ttl_ms == 0 || ttl_ms > MAX_TTL_MS => false,
+                kind => owner == kind.ephemeral_owner(owner),
+            };
+            if !fits {
+                return Err(RestoreError::OwnerMismatch {
+                    path: path.clone(),
+                    owner,
+                    kind: format!("{:?}", node.kind),
+                });
+            }
+        }
         let root = by_path.get("/").ok_or(RestoreError::MissingRoot)?;
-        if root.stat.ephemeral_owner != 0 {
+        if root.kind != NodeKind::Persistent {
             return Err(RestoreError::EphemeralRoot {
                 owner: SessionId::from_u64(root.stat.ephemeral_owner),
             });
@@ -81,7 +100,7 @@ impl DataTree {
                     path: path.clone(),
                     parent: parent_path.to_owned(),
                 })?;
-            if parent.stat.ephemeral_owner != 0 {
+            if parent.kind == NodeKind::Ephemeral {
                 return Err(RestoreError::EphemeralWithChildren {
                     path: parent_path.to_owned(),
                     child: path.clone(),
@@ -140,43 +159,48 @@ impl DataTree {
 
         let mut tree = Self {
             nodes: HashMap::with_capacity(by_path.len()),
-            ephemerals: HashMap::new(),
-            last_zxid: 0,
-            data_bytes: 0,
+            ..Self::new()
         };
+        tree.nodes.clear();
+        let mut shared: HashMap<Vec<Acl>, Arc<[Acl]>> = HashMap::new();
+        shared.insert(tree.open_acl.to_vec(), Arc::clone(&tree.open_acl));
         for (path, node) in by_path {
             let NodeSnapshot {
                 data,
                 stat,
                 children,
+                acl,
+                kind,
                 ..
             } = node;
-            let owner = stat.ephemeral_owner;
-            if owner != 0 {
-                tree.ephemerals
-                    .entry(owner)
-                    .or_default()
-                    .insert(path.clone());
-            }
+            let acl = match shared.get(&acl) {
+                Some(acl) => Arc::clone(acl),
+                None => {
+                    let new: Arc<[Acl]> = acl.clone().into();
+                    shared.insert(acl, Arc::clone(&new));
+                    new
+                }
+            };
             tree.data_bytes += data.len();
             tree.last_zxid = tree
                 .last_zxid
                 .max(stat.czxid)
                 .max(stat.mzxid)
                 .max(stat.pzxid);
-            tree.nodes.insert(
-                path,
-                Node {
-                    data,
-                    // As stored by the writes: `Node::stat` fills these two.
-                    stat: Stat {
-                        data_length: 0,
-                        num_children: 0,
-                        ..stat
-                    },
-                    children: children.into_iter().collect(),
+            let node = Node {
+                data,
+                // As stored by the writes: `Node::stat` fills these two.
+                stat: Stat {
+                    data_length: 0,
+                    num_children: 0,
+                    ..stat
                 },
-            );
+                children: children.into_iter().collect(),
+                acl,
+                kind,
+            };
+            tree.index(&path, &node);
+            tree.nodes.insert(path, node);
         }
         Ok(tree)
     }
@@ -204,14 +228,6 @@ impl DataTree {
             })
             .filter(|(_, node_zxid)| *node_zxid > zxid)
             .min()
-    }
-}
-
-fn child_path(parent: &str, name: &str) -> String {
-    if parent == "/" {
-        format!("/{name}")
-    } else {
-        format!("{parent}/{name}")
     }
 }
 

@@ -110,6 +110,7 @@ fn create_sets_the_stat_and_updates_the_parent() {
     assert_eq!(
         stat(&ns, "/a"),
         Stat {
+            aversion: 0,
             czxid: 5,
             mzxid: 5,
             pzxid: 5,

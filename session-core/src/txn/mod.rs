@@ -51,6 +51,8 @@
 mod restore;
 
 #[cfg(test)]
+mod multi_acl_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
@@ -62,8 +64,10 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::{
-    Change, CreateMode, DataTree, NodeSnapshot, PasswordSecret, ReattachError, ServerId, SessionId,
-    SessionPassword, Stat, TimeoutPolicy, TreeError, TreeLimits, initial_session_id,
+    Acl, AclError, Change, CreateMode, DataTree, Id, NodeSnapshot, PasswordSecret, ReattachError,
+    ServerId, SessionId, SessionPassword, Stat, TimeoutPolicy, TreeError, TreeLimits, check_acl,
+    fixup_acl, initial_session_id, open_to_anyone, perms, validate_path,
+    validate_sequential_prefix,
 };
 
 #[cfg(doc)]
@@ -134,8 +138,11 @@ pub enum Op {
         path: String,
         /// The node's data.
         data: Bytes,
-        /// Persistent or ephemeral, sequential or not.
+        /// Persistent or ephemeral, sequential or not, container or TTL.
         mode: CreateMode,
+        /// The access control list asked for (fixed up by [`prepare`] with
+        /// the connection's ids: see [`fixup_acl`]).
+        acl: Vec<Acl>,
     },
     /// Delete a node.
     Delete {
@@ -157,6 +164,86 @@ pub enum Op {
         /// The version it must have; `None` or `Some(-1)` match any.
         version: Option<i32>,
     },
+    /// Replace a node's access control list.
+    SetAcl {
+        /// The session asking.
+        session: SessionId,
+        /// The node.
+        path: String,
+        /// The list asked for (fixed up by [`prepare`]).
+        acl: Vec<Acl>,
+        /// The ACL version (`aversion`) it must have; `None` or `Some(-1)`
+        /// match any.
+        version: Option<i32>,
+    },
+    /// Several writes and version checks, all applied or none (ZooKeeper's
+    /// `multi`).
+    Multi {
+        /// The session asking.
+        session: SessionId,
+        /// The operations, in order.
+        ops: Vec<MultiOp>,
+    },
+    /// Delete a container or TTL node that is due (the server's periodic
+    /// sweep, ZooKeeper's `deleteContainer`).
+    DeleteReapable {
+        /// The node.
+        path: String,
+    },
+}
+
+/// One operation of a [`Op::Multi`] (and of its [`Txn::Multi`], where the
+/// access control lists are already fixed up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum MultiOp {
+    /// Create a node.
+    Create {
+        /// The path, or the prefix when sequential.
+        path: String,
+        /// The data.
+        data: Bytes,
+        /// The mode.
+        mode: CreateMode,
+        /// The access control list.
+        acl: Vec<Acl>,
+    },
+    /// Delete a node.
+    Delete {
+        /// The node.
+        path: String,
+        /// The version it must have; `None` or `Some(-1)` match any.
+        version: Option<i32>,
+    },
+    /// Replace a node's data.
+    SetData {
+        /// The node.
+        path: String,
+        /// The new data.
+        data: Bytes,
+        /// The version it must have; `None` or `Some(-1)` match any.
+        version: Option<i32>,
+    },
+    /// Fail the whole multi unless the node exists with this data version.
+    Check {
+        /// The node.
+        path: String,
+        /// The version it must have; `None` or `Some(-1)` match any.
+        version: Option<i32>,
+    },
+}
+
+impl MultiOp {
+    /// The node the operation names.
+    #[must_use]
+    pub fn path(&self) -> &str {
+        match self {
+            Self::Create { path, .. }
+            | Self::Delete { path, .. }
+            | Self::SetData { path, .. }
+            | Self::Check { path, .. } => path,
+        }
+    }
 }
 
 /// What [`prepare`] needs beyond the replica: everything non-deterministic,
@@ -173,6 +260,10 @@ pub struct Context<'a> {
     /// The wall clock in milliseconds since the Unix epoch: ctime and mtime
     /// of nodes, and the floor of new session ids.
     pub wall_ms: i64,
+    /// The ids the asking connection authenticated as (`ip:<address>`, then
+    /// one per addAuth): checked against access control lists, and what an
+    /// `auth` entry of a list asked for stands for.
+    pub auth: &'a [Id],
 }
 
 /// A prepared transaction: what is proposed, logged and applied on every
@@ -241,6 +332,12 @@ pub enum Txn {
         data: Bytes,
         /// The mode.
         mode: CreateMode,
+        /// The access control list, fixed up.
+        acl: Vec<Acl>,
+        /// The ids the permission checks of apply use: the connection's,
+        /// or none when the lists that mattered at prepare were open to
+        /// anyone (see [`prepare`]).
+        auth: Vec<Id>,
         /// The ctime and mtime, wall-clock milliseconds.
         time_ms: i64,
     },
@@ -254,6 +351,8 @@ pub enum Txn {
         path: String,
         /// The version it must have; `None` or `Some(-1)` match any.
         version: Option<i32>,
+        /// The ids for the permission checks (as in [`Txn::CreateNode`]).
+        auth: Vec<Id>,
     },
     /// Replace a node's data.
     SetData {
@@ -267,7 +366,48 @@ pub enum Txn {
         data: Bytes,
         /// The version it must have; `None` or `Some(-1)` match any.
         version: Option<i32>,
+        /// The ids for the permission checks (as in [`Txn::CreateNode`]).
+        auth: Vec<Id>,
         /// The new mtime, wall-clock milliseconds.
+        time_ms: i64,
+    },
+    /// Replace a node's access control list.
+    SetAcl {
+        /// The session asking.
+        session: SessionId,
+        /// The server that prepared it, which must own the session at apply.
+        owner: ServerId,
+        /// The node.
+        path: String,
+        /// The new list, fixed up.
+        acl: Vec<Acl>,
+        /// The ACL version it must have; `None` or `Some(-1)` match any.
+        version: Option<i32>,
+        /// The ids for the permission checks (as in [`Txn::CreateNode`]).
+        auth: Vec<Id>,
+    },
+    /// Several writes and checks, applied in order, all or none: when one
+    /// fails, the ones before it are undone and the result is
+    /// [`TxnError::Multi`] naming it. The zxid is consumed either way.
+    Multi {
+        /// The session asking.
+        session: SessionId,
+        /// The server that prepared it, which must own the session at apply.
+        owner: ServerId,
+        /// The operations, access control lists fixed up.
+        ops: Vec<MultiOp>,
+        /// The ids for the permission checks (as in [`Txn::CreateNode`]).
+        auth: Vec<Id>,
+        /// The ctime and mtime of what it writes, wall-clock milliseconds.
+        time_ms: i64,
+    },
+    /// Delete a container with no children left, or a TTL node with no
+    /// children not modified for its TTL, as of `time_ms` (the preparing
+    /// server's clock, so every replica decides alike).
+    DeleteReapable {
+        /// The node.
+        path: String,
+        /// The wall-clock milliseconds the TTL is measured to.
         time_ms: i64,
     },
 }
@@ -278,11 +418,13 @@ impl Txn {
     #[must_use]
     pub fn session(&self) -> Option<SessionId> {
         match self {
-            Self::Genesis { .. } | Self::CreateSession { .. } => None,
+            Self::Genesis { .. } | Self::CreateSession { .. } | Self::DeleteReapable { .. } => None,
             Self::UpdateSession { id, .. } | Self::CloseSession { id } => Some(*id),
             Self::CreateNode { session, .. }
             | Self::DeleteNode { session, .. }
-            | Self::SetData { session, .. } => Some(*session),
+            | Self::SetData { session, .. }
+            | Self::SetAcl { session, .. }
+            | Self::Multi { session, .. } => Some(*session),
         }
     }
 }
@@ -336,6 +478,20 @@ pub enum Outcome {
         /// The node's new stat.
         stat: Stat,
     },
+    /// A node's access control list was replaced.
+    AclSet {
+        /// The node's new stat.
+        stat: Stat,
+    },
+    /// A version check of a multi passed.
+    Checked,
+    /// Every operation of a multi was applied: one outcome each, in order
+    /// ([`Outcome::NodeCreated`], [`Outcome::NodeDeleted`],
+    /// [`Outcome::DataSet`] or [`Outcome::Checked`]).
+    Multi {
+        /// The outcomes.
+        results: Vec<Outcome>,
+    },
 }
 
 impl PartialEq for Outcome {
@@ -386,8 +542,12 @@ impl PartialEq for Outcome {
                     stat: other_stat,
                 },
             ) => path == other_path && stat == other_stat,
-            (Self::Initialized, Self::Initialized) | (Self::NodeDeleted, Self::NodeDeleted) => true,
-            (Self::DataSet { stat }, Self::DataSet { stat: other_stat }) => stat == other_stat,
+            (Self::Initialized, Self::Initialized)
+            | (Self::NodeDeleted, Self::NodeDeleted)
+            | (Self::Checked, Self::Checked) => true,
+            (Self::DataSet { stat }, Self::DataSet { stat: other_stat })
+            | (Self::AclSet { stat }, Self::AclSet { stat: other_stat }) => stat == other_stat,
+            (Self::Multi { results }, Self::Multi { results: other }) => results == other,
             _ => false,
         }
     }
@@ -451,6 +611,28 @@ pub enum TxnError {
     /// the replica's zxid, which is consumed as by any refused transaction.
     #[error("the replica already has its genesis")]
     AlreadyInitialized,
+    /// The connection's ids hold none of the permissions the operation
+    /// needs on the node's access control list (ZooKeeper's `NOAUTH`).
+    #[error("no permission {wanted:#x} on {path}")]
+    NoAuth {
+        /// The node whose list refused.
+        path: String,
+        /// The [`perms`] bits wanted (any one would do).
+        wanted: u32,
+    },
+    /// The access control list given is not valid (ZooKeeper's
+    /// `INVALIDACL`).
+    #[error(transparent)]
+    InvalidAcl(#[from] AclError),
+    /// Operation `index` of a multi failed with `error`; nothing of the
+    /// multi was applied.
+    #[error("operation {index} of the multi failed: {error}")]
+    Multi {
+        /// Which operation, from 0.
+        index: usize,
+        /// Why.
+        error: Box<TxnError>,
+    },
     /// [`Replica::apply`] was given a zxid that is not after the last one
     /// applied; nothing was changed.
     #[error("zxid {zxid} is not after the last applied zxid {last}")]
@@ -511,7 +693,7 @@ pub struct ReplicaSnapshot {
 /// let mut replica = Replica::new(PasswordSecret::new(&[7; 32])?, first_id);
 /// let policy = TimeoutPolicy::new(Duration::from_secs(2))?;
 /// let limits = TreeLimits::default();
-/// let ctx = Context { server, policy: &policy, limits: &limits, wall_ms: 1_700_000_000_000 };
+/// let ctx = Context { server, policy: &policy, limits: &limits, wall_ms: 1_700_000_000_000, auth: &[] };
 ///
 /// // Prepare against the current state, let the engine order it, apply.
 /// let txn = prepare(&replica, Op::CreateSession { requested: Duration::from_secs(6) }, &ctx)?
@@ -529,6 +711,7 @@ pub struct ReplicaSnapshot {
 ///     path: "/lock-".into(),
 ///     data: Bytes::new(),
 ///     mode: CreateMode::EphemeralSequential,
+///     acl: session_core::Acl::open(),
 /// };
 /// let txn = prepare(&replica, op, &ctx)?.expect("a create is a transaction");
 /// let applied = replica.apply(2, &txn);
@@ -843,37 +1026,32 @@ impl Replica {
                 path,
                 data,
                 mode,
+                acl,
+                auth,
                 time_ms,
             } => {
                 self.held_by(*session, *owner)?;
-                let written = self.tree.create(
-                    path,
-                    data.clone(),
-                    *mode,
-                    session.as_u64(),
-                    zxid,
-                    *time_ms,
-                )?;
-                let stat = self
-                    .tree
-                    .stat(&written.value)
-                    .expect("invariant: a node just created is in the tree");
-                *changes = written.changes;
-                Ok(Outcome::NodeCreated {
-                    path: written.value,
-                    stat,
-                })
+                let op = MultiOp::Create {
+                    path: path.clone(),
+                    data: data.clone(),
+                    mode: *mode,
+                    acl: acl.clone(),
+                };
+                self.apply_op(*session, &op, auth, zxid, *time_ms, changes)
             }
             Txn::DeleteNode {
                 session,
                 owner,
                 path,
                 version,
+                auth,
             } => {
                 self.held_by(*session, *owner)?;
-                let written = self.tree.delete(path, *version, zxid)?;
-                *changes = written.changes;
-                Ok(Outcome::NodeDeleted)
+                let op = MultiOp::Delete {
+                    path: path.clone(),
+                    version: *version,
+                };
+                self.apply_op(*session, &op, auth, zxid, 0, changes)
             }
             Txn::SetData {
                 session,
@@ -881,17 +1059,162 @@ impl Replica {
                 path,
                 data,
                 version,
+                auth,
                 time_ms,
             } => {
                 self.held_by(*session, *owner)?;
+                let op = MultiOp::SetData {
+                    path: path.clone(),
+                    data: data.clone(),
+                    version: *version,
+                };
+                self.apply_op(*session, &op, auth, zxid, *time_ms, changes)
+            }
+            Txn::SetAcl {
+                session,
+                owner,
+                path,
+                acl,
+                version,
+                auth,
+            } => {
+                self.held_by(*session, *owner)?;
+                self.permit(path, perms::ADMIN, auth)?;
+                let written = self.tree.set_acl(path, acl, *version, zxid)?;
+                Ok(Outcome::AclSet {
+                    stat: written.value,
+                })
+            }
+            Txn::Multi {
+                session,
+                owner,
+                ops,
+                auth,
+                time_ms,
+            } => {
+                self.held_by(*session, *owner)?;
+                self.tree.begin();
+                let mut results = Vec::with_capacity(ops.len());
+                for (index, op) in ops.iter().enumerate() {
+                    match self.apply_op(*session, op, auth, zxid, *time_ms, changes) {
+                        Ok(outcome) => results.push(outcome),
+                        Err(error) => {
+                            self.tree.rollback();
+                            changes.clear();
+                            return Err(TxnError::Multi {
+                                index,
+                                error: Box::new(error),
+                            });
+                        }
+                    }
+                }
+                self.tree.commit();
+                Ok(Outcome::Multi { results })
+            }
+            Txn::DeleteReapable { path, time_ms } => {
+                let written = self.tree.delete_reapable(path, *time_ms, zxid)?;
+                *changes = written.changes;
+                Ok(Outcome::NodeDeleted)
+            }
+        }
+    }
+
+    /// One node write or check, with its permission check, appending its
+    /// changes.
+    fn apply_op(
+        &mut self,
+        session: SessionId,
+        op: &MultiOp,
+        auth: &[Id],
+        zxid: u64,
+        time_ms: i64,
+        changes: &mut Vec<Change>,
+    ) -> Result<Outcome, TxnError> {
+        match op {
+            MultiOp::Create {
+                path,
+                data,
+                mode,
+                acl,
+            } => {
+                self.permit(parent_of(path), perms::CREATE, auth)?;
+                let written = self.tree.create_with_acl(
+                    path,
+                    data.clone(),
+                    acl,
+                    *mode,
+                    session.as_u64(),
+                    zxid,
+                    time_ms,
+                )?;
+                let stat = self
+                    .tree
+                    .stat(&written.value)
+                    .expect("invariant: a node just created is in the tree");
+                changes.extend(written.changes);
+                Ok(Outcome::NodeCreated {
+                    path: written.value,
+                    stat,
+                })
+            }
+            MultiOp::Delete { path, version } => {
+                validate_path(path).map_err(TreeError::from)?;
+                if path != "/" {
+                    self.permit(parent_of(path), perms::DELETE, auth)?;
+                }
+                let written = self.tree.delete(path, *version, zxid)?;
+                changes.extend(written.changes);
+                Ok(Outcome::NodeDeleted)
+            }
+            MultiOp::SetData {
+                path,
+                data,
+                version,
+            } => {
+                self.permit(path, perms::WRITE, auth)?;
                 let written = self
                     .tree
-                    .set_data(path, data.clone(), *version, zxid, *time_ms)?;
-                *changes = written.changes;
+                    .set_data(path, data.clone(), *version, zxid, time_ms)?;
+                changes.extend(written.changes);
                 Ok(Outcome::DataSet {
                     stat: written.value,
                 })
             }
+            MultiOp::Check { path, version } => {
+                self.permit(path, perms::READ, auth)?;
+                self.tree.check_version(path, *version)?;
+                Ok(Outcome::Checked)
+            }
+        }
+    }
+
+    /// The ids a transaction must carry for apply's permission check of
+    /// `wanted` on `path`: none when its list grants it to anyone now (a
+    /// list changed to a stricter one meanwhile then refuses the write at
+    /// apply, as it would have had it come later); the connection's when
+    /// they pass now or the node is not there yet. Refuses at once what the
+    /// current list refuses.
+    fn needed_auth(&self, path: &str, wanted: u32, ctx: &Context<'_>) -> Result<Vec<Id>, TxnError> {
+        match self.tree.node_acl(path) {
+            Some(acl) if open_to_anyone(acl, wanted) => Ok(Vec::new()),
+            Some(acl) if !check_acl(acl, wanted, ctx.auth) => Err(TxnError::NoAuth {
+                path: path.to_owned(),
+                wanted,
+            }),
+            _ => Ok(ctx.auth.to_vec()),
+        }
+    }
+
+    /// Refuses when the node at `path` exists and its list grants `ids`
+    /// none of `wanted`. A missing node passes: the write itself then says
+    /// which node is missing, as ZooKeeper orders its checks.
+    fn permit(&self, path: &str, wanted: u32, ids: &[Id]) -> Result<(), TxnError> {
+        match self.tree.node_acl(path) {
+            Some(acl) if !check_acl(acl, wanted, ids) => Err(TxnError::NoAuth {
+                path: path.to_owned(),
+                wanted,
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -931,6 +1254,65 @@ fn next_id(
         Some(_) => min_id,
     };
     Ok(min_id.max(floor))
+}
+
+/// The parent of a path or sequential prefix (`/` for a top-level one, and
+/// for `/` itself); the path need not be valid.
+fn parent_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(slash) => &path[..slash],
+    }
+}
+
+/// Checks what one operation of a multi can be checked for before the
+/// operations ahead of it are applied: path syntax and length, data size,
+/// the access control list asked for. The rest is apply's.
+fn prepare_multi_op(op: MultiOp, ctx: &Context<'_>) -> Result<MultiOp, TxnError> {
+    let limits = ctx.limits;
+    Ok(match op {
+        MultiOp::Create {
+            path,
+            data,
+            mode,
+            acl,
+        } => {
+            if mode.is_sequential() {
+                limits.check_path_len(path.len() + 10)?;
+                validate_sequential_prefix(&path).map_err(TreeError::from)?;
+            } else {
+                limits.check_path(&path)?;
+            }
+            limits.check_data(&path, data.len())?;
+            MultiOp::Create {
+                acl: fixup_acl(&acl, ctx.auth)?,
+                path,
+                data,
+                mode,
+            }
+        }
+        MultiOp::SetData {
+            path,
+            data,
+            version,
+        } => {
+            limits.check_path(&path)?;
+            limits.check_data(&path, data.len())?;
+            MultiOp::SetData {
+                path,
+                data,
+                version,
+            }
+        }
+        MultiOp::Delete { path, version } => {
+            limits.check_path(&path)?;
+            MultiOp::Delete { path, version }
+        }
+        MultiOp::Check { path, version } => {
+            limits.check_path(&path)?;
+            MultiOp::Check { path, version }
+        }
+    })
 }
 
 fn could_have_minted(genesis: &Genesis, id: SessionId) -> bool {
@@ -1015,8 +1397,11 @@ pub fn prepare(replica: &Replica, op: Op, ctx: &Context<'_>) -> Result<Option<Tx
             path,
             data,
             mode,
+            acl,
         } => {
             replica.held_by(session, ctx.server)?;
+            let acl = fixup_acl(&acl, ctx.auth)?;
+            let auth = replica.needed_auth(parent_of(&path), perms::CREATE, ctx)?;
             replica
                 .tree
                 .check_create(&path, data.len(), mode, session.as_u64(), ctx.limits)?;
@@ -1026,6 +1411,8 @@ pub fn prepare(replica: &Replica, op: Op, ctx: &Context<'_>) -> Result<Option<Tx
                 path,
                 data,
                 mode,
+                acl,
+                auth,
                 time_ms: ctx.wall_ms,
             }
         }
@@ -1035,12 +1422,18 @@ pub fn prepare(replica: &Replica, op: Op, ctx: &Context<'_>) -> Result<Option<Tx
             version,
         } => {
             replica.held_by(session, ctx.server)?;
+            let auth = if path == "/" {
+                Vec::new()
+            } else {
+                replica.needed_auth(parent_of(&path), perms::DELETE, ctx)?
+            };
             replica.tree.check_delete(&path, version, ctx.limits)?;
             Txn::DeleteNode {
                 session,
                 owner: ctx.server,
                 path,
                 version,
+                auth,
             }
         }
         Op::SetData {
@@ -1050,6 +1443,7 @@ pub fn prepare(replica: &Replica, op: Op, ctx: &Context<'_>) -> Result<Option<Tx
             version,
         } => {
             replica.held_by(session, ctx.server)?;
+            let auth = replica.needed_auth(&path, perms::WRITE, ctx)?;
             replica
                 .tree
                 .check_set(&path, data.len(), version, ctx.limits)?;
@@ -1059,6 +1453,64 @@ pub fn prepare(replica: &Replica, op: Op, ctx: &Context<'_>) -> Result<Option<Tx
                 path,
                 data,
                 version,
+                auth,
+                time_ms: ctx.wall_ms,
+            }
+        }
+        Op::SetAcl {
+            session,
+            path,
+            acl,
+            version,
+        } => {
+            replica.held_by(session, ctx.server)?;
+            ctx.limits.check_path(&path)?;
+            let acl = fixup_acl(&acl, ctx.auth)?;
+            let auth = replica.needed_auth(&path, perms::ADMIN, ctx)?;
+            let (_, stat) = replica.tree.acl(&path)?;
+            if let Some(expected) = version.filter(|v| *v != -1 && *v != stat.aversion) {
+                return Err(TreeError::BadVersion {
+                    path,
+                    expected,
+                    actual: stat.aversion,
+                }
+                .into());
+            }
+            Txn::SetAcl {
+                session,
+                owner: ctx.server,
+                path,
+                acl,
+                version,
+                auth,
+            }
+        }
+        Op::Multi { session, ops } => {
+            replica.held_by(session, ctx.server)?;
+            let ops = ops
+                .into_iter()
+                .enumerate()
+                .map(|(index, op)| {
+                    prepare_multi_op(op, ctx).map_err(|error| TxnError::Multi {
+                        index,
+                        error: Box::new(error),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Txn::Multi {
+                session,
+                owner: ctx.server,
+                ops,
+                // Earlier operations of the multi may create the nodes later
+                // ones are checked against: the ids always go along.
+                auth: ctx.auth.to_vec(),
+                time_ms: ctx.wall_ms,
+            }
+        }
+        Op::DeleteReapable { path } => {
+            validate_path(&path).map_err(TreeError::from)?;
+            Txn::DeleteReapable {
+                path,
                 time_ms: ctx.wall_ms,
             }
         }

@@ -222,6 +222,7 @@ fn op_for(step: &Step, known: &Known, replica: &Replica) -> Op {
             sequential,
             len,
         } => Op::Create {
+            acl: crate::Acl::open(),
             session: known.get(*session, replica).0,
             path: if *sequential {
                 SEQ_PREFIXES[path % SEQ_PREFIXES.len()].into()
@@ -360,6 +361,7 @@ impl Pair {
             *wall_ms += input.clock_delta;
             let server = server_for(input, known, &self.a);
             let ctx = Context {
+                auth: &[],
                 server,
                 policy,
                 limits,
@@ -408,7 +410,7 @@ proptest! {
         for input in &inputs {
             wall_ms += input.clock_delta;
             let server = server_for(input, &known, &pair.a);
-            let ctx = Context { server, policy: &policy, limits: &limits, wall_ms };
+            let ctx = Context { auth: &[], server, policy: &policy, limits: &limits, wall_ms };
             let op = op_for(&input.step, &known, &pair.a);
             let before = pair.a.export();
             let prepared = prepare(&pair.a, op, &ctx);
@@ -420,8 +422,12 @@ proptest! {
                         | Txn::UpdateSession { owner, .. }
                         | Txn::CreateNode { owner, .. }
                         | Txn::DeleteNode { owner, .. }
-                        | Txn::SetData { owner, .. } => Some(*owner),
-                        Txn::Genesis { .. } | Txn::CloseSession { .. } => None,
+                        | Txn::SetData { owner, .. }
+                        | Txn::SetAcl { owner, .. }
+                        | Txn::Multi { owner, .. } => Some(*owner),
+                        Txn::Genesis { .. }
+                        | Txn::CloseSession { .. }
+                        | Txn::DeleteReapable { .. } => None,
                     } {
                         prop_assert_eq!(owner, server);
                     }
@@ -468,7 +474,7 @@ proptest! {
         for input in &batch {
             wall_ms += input.clock_delta;
             let server = server_for(input, &known, &pair.a);
-            let ctx = Context { server, policy: &policy, limits: &limits, wall_ms };
+            let ctx = Context { auth: &[], server, policy: &policy, limits: &limits, wall_ms };
             if let Ok(Some(txn)) = prepare(&pair.a, op_for(&input.step, &known, &pair.a), &ctx) {
                 batch_txns.push(txn);
             }
@@ -508,7 +514,7 @@ proptest! {
         for input in &further {
             wall_ms += input.clock_delta;
             let server = server_for(input, &known, &pair.a);
-            let ctx = Context { server, policy: &policy, limits: &limits, wall_ms };
+            let ctx = Context { auth: &[], server, policy: &policy, limits: &limits, wall_ms };
             let op = op_for(&input.step, &known, &pair.a);
             let prepared = prepare(&pair.a, op.clone(), &ctx);
             prop_assert_eq!(&prepare(&restored, op, &ctx), &prepared);
@@ -555,7 +561,7 @@ proptest! {
         let owner = ServerId::new(1).expect("in range");
         for id in &ids {
             for path in ["/a/n", "/b/s-"] {
-                let _ = restored.apply(next(), &Txn::CreateNode {
+                let _ = restored.apply(next(), &Txn::CreateNode { acl: crate::Acl::open(), auth: Vec::new(),
                     session: *id,
                     owner,
                     path: path.into(),
@@ -578,7 +584,7 @@ proptest! {
         for path in paths {
             let holder = restored.sessions().next().map(|entry| entry.id);
             if let Some(id) = holder {
-                let _ = restored.apply(next(), &Txn::SetData {
+                let _ = restored.apply(next(), &Txn::SetData { auth: Vec::new(),
                     session: id,
                     owner: restored.session(id).expect("held").owner,
                     path: path.clone(),
@@ -586,7 +592,7 @@ proptest! {
                     version: None,
                     time_ms: START_MS,
                 });
-                let _ = restored.apply(next(), &Txn::DeleteNode {
+                let _ = restored.apply(next(), &Txn::DeleteNode { auth: Vec::new(),
                     session: id,
                     owner: restored.session(id).expect("held").owner,
                     path,

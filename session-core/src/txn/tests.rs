@@ -47,6 +47,7 @@ impl Env {
 
     fn ctx(&self, server_id: u64, wall_ms: i64) -> Context<'_> {
         Context {
+            auth: &[],
             server: server(server_id),
             policy: &self.policy,
             limits: &self.limits,
@@ -82,6 +83,7 @@ fn open(replica: &mut Replica, ctx: &Context<'_>) -> (SessionId, SessionPassword
 
 fn create(session: SessionId, path: &str, mode: CreateMode) -> Op {
     Op::Create {
+        acl: crate::Acl::open(),
         session,
         path: path.into(),
         data: Bytes::new(),
@@ -646,6 +648,8 @@ fn a_stale_zxid_changes_nothing_and_an_error_consumes_its_zxid() {
     must_create(&mut r, id, "/a", CreateMode::Persistent, &ctx);
     let before = r.export();
     let txn = Txn::CreateNode {
+        acl: crate::Acl::open(),
+        auth: Vec::new(),
         session: id,
         owner: server(1),
         path: "/b".into(),
@@ -667,6 +671,8 @@ fn a_stale_zxid_changes_nothing_and_an_error_consumes_its_zxid() {
     assert_eq!(r.export(), before);
     // An error consumes its zxid: the next must be after it.
     let exists = Txn::CreateNode {
+        acl: crate::Acl::open(),
+        auth: Vec::new(),
         session: id,
         owner: server(1),
         path: "/a".into(),
@@ -698,6 +704,7 @@ fn node_transactions_carry_owner_and_time_and_apply_them() {
     let ctx = env.ctx(1, WALL);
     let (id, _) = open(&mut r, &ctx);
     let op = Op::Create {
+        acl: crate::Acl::open(),
         session: id,
         path: "/a".into(),
         data: Bytes::from_static(b"hello"),
@@ -708,6 +715,8 @@ fn node_transactions_carry_owner_and_time_and_apply_them() {
     assert_eq!(
         txn,
         Ok(Some(Txn::CreateNode {
+            acl: crate::Acl::open(),
+            auth: Vec::new(),
             session: id,
             owner: server(1),
             path: "/a".into(),
@@ -883,6 +892,7 @@ fn prepare_checks_every_limit_of_the_context() {
     let ctx = env.ctx(1, WALL);
     let (id, _) = open(&mut r, &ctx);
     let with_data = |path: &str, data: &'static [u8], mode| Op::Create {
+        acl: crate::Acl::open(),
         session: id,
         path: path.into(),
         data: Bytes::from_static(data),

@@ -3,7 +3,10 @@
 
 use bytes::Bytes;
 
-use crate::{CreateMode, DataTree, NodeSnapshot, PathError, RestoreError, SessionId};
+use crate::{
+    CONTAINER_OWNER, CreateMode, DataTree, NodeKind, NodeSnapshot, PathError, RestoreError,
+    SessionId, TTL_OWNER_PREFIX,
+};
 
 const OWNER: u64 = 0x0100_0000_0000_0007;
 
@@ -133,7 +136,7 @@ fn paths_must_be_valid_and_unique_and_the_root_persistent() {
         Err(RestoreError::MissingRoot)
     );
     assert_eq!(
-        refused(|nodes| node(nodes, "/").stat.ephemeral_owner = OWNER),
+        refused(|nodes| make_ephemeral(node(nodes, "/"))),
         RestoreError::EphemeralRoot {
             owner: SessionId::from_u64(OWNER)
         }
@@ -150,11 +153,60 @@ fn parents_must_exist_and_be_persistent() {
         }
     );
     assert_eq!(
-        refused(|nodes| node(nodes, "/a").stat.ephemeral_owner = OWNER),
+        refused(|nodes| make_ephemeral(node(nodes, "/a"))),
         RestoreError::EphemeralWithChildren {
             path: "/a".into(),
             child: "/a/e".into()
         }
+    );
+}
+
+fn make_ephemeral(node: &mut NodeSnapshot) {
+    node.stat.ephemeral_owner = OWNER;
+    node.kind = NodeKind::Ephemeral;
+}
+
+#[test]
+fn an_owner_must_fit_the_kind_of_its_node() {
+    // An owner on a persistent node, an ephemeral without one, a container
+    // or TTL node without ZooKeeper's encoding, a TTL out of range.
+    let cases: [(u64, NodeKind); 5] = [
+        (OWNER, NodeKind::Persistent),
+        (0, NodeKind::Ephemeral),
+        (OWNER, NodeKind::Container),
+        (0, NodeKind::Ttl { ttl_ms: 5 }),
+        (TTL_OWNER_PREFIX, NodeKind::Ttl { ttl_ms: 0 }),
+    ];
+    for (owner, kind) in cases {
+        let error = refused(|nodes| {
+            let n = node(nodes, "/a");
+            n.stat.ephemeral_owner = owner;
+            n.kind = kind;
+        });
+        assert!(
+            matches!(&error, RestoreError::OwnerMismatch { path, .. } if path == "/a"),
+            "{owner:#x} {kind:?}: {error:?}"
+        );
+    }
+    // The right encodings restore, and index as reapable.
+    let mut tree = DataTree::new();
+    let _ = tree
+        .create("/c", Bytes::new(), CreateMode::Container, 0, 1, 1)
+        .expect("as set up");
+    let ttl = CreateMode::PersistentWithTtl { ttl_ms: 5 };
+    let _ = tree
+        .create("/t", Bytes::new(), ttl, 0, 2, 1)
+        .expect("as set up");
+    let restored = DataTree::restore(tree.export()).expect("as set up");
+    assert_eq!(restored, tree);
+    assert_eq!(restored.reapable_count(), 2);
+    assert_eq!(
+        restored.stat("/c").expect("as set up").ephemeral_owner,
+        CONTAINER_OWNER
+    );
+    assert_eq!(
+        restored.stat("/t").expect("as set up").ephemeral_owner,
+        TTL_OWNER_PREFIX | 5
     );
 }
 

@@ -35,6 +35,8 @@ fn new_session() -> Txn {
 
 fn create(session: SessionId, path: &str, mode: CreateMode, zxid_time: i64) -> Txn {
     Txn::CreateNode {
+        acl: crate::Acl::open(),
+        auth: Vec::new(),
         session,
         owner: server(1),
         path: path.into(),
