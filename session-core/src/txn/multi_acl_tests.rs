@@ -413,3 +413,108 @@ fn a_ttl_out_of_range_is_refused_and_the_owner_encodes_the_kind() {
 }
 
 const MAX_TTL: u64 = crate::MAX_TTL_MS;
+
+mod atomic {
+    //! A multi is its operations applied in order under one zxid, or
+    //! nothing at all (zookeeper-wire.md §5): checked against the tree's own
+    //! writes, one by one, over random operations.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const PATHS: [&str; 5] = ["/a", "/a/b", "/c", "/c/d", "/a/b/x"];
+
+    fn op() -> impl Strategy<Value = MultiOp> {
+        let path = prop::sample::select(&PATHS[..]).prop_map(str::to_owned);
+        let version = prop_oneof![Just(None), Just(Some(0)), Just(Some(1))];
+        prop_oneof![
+            (path.clone(), any::<bool>()).prop_map(|(path, ephemeral)| MultiOp::Create {
+                path,
+                data: Bytes::from_static(b"c"),
+                mode: if ephemeral {
+                    CreateMode::Ephemeral
+                } else {
+                    CreateMode::Persistent
+                },
+                acl: Acl::open(),
+            }),
+            (path.clone(), version.clone())
+                .prop_map(|(path, version)| MultiOp::Delete { path, version }),
+            (path.clone(), version.clone()).prop_map(|(path, version)| MultiOp::SetData {
+                path,
+                data: Bytes::from_static(b"s"),
+                version,
+            }),
+            (path, version).prop_map(|(path, version)| MultiOp::Check { path, version }),
+        ]
+    }
+
+    /// The tree's own write for one operation, under `zxid`.
+    fn one_by_one(
+        tree: &mut DataTree,
+        op: &MultiOp,
+        owner: u64,
+        zxid: u64,
+    ) -> Result<(), TreeError> {
+        match op {
+            MultiOp::Create {
+                path, data, mode, ..
+            } => tree
+                .create(path, data.clone(), *mode, owner, zxid, WALL)
+                .map(|_| ()),
+            MultiOp::Delete { path, version } => tree.delete(path, *version, zxid).map(|_| ()),
+            MultiOp::SetData {
+                path,
+                data,
+                version,
+            } => tree
+                .set_data(path, data.clone(), *version, zxid, WALL)
+                .map(|_| ()),
+            MultiOp::Check { path, version } => tree.check_version(path, *version),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_multi_is_its_operations_in_order_or_nothing(
+            setup in prop::collection::vec(op(), 0..6),
+            ops in prop::collection::vec(op(), 1..6),
+        ) {
+            let env = Env::new();
+            let auth = stranger();
+            let ctx = env.ctx(&auth);
+            let mut replica = replica();
+            let id = session(&mut replica, &ctx);
+            for op in setup {
+                let _ = run(&mut replica, Op::Multi { session: id, ops: vec![op] }, &ctx);
+            }
+            let before = replica.tree().export();
+            let mut expected = replica.tree().clone();
+            let zxid = replica.zxid() + 1;
+            let failed_at = ops
+                .iter()
+                .position(|op| one_by_one(&mut expected, op, id.as_u64(), zxid).is_err());
+            let txn = prepare(&replica, Op::Multi { session: id, ops }, &ctx)
+                .expect("prepared")
+                .expect("a write");
+            let applied = replica.apply(zxid, &txn);
+            match failed_at {
+                Some(index) => {
+                    prop_assert!(
+                        matches!(&applied.result, Err(TxnError::Multi { index: at, .. }) if *at == index),
+                        "{:?}", applied.result
+                    );
+                    prop_assert_eq!(replica.tree().export(), before);
+                    prop_assert!(applied.changes.is_empty());
+                }
+                None => {
+                    prop_assert!(applied.result.is_ok(), "{:?}", applied.result);
+                    prop_assert_eq!(replica.tree().export(), expected.export());
+                }
+            }
+            // The derived indexes agree with the nodes, whatever happened.
+            let restored = DataTree::restore(replica.tree().export()).expect("consistent");
+            prop_assert_eq!(&restored, replica.tree());
+        }
+    }
+}
