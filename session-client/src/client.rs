@@ -3,19 +3,27 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use session_core::{
-    ClientConfig, ClientSession, ConnectString, SessionId, SessionPassword, validate_path,
-    validate_sequential_prefix,
+    Acl, ClientConfig, ClientSession, ConnectString, Id, SessionId, SessionPassword, WatchKind,
+    WatcherType,
 };
-use session_wire::v1::{self as wire, NodeKind, reply, request};
+use session_wire::v1::{self as wire, reply, request};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::driver::{Command, Driver, Shared, WatchOn, terminal_error};
-use crate::types::stat_from_wire;
-use crate::{CreateMode, Error, Stat, State, StateEvents, Watch};
+use crate::driver::{Command, Credential, Driver, Extra, Shared, WatchOn, terminal_error};
+use crate::ops::{self, create_request, op_error, op_outcome, read_outcome};
+use crate::types::{
+    Registration, acl_from_wire, acl_to_wire, id_from_wire, opt_stat, stat_from_wire,
+    watcher_type_to_wire,
+};
+use crate::{
+    CreateMode, CreateOptions, Error, MultiError, Op, OpOutcome, PersistentWatch, ReadOp,
+    ReadOutcome, Stat, State, StateEvents, Watch,
+};
 
 /// The session timeout asked for when none is set: 10 s.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -169,6 +177,7 @@ impl ClientBuilder {
                 shared,
                 session_id,
                 password,
+                next_watch_id: AtomicU64::new(1),
             }),
         })
     }
@@ -182,6 +191,8 @@ struct Inner {
     shared: Arc<Shared>,
     session_id: SessionId,
     password: SessionPassword,
+    /// Names each `PersistentWatch` handle for the task.
+    next_watch_id: AtomicU64,
 }
 
 /// A session with the service, and the namespace operations done in it.
@@ -266,32 +277,515 @@ impl Client {
         }
     }
 
-    /// Creates a node and returns its path (with the sequence number for a
-    /// sequential mode). The parent must exist.
+    /// Creates a node open to anyone and returns its path (with the sequence
+    /// number for a sequential mode). The parent must exist. Every mode
+    /// works here, [`CreateMode::Container`] and the TTL modes included; see
+    /// [`create_with`](Self::create_with) for an access control list.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// use session_client::CreateMode;
+    ///
+    /// // Deleted by the server once its last lock node is gone.
+    /// client.create("/locks", b"", CreateMode::Container).await?;
+    /// // Deleted once it has had no child and no change for a minute.
+    /// client
+    ///     .create("/leases/a", b"", CreateMode::PersistentWithTtl { ttl_ms: 60_000 })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// `NodeExists`, `NoNode` (no parent), `NoChildrenForEphemerals`,
-    /// `InvalidPath`, `TooLarge`, `TooManyEphemerals`, and the session errors.
+    /// `NoAuth` (no CREATE on the parent), `InvalidPath`, `TooLarge`,
+    /// `TooManyEphemerals`, `Unsupported` (a TTL outside 1 to
+    /// 1,099,511,627,775 ms), and the session errors.
     pub async fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> Result<String, Error> {
-        if mode.is_sequential() {
-            validate_sequential_prefix(path).map_err(|err| invalid(path, &err))?;
-        } else {
-            validate_path(path).map_err(|err| invalid(path, &err))?;
-        }
-        let op = request::Op::Create(wire::Create {
-            path: self.inner.servers.prefix_path(path),
-            data: Bytes::copy_from_slice(data),
-            kind: if mode.is_ephemeral() {
-                NodeKind::Ephemeral
-            } else {
-                NodeKind::Persistent
+        self.create_with(path, data, &CreateOptions::new(mode))
+            .await
+            .map(|(path, _)| path)
+    }
+
+    /// Creates a node with `options` (mode and access control list) and
+    /// returns its path and stat.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// use session_client::{Acl, CreateMode, CreateOptions, perms};
+    ///
+    /// client.add_auth("digest", b"alice:secret").await?;
+    /// // Every permission for the identities this connection holds
+    /// // (digest:alice:...), nothing for anyone else.
+    /// let options = CreateOptions::new(CreateMode::Persistent).acl(Acl::creator_all());
+    /// let (path, stat) = client.create_with("/private", b"", &options).await?;
+    /// assert_eq!(stat.aversion, 0);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`create`](Self::create), and `InvalidAcl` for a list the server
+    /// cannot store.
+    pub async fn create_with(
+        &self,
+        path: &str,
+        data: &[u8],
+        options: &CreateOptions,
+    ) -> Result<(String, Stat), Error> {
+        let create = create_request(
+            &self.inner.servers,
+            path,
+            Bytes::copy_from_slice(data),
+            options,
+        )?;
+        match self.call(path, request::Op::Create(create), None).await?.0 {
+            reply::Result::Create(created) => {
+                Ok((self.client_path(&created.path), opt_stat(created.stat)))
             }
-            .into(),
-            sequential: mode.is_sequential(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A node's access control list and stat (its `aversion` counts the
+    /// list's changes). Needs READ or ADMIN on the node.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// let (acl, stat) = client.get_acl("/config").await?;
+    /// for entry in &acl {
+    ///     println!("{:#x} to {}", entry.perms, entry.id);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `NoNode`, `NoAuth`, `InvalidPath`, and the session errors.
+    pub async fn get_acl(&self, path: &str) -> Result<(Vec<Acl>, Stat), Error> {
+        let op = request::Op::GetAcl(wire::GetAcl {
+            path: self.server_path(path)?,
         });
         match self.call(path, op, None).await?.0 {
-            reply::Result::Create(created) => Ok(self.client_path(&created.path)),
+            reply::Result::GetAcl(got) => Ok((
+                got.acl.into_iter().map(acl_from_wire).collect(),
+                opt_stat(got.stat),
+            )),
             other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Replaces a node's access control list; `version` `Some(v)` only if
+    /// the list is at version `v` (the stat's `aversion`). Returns the new
+    /// stat. Needs ADMIN on the node. An empty list is refused, as in
+    /// ZooKeeper ([`Acl::open`] is the open one).
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// use session_client::{Acl, Id, perms};
+    ///
+    /// let (_, stat) = client.get_acl("/config").await?;
+    /// let read_only = vec![Acl::new(perms::READ, Id::anyone())];
+    /// client.set_acl("/config", &read_only, Some(stat.aversion)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `NoNode`, `NoAuth`, `BadVersion`, `InvalidAcl`, `InvalidPath`, and
+    /// the session errors.
+    pub async fn set_acl(
+        &self,
+        path: &str,
+        acl: &[Acl],
+        version: Option<i32>,
+    ) -> Result<Stat, Error> {
+        let op = request::Op::SetAcl(wire::SetAcl {
+            path: self.server_path(path)?,
+            acl: acl.iter().map(acl_to_wire).collect(),
+            expected_version: version,
+        });
+        match self.call(path, op, None).await?.0 {
+            reply::Result::SetAcl(set) => Ok(opt_stat(set.stat)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Applies `ops` all together, in order, as one change, or none of them
+    /// (ZooKeeper's multi): each operation sees the effects of those before
+    /// it, and watches fire only once all are applied. Returns one outcome
+    /// per operation.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::MultiError> {
+    /// use session_client::{CreateMode, Op, OpOutcome};
+    ///
+    /// // Take job 7 from the queue, only if nobody changed it meanwhile.
+    /// let outcomes = client
+    ///     .multi(vec![
+    ///         Op::delete("/queue/7", Some(0)),
+    ///         Op::create("/running/7", b"worker-3".to_vec(), CreateMode::Ephemeral),
+    ///     ])
+    ///     .await?;
+    /// assert!(matches!(outcomes[1], OpOutcome::Created { .. }));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`MultiError::Failed`] naming the first operation that failed and
+    /// why (`NoNode`, `BadVersion`, `NodeExists`, `NoAuth`, ..., or
+    /// `InvalidPath` found by this client before sending): nothing was
+    /// applied. [`MultiError::Request`] for the session errors and
+    /// `ConnectionLoss` (applied entirely or not at all).
+    pub async fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpOutcome>, MultiError> {
+        let mut wire_ops = Vec::with_capacity(ops.len());
+        for (index, op) in ops.iter().enumerate() {
+            let op = op
+                .to_wire(&self.inner.servers)
+                .map_err(|error| MultiError::Failed { index, error })?;
+            wire_ops.push(op);
+        }
+        let path = ops.first().map_or("/", Op::path);
+        let op = request::Op::Multi(wire::Multi { ops: wire_ops });
+        let results = match self.call(path, op, None).await?.0 {
+            reply::Result::Multi(multi) => multi.results,
+            other => return Err(unexpected(&other).into()),
+        };
+        if results.len() != ops.len() {
+            return Err(Error::System {
+                detail: format!(
+                    "the server answered a multi of {} operations with {} results",
+                    ops.len(),
+                    results.len()
+                ),
+            }
+            .into());
+        }
+        let results: Vec<_> = results.into_iter().map(|result| result.result).collect();
+        // The failing operation is the one whose code is neither OK (before
+        // it) nor RUNTIME_INCONSISTENCY (after it).
+        let failed = results
+            .iter()
+            .enumerate()
+            .find_map(|(index, result)| match result {
+                Some(wire::multi_op_result::Result::Error(error))
+                    if !matches!(
+                        error.code(),
+                        wire::ErrorCode::Ok | wire::ErrorCode::RuntimeInconsistency
+                    ) =>
+                {
+                    Some((index, error.clone()))
+                }
+                _ => None,
+            });
+        if let Some((index, error)) = failed {
+            return Err(MultiError::Failed {
+                index,
+                error: op_error(error, ops[index].path()),
+            });
+        }
+        results
+            .into_iter()
+            .map(|result| match result {
+                Some(result) => op_outcome(result, |path| self.client_path(path)),
+                None => Err(Error::System {
+                    detail: "a multi's result this client does not know".to_owned(),
+                }),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(MultiError::Request)
+    }
+
+    /// Reads several nodes in one round trip (ZooKeeper's multiRead). Not
+    /// atomic: each read has its own outcome, and a failed one (`NoNode`,
+    /// `NoAuth`) does not fail the others. Leaves no watch.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// use session_client::{ReadOp, ReadOutcome};
+    ///
+    /// let reads = vec![ReadOp::get_data("/config"), ReadOp::get_children("/services")];
+    /// for outcome in client.multi_read(reads).await? {
+    ///     match outcome {
+    ///         Ok(ReadOutcome::Data { data, .. }) => println!("{data:?}"),
+    ///         Ok(ReadOutcome::Children { children, .. }) => println!("{children:?}"),
+    ///         Ok(_) => {}
+    ///         Err(error) => println!("{error}"),
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidPath` (for any read, before sending), and the session errors.
+    pub async fn multi_read(
+        &self,
+        ops: Vec<ReadOp>,
+    ) -> Result<Vec<Result<ReadOutcome, Error>>, Error> {
+        let wire_ops = ops
+            .iter()
+            .map(|op| op.to_wire(&self.inner.servers))
+            .collect::<Result<_, _>>()?;
+        let path = ops.first().map_or("/", ReadOp::path);
+        let op = request::Op::MultiRead(wire::MultiRead { ops: wire_ops });
+        let results = match self.call(path, op, None).await?.0 {
+            reply::Result::MultiRead(multi) => multi.results,
+            other => return Err(unexpected(&other)),
+        };
+        if results.len() != ops.len() {
+            return Err(Error::System {
+                detail: format!(
+                    "the server answered a multi-read of {} reads with {} results",
+                    ops.len(),
+                    results.len()
+                ),
+            });
+        }
+        Ok(results
+            .into_iter()
+            .zip(&ops)
+            .map(|(result, op)| read_outcome(result.result, op.path()))
+            .collect())
+    }
+
+    /// The paths of this session's ephemeral nodes that start with `prefix`,
+    /// a plain string prefix (`"/services/web-"` matches
+    /// `/services/web-0000000001`); `"/"` or `""` for all of them. With a
+    /// chroot, only those under it, the chroot removed.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// for path in client.get_ephemerals("/services/").await? {
+    ///     println!("this session holds {path}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidPath` for a prefix that does not start with `/`, and the
+    /// session errors.
+    pub async fn get_ephemerals(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        if !(prefix.is_empty() || prefix.starts_with('/')) {
+            return Err(Error::InvalidPath {
+                path: prefix.to_owned(),
+                detail: "a prefix of paths starts with '/'".to_owned(),
+            });
+        }
+        let server_prefix = match (self.inner.servers.chroot(), prefix) {
+            (None, "") => "/".to_owned(),
+            (None, prefix) => prefix.to_owned(),
+            // Under the chroot, not beside it: "/app/" leaves out "/app2".
+            (Some(chroot), "" | "/") => format!("{chroot}/"),
+            (Some(chroot), prefix) => format!("{chroot}{prefix}"),
+        };
+        let op = request::Op::GetEphemerals(wire::GetEphemerals {
+            prefix: server_prefix,
+        });
+        match self.call(prefix, op, None).await?.0 {
+            reply::Result::GetEphemerals(got) => Ok(got
+                .paths
+                .iter()
+                .filter_map(|path| self.inner.servers.strip_path(path))
+                .map(str::to_owned)
+                .collect()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The number of nodes under `path`, at any depth, `path` itself not
+    /// counted (ZooKeeper's getAllChildrenNumber). Needs READ on the node.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// let jobs = client.count_descendants("/jobs").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `NoNode`, `NoAuth`, `InvalidPath`, and the session errors.
+    pub async fn count_descendants(&self, path: &str) -> Result<u64, Error> {
+        let op = request::Op::CountDescendants(wire::CountDescendants {
+            path: self.server_path(path)?,
+        });
+        match self.call(path, op, None).await?.0 {
+            reply::Result::CountDescendants(count) => Ok(count.count),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The identities this connection holds: `ip:<address>` always, and one
+    /// per credential accepted by [`add_auth`](Self::add_auth).
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// client.add_auth("digest", b"alice:secret").await?;
+    /// let ids = client.who_am_i().await?;
+    /// assert!(ids.iter().any(|id| id.scheme == "digest" && id.id.starts_with("alice:")));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The session errors.
+    pub async fn who_am_i(&self) -> Result<Vec<Id>, Error> {
+        let op = request::Op::WhoAmI(wire::WhoAmI {});
+        match self.call("/", op, None).await?.0 {
+            reply::Result::WhoAmI(got) => Ok(got.ids.into_iter().map(id_from_wire).collect()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Authenticates the connection with a credential of `scheme`
+    /// (ZooKeeper's addAuth): for `digest`, `user:password`, which makes the
+    /// connection hold the id `digest:user:base64(SHA-1("user:password"))`
+    /// that access control lists name.
+    ///
+    /// Identities belong to a connection, so the client remembers the
+    /// credential from the moment it is sent and sends it again on every
+    /// new connection, before anything else (as ZooKeeper's clients do);
+    /// it forgets it if the server refuses it. Adding the same credential
+    /// twice is harmless.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// client.add_auth("digest", b"alice:secret").await?;
+    /// let (config, _) = client.get("/alice/config").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::AuthRefused`] for an unknown scheme or a refused credential
+    /// (the server then drops the connection, and the client reconnects to
+    /// the same session); `ConnectionLoss` (the credential is still sent on
+    /// the next connection); and the session errors.
+    pub async fn add_auth(&self, scheme: &str, credential: &[u8]) -> Result<(), Error> {
+        let credential = Credential {
+            scheme: scheme.to_owned(),
+            credential: Bytes::copy_from_slice(credential),
+        };
+        let op = request::Op::AddAuth(wire::AddAuth {
+            scheme: credential.scheme.clone(),
+            credential: credential.credential.clone(),
+        });
+        match self.call_with("/", op, Extra::AddAuth(credential)).await? {
+            reply::Result::AddAuth(_) => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Leaves a persistent watch on `path` and returns its stream of events
+    /// (ZooKeeper's addWatch). The node need not exist. With `recursive`
+    /// false it reports every change of the node (created, deleted, data
+    /// changed, children changed); with `recursive` true, creations,
+    /// deletions and data changes of the node and of every node under it.
+    /// Firing does not remove it; [`PersistentWatch::remove`], dropping it,
+    /// or [`remove_watches`](Self::remove_watches) does. It is set again
+    /// after every reconnect.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// use futures_util::StreamExt;
+    ///
+    /// let mut members = client.add_watch("/members", true).await?;
+    /// while let Some(event) = members.next().await {
+    ///     let event = event?;
+    ///     println!("{} {}", event.kind, event.path);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidPath`, `TooManyWatches`, and the session errors.
+    pub async fn add_watch(&self, path: &str, recursive: bool) -> Result<PersistentWatch, Error> {
+        let server_path = self.server_path(path)?;
+        let kind = if recursive {
+            WatchKind::PersistentRecursive
+        } else {
+            WatchKind::Persistent
+        };
+        let id = self.inner.next_watch_id.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = mpsc::unbounded_channel();
+        // Made before asking, so that a caller giving up on the answer drops
+        // it, which removes the watch again.
+        let watch = PersistentWatch {
+            receiver,
+            registration: Some(Registration {
+                commands: self.inner.commands.downgrade(),
+                kind,
+                server_path: server_path.clone(),
+                id,
+            }),
+            path: path.to_owned(),
+            recursive,
+        };
+        let op = request::Op::AddWatch(wire::AddWatch {
+            path: server_path.clone(),
+            recursive,
+        });
+        let extra = Extra::Listen {
+            kind,
+            server_path,
+            id,
+            sender,
+        };
+        match self.call_with(path, op, extra).await? {
+            reply::Result::AddWatch(_) => Ok(watch),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Removes this session's watches of `kind` on `path` from the server
+    /// (ZooKeeper's removeWatches): [`WatcherType::Data`] the data and exist
+    /// watches, [`WatcherType::Children`] the child watch,
+    /// [`WatcherType::Persistent`] and
+    /// [`WatcherType::PersistentRecursive`] the persistent ones,
+    /// [`WatcherType::Any`] all of them. The client's own handles on them
+    /// end: a one-shot [`Watch`] with [`Error::WatchRemoved`], a
+    /// [`PersistentWatch`] stream without an error.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// use session_client::WatcherType;
+    ///
+    /// client.remove_watches("/config", WatcherType::Any).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `NoWatcher` when the session held no such watch, `InvalidPath`, and
+    /// the session errors.
+    pub async fn remove_watches(&self, path: &str, kind: WatcherType) -> Result<(), Error> {
+        let server_path = self.server_path(path)?;
+        let op = request::Op::RemoveWatches(wire::RemoveWatches {
+            path: server_path.clone(),
+            watcher_type: watcher_type_to_wire(kind).into(),
+        });
+        let extra = Extra::RemoveWatches { server_path, kind };
+        match self.call_with(path, op, extra).await? {
+            reply::Result::RemoveWatches(_) => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Whether the server holds a watch of `kind` on `path` for this
+    /// session (ZooKeeper's checkWatches).
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// use session_client::WatcherType;
+    ///
+    /// let _watch = client.add_watch("/config", false).await?;
+    /// assert!(client.check_watches("/config", WatcherType::Persistent).await?);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidPath`, and the session errors.
+    pub async fn check_watches(&self, path: &str, kind: WatcherType) -> Result<bool, Error> {
+        let op = request::Op::CheckWatches(wire::CheckWatches {
+            path: self.server_path(path)?,
+            watcher_type: watcher_type_to_wire(kind).into(),
+        });
+        match self.call(path, op, None).await {
+            Ok((reply::Result::CheckWatches(_), _)) => Ok(true),
+            Err(Error::NoWatcher { .. }) => Ok(false),
+            Ok((other, _)) => Err(unexpected(&other)),
+            Err(error) => Err(error),
         }
     }
 
@@ -299,7 +793,8 @@ impl Client {
     /// the node is at version `v`.
     ///
     /// # Errors
-    /// `NoNode`, `BadVersion`, `NotEmpty`, `InvalidPath`, and the session errors.
+    /// `NoNode`, `BadVersion`, `NotEmpty`, `NoAuth` (no DELETE on the
+    /// parent), `InvalidPath`, and the session errors.
     pub async fn delete(&self, path: &str, version: Option<i32>) -> Result<(), Error> {
         let op = request::Op::Delete(wire::Delete {
             path: self.server_path(path)?,
@@ -314,7 +809,7 @@ impl Client {
     /// A node's data and stat.
     ///
     /// # Errors
-    /// `NoNode`, `InvalidPath`, and the session errors.
+    /// `NoNode`, `NoAuth` (no READ), `InvalidPath`, and the session errors.
     pub async fn get(&self, path: &str) -> Result<(Bytes, Stat), Error> {
         self.get_inner(path, false)
             .await
@@ -356,7 +851,8 @@ impl Client {
     /// version `v`. Returns the new stat.
     ///
     /// # Errors
-    /// `NoNode`, `BadVersion`, `TooLarge`, `InvalidPath`, and the session errors.
+    /// `NoNode`, `BadVersion`, `NoAuth` (no WRITE), `TooLarge`,
+    /// `InvalidPath`, and the session errors.
     pub async fn set(&self, path: &str, data: &[u8], version: Option<i32>) -> Result<Stat, Error> {
         let op = request::Op::SetData(wire::SetData {
             path: self.server_path(path)?,
@@ -429,7 +925,7 @@ impl Client {
     /// The names of a node's children, sorted.
     ///
     /// # Errors
-    /// `NoNode`, `InvalidPath`, and the session errors.
+    /// `NoNode`, `NoAuth` (no READ), `InvalidPath`, and the session errors.
     pub async fn children(&self, path: &str) -> Result<Vec<String>, Error> {
         self.children_inner(path, false)
             .await
@@ -464,8 +960,7 @@ impl Client {
     }
 
     fn server_path(&self, path: &str) -> Result<String, Error> {
-        validate_path(path).map_err(|err| invalid(path, &err))?;
-        Ok(self.inner.servers.prefix_path(path))
+        ops::server_path(&self.inner.servers, path)
     }
 
     fn client_path(&self, server_path: &str) -> String {
@@ -487,11 +982,7 @@ impl Client {
         op: request::Op,
         watch: Option<WatchOn>,
     ) -> Result<(reply::Result, Option<Watch>), Error> {
-        if let Some(error) = terminal_error(*self.inner.state.borrow()) {
-            return Err(error);
-        }
-        let (reply, replied) = oneshot::channel();
-        let (watch, watch_handle) = match watch {
+        let (extra, watch_handle) = match watch {
             Some(on) => {
                 let (sender, receiver) = oneshot::channel();
                 let server_path = match &op {
@@ -500,31 +991,41 @@ impl Client {
                     request::Op::GetChildren(children) => children.path.clone(),
                     _ => String::new(),
                 };
-                (Some((on, server_path, sender)), Some(Watch { receiver }))
+                (
+                    Extra::Watch(on, server_path, sender),
+                    Some(Watch { receiver }),
+                )
             }
-            None => (None, None),
+            None => (Extra::None, None),
         };
+        let result = self.call_with(path, op, extra).await?;
+        Ok((result, watch_handle))
+    }
+
+    async fn call_with(
+        &self,
+        path: &str,
+        op: request::Op,
+        extra: Extra,
+    ) -> Result<reply::Result, Error> {
+        if let Some(error) = terminal_error(*self.inner.state.borrow()) {
+            return Err(error);
+        }
+        let (reply, replied) = oneshot::channel();
         let command = Command::Request {
             op,
             path: path.to_owned(),
-            watch,
+            extra,
             reply,
         };
         if self.inner.commands.send(command).is_err() {
             return Err(self.gone());
         }
         match replied.await {
-            Ok(Ok((result, _zxid))) => Ok((result, watch_handle)),
+            Ok(Ok((result, _zxid))) => Ok(result),
             Ok(Err(error)) => Err(error),
             Err(_) => Err(self.gone()),
         }
-    }
-}
-
-fn invalid(path: &str, error: &session_core::PathError) -> Error {
-    Error::InvalidPath {
-        path: path.to_owned(),
-        detail: error.to_string(),
     }
 }
 

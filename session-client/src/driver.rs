@@ -1,7 +1,9 @@
 //! The background task: drives `session_core::ClientSession` with a TCP
-//! transport, matches replies to requests, delivers watch events and reports
-//! state changes. Every decision about when to connect, ping, give up on a
-//! server or declare the session lost is the state machine's.
+//! transport, matches replies to requests, delivers watch events, reports
+//! state changes, and after every (re)connection sends the remembered
+//! credentials and then the watches again. Every decision about when to
+//! connect, ping, give up on a server or declare the session lost is the
+//! state machine's.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,7 +16,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use session_core::{
     Action, ClientEvent, ClientSession, ConnectString, EventKind, HostPort, Refusal, SessionId,
-    SessionPassword, WatchKind, watch_kind_for_exists,
+    SessionPassword, WatchKind, WatcherType, watch_kind_for_exists,
 };
 use session_wire::v1::{
     self as wire, ClientMessage, CloseSession, ErrorCode, Ping, RefusalReason, ServerMessage,
@@ -29,8 +31,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::Framed;
 use tracing::{debug, info, warn};
 
-use crate::types::event_kind_from_wire;
-use crate::watches::{SET_WATCHES_BATCH_BYTES, WatchRegistry, WatchSender};
+use crate::types::{event_kind_from_wire, watcher_type_to_wire};
+use crate::watches::{EventSender, SET_WATCHES_BATCH_BYTES, WatchRegistry, WatchSender};
 use crate::{Error, State, WatchedEvent};
 
 type Transport = Framed<TcpStream, ClientCodec>;
@@ -63,15 +65,58 @@ pub(crate) enum WatchOn {
     Children,
 }
 
-/// A request from a [`Client`](crate::Client) handle to the task.
+/// What a request does besides its answer, for the task to keep track of.
+#[derive(Debug)]
+pub(crate) enum Extra {
+    /// Nothing.
+    None,
+    /// A read that leaves a one-shot watch on the server path if it succeeds.
+    Watch(WatchOn, String, WatchSender),
+    /// An `AddWatch`: the persistent watch handle `id` of `kind` on the
+    /// server path, fed by `sender` once the server set it.
+    Listen {
+        kind: WatchKind,
+        server_path: String,
+        id: u64,
+        sender: EventSender,
+    },
+    /// A `RemoveWatches`: on success the client's own watches of that type
+    /// on the server path go too.
+    RemoveWatches {
+        server_path: String,
+        kind: WatcherType,
+    },
+    /// An `AddAuth`: the credential is remembered, and sent again after
+    /// every reconnect, unless the server refuses it.
+    AddAuth(Credential),
+}
+
+/// A credential given to `add_auth`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Credential {
+    pub(crate) scheme: String,
+    pub(crate) credential: Bytes,
+}
+
+/// A request from a [`Client`](crate::Client) handle (or a
+/// [`PersistentWatch`](crate::PersistentWatch)) to the task.
 #[derive(Debug)]
 pub(crate) enum Command {
     Request {
         op: request::Op,
         /// The client-side path, for error messages.
         path: String,
-        watch: Option<(WatchOn, String, WatchSender)>,
+        extra: Extra,
         reply: ReplySender,
+    },
+    /// A persistent watch handle is gone: forget it, and remove the server's
+    /// watch when it was the last handle on it. `done`, if any, gets the
+    /// server's answer (or an empty success when nothing had to be asked).
+    Unwatch {
+        kind: WatchKind,
+        server_path: String,
+        id: u64,
+        done: Option<ReplySender>,
     },
     /// Close the session; the sender is dropped when the task ends.
     Close(oneshot::Sender<()>),
@@ -114,11 +159,32 @@ struct PendingWatch {
     early: Vec<(EventKind, u64)>,
 }
 
+/// What to do with a request's answer besides passing it on.
+enum Purpose {
+    /// Nothing.
+    Plain,
+    /// An `AddWatch`: confirm the handle, or drop it if the server refused.
+    AddWatch {
+        kind: WatchKind,
+        server_path: String,
+        id: u64,
+    },
+    /// A caller's `RemoveWatches`: drop the client's own watches too.
+    RemoveWatches {
+        server_path: String,
+        kind: WatcherType,
+    },
+    /// An `AddAuth`: forget the credential if the server refused it.
+    AddAuth(Credential),
+}
+
 struct Pending {
-    /// `None` for the client's own requests (SetWatches).
+    /// `None` for the client's own requests (SetWatches, re-sent credentials,
+    /// the RemoveWatches of a dropped persistent watch).
     reply: Option<ReplySender>,
     path: String,
     watch: Option<PendingWatch>,
+    purpose: Purpose,
 }
 
 pub(crate) struct Driver {
@@ -133,6 +199,8 @@ pub(crate) struct Driver {
     shared: Arc<Shared>,
     pending: HashMap<i32, Pending>,
     watches: WatchRegistry,
+    /// Sent again, in order, first thing on every new connection.
+    credentials: Vec<Credential>,
     xids: XidCounter,
     last_zxid: u64,
 }
@@ -214,6 +282,7 @@ impl Driver {
             shared,
             pending: HashMap::new(),
             watches: WatchRegistry::default(),
+            credentials: Vec::new(),
             xids: XidCounter::new(),
             last_zxid: 0,
         }
@@ -317,7 +386,43 @@ impl Driver {
             self.fail_pending(&error);
             self.watches.fail_all(&error);
         } else if state == State::Connected {
+            // Credentials first: the server checks the watches' (and every
+            // later request's) access with the connection's identities.
+            self.send_credentials().await;
             self.reregister_watches().await;
+        }
+    }
+
+    /// Sends a request of the client's own: its answer is only logged.
+    async fn send_own(&mut self, op: request::Op, purpose: Purpose) {
+        let xid = self.xids.next_xid().get();
+        self.pending.insert(
+            xid,
+            Pending {
+                reply: None,
+                path: String::new(),
+                watch: None,
+                purpose,
+            },
+        );
+        self.send(wire::Request { xid, op: Some(op) }.into()).await;
+    }
+
+    /// Authenticates the new connection as the previous ones were: the
+    /// server keeps identities per connection, not per session.
+    async fn send_credentials(&mut self) {
+        if !self.credentials.is_empty() {
+            debug!(
+                credentials = self.credentials.len(),
+                "sending the credentials again"
+            );
+        }
+        for credential in self.credentials.clone() {
+            let op = request::Op::AddAuth(wire::AddAuth {
+                scheme: credential.scheme.clone(),
+                credential: credential.credential.clone(),
+            });
+            self.send_own(op, Purpose::AddAuth(credential)).await;
         }
     }
 
@@ -337,20 +442,8 @@ impl Driver {
             "re-registering watches"
         );
         for batch in batches {
-            let xid = self.xids.next_xid().get();
-            self.pending.insert(
-                xid,
-                Pending {
-                    reply: None,
-                    path: String::new(),
-                    watch: None,
-                },
-            );
-            let message = wire::Request {
-                xid,
-                op: Some(request::Op::SetWatches(batch)),
-            };
-            self.send(message.into()).await;
+            self.send_own(request::Op::SetWatches(batch), Purpose::Plain)
+                .await;
         }
     }
 
@@ -363,7 +456,7 @@ impl Driver {
             Command::Request {
                 op,
                 path,
-                watch,
+                extra,
                 reply,
             } => {
                 let state = self.session.state();
@@ -375,25 +468,111 @@ impl Driver {
                     let _ = reply.send(Err(Error::ConnectionLoss));
                     return;
                 }
+                let (watch, purpose) = match extra {
+                    Extra::None => (None, Purpose::Plain),
+                    Extra::Watch(on, server_path, sender) => (
+                        Some(PendingWatch {
+                            on,
+                            server_path,
+                            sender,
+                            early: Vec::new(),
+                        }),
+                        Purpose::Plain,
+                    ),
+                    Extra::Listen {
+                        kind,
+                        server_path,
+                        id,
+                        sender,
+                    } => {
+                        // Registered now, so that a handle dropped meanwhile
+                        // on the same path does not remove the server's
+                        // watch after this request set it.
+                        self.watches
+                            .add_persistent(kind, server_path.clone(), id, sender);
+                        (
+                            None,
+                            Purpose::AddWatch {
+                                kind,
+                                server_path,
+                                id,
+                            },
+                        )
+                    }
+                    Extra::RemoveWatches { server_path, kind } => {
+                        (None, Purpose::RemoveWatches { server_path, kind })
+                    }
+                    Extra::AddAuth(credential) => {
+                        // Remembered from now: if the connection drops before
+                        // the answer, the next one gets it too.
+                        if !self.credentials.contains(&credential) {
+                            self.credentials.push(credential.clone());
+                        }
+                        (None, Purpose::AddAuth(credential))
+                    }
+                };
                 let xid = self.xids.next_xid().get();
-                let watch = watch.map(|(on, server_path, sender)| PendingWatch {
-                    on,
-                    server_path,
-                    sender,
-                    early: Vec::new(),
-                });
                 self.pending.insert(
                     xid,
                     Pending {
                         reply: Some(reply),
                         path,
                         watch,
+                        purpose,
                     },
                 );
                 let message = wire::Request { xid, op: Some(op) };
                 self.send(message.into()).await;
             }
+            Command::Unwatch {
+                kind,
+                server_path,
+                id,
+                done,
+            } => self.unwatch(kind, server_path, id, done).await,
         }
+    }
+
+    /// Forgets a persistent watch handle; the server's watch goes with the
+    /// last handle on it.
+    async fn unwatch(
+        &mut self,
+        kind: WatchKind,
+        server_path: String,
+        id: u64,
+        done: Option<ReplySender>,
+    ) {
+        let last = self.watches.remove_persistent(kind, &server_path, id);
+        let connected = self.session.state() == State::Connected && self.transport.is_some();
+        if !(last && connected) {
+            // Nothing to ask: another handle still uses the watch, or there
+            // is no connection (and it will not be set again on the next).
+            if let Some(done) = done {
+                let nothing = reply::Result::RemoveWatches(wire::RemoveWatchesResult {});
+                let _ = done.send(Ok((nothing, self.last_zxid)));
+            }
+            return;
+        }
+        let watcher_type = if kind == WatchKind::PersistentRecursive {
+            WatcherType::PersistentRecursive
+        } else {
+            WatcherType::Persistent
+        };
+        let op = request::Op::RemoveWatches(wire::RemoveWatches {
+            path: server_path.clone(),
+            watcher_type: watcher_type_to_wire(watcher_type).into(),
+        });
+        let xid = self.xids.next_xid().get();
+        self.pending.insert(
+            xid,
+            Pending {
+                reply: done,
+                path: self.client_path(&server_path),
+                watch: None,
+                purpose: Purpose::Plain,
+            },
+        );
+        self.send(wire::Request { xid, op: Some(op) }.into()).await;
     }
 
     /// Writes one frame; a failure is a lost transport.
@@ -559,15 +738,44 @@ impl Driver {
         if let (Ok(result), Some(watch)) = (&result, pending.watch) {
             self.register_watch(watch, result, reply.zxid);
         }
+        match pending.purpose {
+            Purpose::Plain => {}
+            Purpose::AddWatch {
+                kind,
+                server_path,
+                id,
+            } => match &result {
+                Ok(reply::Result::AddWatch(_)) => {
+                    self.watches.confirm(kind, &server_path, id, reply.zxid);
+                }
+                _ => {
+                    self.watches.remove_persistent(kind, &server_path, id);
+                }
+            },
+            Purpose::RemoveWatches { server_path, kind } => {
+                if matches!(result, Ok(reply::Result::RemoveWatches(_))) {
+                    let removed = Error::WatchRemoved {
+                        path: self.client_path(&server_path),
+                    };
+                    self.watches
+                        .remove_kinds(&server_path, kind.kinds(), &removed);
+                }
+            }
+            Purpose::AddAuth(credential) => {
+                if let Err(error @ Error::AuthRefused { .. }) = &result {
+                    warn!(scheme = %credential.scheme, %error, "credential refused: forgotten");
+                    self.credentials.retain(|kept| *kept != credential);
+                }
+            }
+        }
         match pending.reply {
             Some(sender) => {
                 let _ = sender.send(result.map(|result| (result, reply.zxid)));
             }
-            None => {
-                if let Err(error) = result {
-                    warn!(%error, "re-registering watches failed");
-                }
-            }
+            None => match result {
+                Ok(_) | Err(Error::NoWatcher { .. }) => {}
+                Err(error) => warn!(%error, "a request of the client's own failed"),
+            },
         }
     }
 
@@ -611,16 +819,13 @@ impl Driver {
                 }
             }
         }
-        let fired = self.watches.take_fired(kind, &event.path);
-        if fired.is_empty() {
-            return;
-        }
         let watched = WatchedEvent {
             kind,
             path: self.client_path(&event.path),
             zxid: event.zxid,
         };
-        for sender in fired {
+        self.watches.deliver(kind, &event.path, &watched);
+        for sender in self.watches.take_fired(kind, &event.path) {
             let _ = sender.send(Ok(watched.clone()));
         }
     }
@@ -653,6 +858,14 @@ impl Driver {
             if let Some(watch) = pending.watch {
                 drop(watch.sender);
             }
+            if let Purpose::AddWatch {
+                kind,
+                server_path,
+                id,
+            } = pending.purpose
+            {
+                self.watches.remove_persistent(kind, &server_path, id);
+            }
         }
     }
 
@@ -673,8 +886,14 @@ impl Driver {
         }
         self.commands.close();
         while let Ok(command) = self.commands.try_recv() {
-            if let Command::Request { reply, .. } = command {
-                let _ = reply.send(Err(error.clone()));
+            match command {
+                Command::Request { reply, .. }
+                | Command::Unwatch {
+                    done: Some(reply), ..
+                } => {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                Command::Unwatch { done: None, .. } | Command::Close(_) => {}
             }
         }
         self.closers.clear();

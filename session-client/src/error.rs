@@ -124,6 +124,52 @@ pub enum Error {
         /// The server's explanation.
         detail: String,
     },
+    /// The node's access control list does not grant this connection the
+    /// permission the operation needs (READ to read, WRITE to set, CREATE or
+    /// DELETE on the parent, ADMIN to set the ACL). Authenticate as an
+    /// identity the list names ([`Client::add_auth`](crate::Client::add_auth)),
+    /// or ask the node's owner.
+    #[error("not authorized: {detail}")]
+    NoAuth {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// The access control list given to a create or
+    /// [`set_acl`](crate::Client::set_acl) cannot be stored: empty (for
+    /// `set_acl`), an unknown scheme, an id its scheme refuses (a `digest`
+    /// id is `user:hash`), permission bits outside `perms::ALL`, or an `auth`
+    /// entry on a connection that authenticated as nobody. Fix the list.
+    #[error("invalid ACL: {detail}")]
+    InvalidAcl {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// [`Client::add_auth`](crate::Client::add_auth): the server does not
+    /// know the scheme, or the scheme refused the credential. The credential
+    /// is not kept. The server closes the connection after this answer (as
+    /// ZooKeeper's does); the client reconnects to the same session by
+    /// itself, so retry other calls once it is connected again. Unlike
+    /// [`AuthFailed`](Self::AuthFailed), the session is not lost.
+    #[error("credential refused: {detail}")]
+    AuthRefused {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// [`Client::remove_watches`](crate::Client::remove_watches): the
+    /// session holds no watch of that type on that path.
+    #[error("no such watch: {detail}")]
+    NoWatcher {
+        /// The server's explanation.
+        detail: String,
+    },
+    /// A one-shot [`Watch`](crate::Watch) whose watch was removed by
+    /// [`Client::remove_watches`](crate::Client::remove_watches) before it
+    /// fired.
+    #[error("the watch on {path} was removed")]
+    WatchRemoved {
+        /// The watched path, as the client sees it.
+        path: String,
+    },
     /// The server found the request malformed or does not implement it. A bug
     /// in this client or a version mismatch: do not retry.
     #[error("request refused by the server ({code:?}): {detail}")]
@@ -166,7 +212,8 @@ impl Error {
         let detail = error.detail.clone();
         match error.code() {
             ErrorCode::SessionExpired => Self::SessionExpired,
-            ErrorCode::AuthFailed => Self::AuthFailed,
+            // In a reply (never a handshake's): AddAuth's credential refused.
+            ErrorCode::AuthFailed => Self::AuthRefused { detail },
             // The connection was stale; the client moves on (ZooKeeper closes it).
             ErrorCode::SessionMoved | ErrorCode::ServerShuttingDown => Self::ConnectionLoss,
             ErrorCode::NoNode => Self::NoNode { detail },
@@ -183,10 +230,85 @@ impl Error {
             ErrorCode::TooManyWatches => Self::TooManyWatches { detail },
             ErrorCode::QuotaExceeded => Self::QuotaExceeded { detail },
             ErrorCode::Unavailable => Self::Unavailable { detail },
+            ErrorCode::NoAuth => Self::NoAuth { detail },
+            ErrorCode::InvalidAcl => Self::InvalidAcl { detail },
+            ErrorCode::NoWatcher => Self::NoWatcher { detail },
             code @ (ErrorCode::BadArguments | ErrorCode::Unimplemented) => {
                 Self::Unsupported { code, detail }
             }
-            ErrorCode::SystemError | ErrorCode::Unspecified => Self::System { detail },
+            // OK and RUNTIME_INCONSISTENCY mean something only in a failed
+            // multi's results, which never reach here.
+            ErrorCode::SystemError
+            | ErrorCode::Unspecified
+            | ErrorCode::Ok
+            | ErrorCode::RuntimeInconsistency => Self::System { detail },
+        }
+    }
+}
+
+/// Why a [`Client::multi`](crate::Client::multi) failed.
+///
+/// ```no_run
+/// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+/// use session_client::{CreateMode, Error, MultiError, Op};
+///
+/// let ops = vec![
+///     Op::create("/jobs/7", b"".to_vec(), CreateMode::Persistent),
+///     Op::delete("/queue/7", Some(0)),
+/// ];
+/// match client.multi(ops).await {
+///     Ok(outcomes) => println!("moved: {outcomes:?}"),
+///     Err(MultiError::Failed { index, error: Error::BadVersion { .. } }) => {
+///         println!("operation {index}: someone changed /queue/7; nothing applied")
+///     }
+///     Err(other) => return Err(other.into_error()),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MultiError {
+    /// Operation `index` (counted from 0) failed with `error`, or this
+    /// client refused its path before sending anything; nothing of the multi
+    /// was applied.
+    #[error("operation {index} of the multi failed, nothing was applied: {error}")]
+    Failed {
+        /// The failing operation's position in the list given.
+        index: usize,
+        /// Why it failed (its detail names the operation's path).
+        #[source]
+        error: Error,
+    },
+    /// The multi as a whole failed: the session errors, or
+    /// [`Error::ConnectionLoss`], after which it may have been applied (all
+    /// of it) or not (none of it).
+    #[error(transparent)]
+    Request(#[from] Error),
+}
+
+impl MultiError {
+    /// The failing operation's position, for [`Failed`](Self::Failed).
+    #[must_use]
+    pub fn index(&self) -> Option<usize> {
+        match self {
+            Self::Failed { index, .. } => Some(*index),
+            Self::Request(_) => None,
+        }
+    }
+
+    /// The error, of the failing operation or of the whole request.
+    #[must_use]
+    pub fn error(&self) -> &Error {
+        match self {
+            Self::Failed { error, .. } | Self::Request(error) => error,
+        }
+    }
+
+    /// The error without the operation's position.
+    #[must_use]
+    pub fn into_error(self) -> Error {
+        match self {
+            Self::Failed { error, .. } | Self::Request(error) => error,
         }
     }
 }
@@ -239,12 +361,29 @@ mod tests {
                 ErrorCode::QuotaExceeded,
                 Error::QuotaExceeded { detail: "d".into() },
             ),
+            (ErrorCode::NoAuth, Error::NoAuth { detail: "d".into() }),
+            (
+                ErrorCode::InvalidAcl,
+                Error::InvalidAcl { detail: "d".into() },
+            ),
+            (
+                ErrorCode::NoWatcher,
+                Error::NoWatcher { detail: "d".into() },
+            ),
             (ErrorCode::SessionExpired, Error::SessionExpired),
-            (ErrorCode::AuthFailed, Error::AuthFailed),
+            (
+                ErrorCode::AuthFailed,
+                Error::AuthRefused { detail: "d".into() },
+            ),
             (ErrorCode::SessionMoved, Error::ConnectionLoss),
             (ErrorCode::ServerShuttingDown, Error::ConnectionLoss),
             (ErrorCode::Unspecified, Error::System { detail: "d".into() }),
             (ErrorCode::SystemError, Error::System { detail: "d".into() }),
+            (ErrorCode::Ok, Error::System { detail: "d".into() }),
+            (
+                ErrorCode::RuntimeInconsistency,
+                Error::System { detail: "d".into() },
+            ),
             (
                 ErrorCode::BadArguments,
                 Error::Unsupported {
@@ -279,7 +418,14 @@ mod tests {
                 "/p",
             );
             match ErrorCode::try_from(number) {
-                Ok(ErrorCode::Unspecified | ErrorCode::SystemError) | Err(_) => {
+                // OK and RUNTIME_INCONSISTENCY only come inside a failed multi.
+                Ok(
+                    ErrorCode::Unspecified
+                    | ErrorCode::SystemError
+                    | ErrorCode::Ok
+                    | ErrorCode::RuntimeInconsistency,
+                )
+                | Err(_) => {
                     assert_eq!(error, Error::System { detail: "d".into() }, "{number}");
                 }
                 Ok(code) => {
@@ -324,6 +470,37 @@ mod tests {
             );
             assert!(!error.is_terminal(), "{error}: the client stays usable");
         }
+    }
+
+    #[test]
+    fn a_refused_credential_is_not_a_lost_session() {
+        let refused = Error::from_op(op(ErrorCode::AuthFailed, "unknown scheme kerberos"), "/");
+        assert_eq!(
+            refused.to_string(),
+            "credential refused: unknown scheme kerberos"
+        );
+        assert!(!refused.is_terminal() && !refused.is_retryable());
+        assert!(Error::AuthFailed.is_terminal());
+    }
+
+    #[test]
+    fn a_multi_error_names_the_operation() {
+        let failed = MultiError::Failed {
+            index: 2,
+            error: Error::NoNode {
+                detail: "/a/b".into(),
+            },
+        };
+        assert_eq!(
+            failed.to_string(),
+            "operation 2 of the multi failed, nothing was applied: no node: /a/b"
+        );
+        assert_eq!(failed.index(), Some(2));
+        assert!(matches!(failed.error(), Error::NoNode { .. }));
+        let lost = MultiError::from(Error::ConnectionLoss);
+        assert_eq!(lost.index(), None);
+        assert_eq!(lost.to_string(), Error::ConnectionLoss.to_string());
+        assert_eq!(lost.into_error(), Error::ConnectionLoss);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Client for the session service: a session that survives server failures,
-//! its state as a `watch` value and an event stream, and the namespace
-//! operations (persistent and ephemeral nodes, one-shot watches).
+//! its state as a `watch` value and an event stream, and ZooKeeper's
+//! namespace operations (persistent, ephemeral, container and TTL nodes,
+//! access control lists and credentials, multi and multi-read, one-shot and
+//! persistent watches).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -64,13 +66,17 @@
 mod client;
 mod driver;
 mod error;
+mod ops;
 mod types;
 mod watches;
 
 pub use client::{Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_SESSION_TIMEOUT};
-pub use error::Error;
-// Node kinds, node stats and watch event kinds are session-core's: one
-// definition for the server and the client.
+pub use error::{Error, MultiError};
+pub use ops::{CreateOptions, Op, OpOutcome, ReadOp, ReadOutcome};
+// Node kinds, node stats, watch event kinds, access control lists and
+// watcher types are session-core's: one definition for the server and the
+// client.
+pub use session_core::{Acl, Id, WatcherType, perms};
 pub use session_core::{CreateMode, EventKind, Stat};
 pub use session_core::{SessionId, SessionPassword};
-pub use types::{State, StateEvents, Watch, WatchedEvent};
+pub use types::{PersistentWatch, State, StateEvents, Watch, WatchedEvent};

@@ -1,18 +1,20 @@
 //! The values operations return: watch events, and the futures and streams
 //! the client hands out. Node kinds ([`CreateMode`](crate::CreateMode)),
-//! stats ([`Stat`]) and event kinds ([`EventKind`]) are session-core's, the
-//! same types the server uses; this module converts them from the wire.
+//! stats ([`Stat`]), event kinds ([`EventKind`]) and access control lists
+//! ([`Acl`]) are session-core's, the same types the server uses; this module
+//! converts them from and to the wire.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
-use session_core::{ClientState, EventKind, Stat};
+use session_core::{Acl, ClientState, EventKind, Id, Stat, WatchKind, WatcherType};
 use session_wire::v1 as wire;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Error;
+use crate::driver::{Command, ReplySender};
 
 /// Where the client stands with its session (re-exported from
 /// `session_core::ClientState`):
@@ -32,9 +34,58 @@ pub(crate) fn stat_from_wire(stat: wire::Stat) -> Stat {
         mtime: stat.mtime_ms,
         version: stat.version,
         cversion: stat.cversion,
+        aversion: stat.aversion,
         ephemeral_owner: stat.ephemeral_owner,
         data_length: stat.data_length,
         num_children: stat.num_children,
+    }
+}
+
+/// An optional wire stat as a [`Stat`]; a server always sends one, so a
+/// missing one reads as all zeros.
+pub(crate) fn opt_stat(stat: Option<wire::Stat>) -> Stat {
+    stat.map(stat_from_wire).unwrap_or_default()
+}
+
+/// An [`Id`] as the wire carries it.
+pub(crate) fn id_to_wire(id: &Id) -> wire::Id {
+    wire::Id {
+        scheme: id.scheme.clone(),
+        id: id.id.clone(),
+    }
+}
+
+/// An [`Id`] from the wire.
+pub(crate) fn id_from_wire(id: wire::Id) -> Id {
+    Id::new(id.scheme, id.id)
+}
+
+/// An [`Acl`] entry as the wire carries it.
+pub(crate) fn acl_to_wire(acl: &Acl) -> wire::Acl {
+    wire::Acl {
+        perms: acl.perms,
+        id: Some(id_to_wire(&acl.id)),
+    }
+}
+
+/// An [`Acl`] entry from the wire; a server always names the id, so a
+/// missing one reads as the empty id (which no connection holds).
+pub(crate) fn acl_from_wire(acl: wire::Acl) -> Acl {
+    Acl::new(
+        acl.perms,
+        acl.id.map_or_else(|| Id::new("", ""), id_from_wire),
+    )
+}
+
+/// The [`WatcherType`] as the wire numbers it (the same numbers as
+/// ZooKeeper's).
+pub(crate) fn watcher_type_to_wire(kind: WatcherType) -> wire::WatcherType {
+    match kind {
+        WatcherType::Children => wire::WatcherType::Children,
+        WatcherType::Data => wire::WatcherType::Data,
+        WatcherType::Any => wire::WatcherType::Any,
+        WatcherType::Persistent => wire::WatcherType::Persistent,
+        WatcherType::PersistentRecursive => wire::WatcherType::PersistentRecursive,
     }
 }
 
@@ -49,12 +100,14 @@ pub(crate) fn event_kind_from_wire(kind: wire::WatchEventKind) -> Option<EventKi
     }
 }
 
-/// A fired one-shot watch.
+/// A fired watch: a one-shot [`Watch`]'s only event, or one of a
+/// [`PersistentWatch`]'s.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchedEvent {
     /// What happened.
     pub kind: EventKind,
-    /// The watched node's path, as the client sees it (chroot removed).
+    /// The path of the node that changed, as the client sees it (chroot
+    /// removed): the watched node, or for a recursive watch a node under it.
     pub path: String,
     /// The zxid of the change that fired the watch.
     pub zxid: u64,
@@ -80,6 +133,136 @@ impl Future for Watch {
         Pin::new(&mut self.receiver)
             .poll(cx)
             .map(|outcome| outcome.unwrap_or(Err(Error::Closed)))
+    }
+}
+
+/// A persistent watch left by [`Client::add_watch`](crate::Client::add_watch):
+/// a stream of events that lasts until the watch is removed.
+///
+/// Unlike a one-shot [`Watch`] it is not removed by firing. A plain
+/// persistent watch reports every change of its node (created, deleted,
+/// data changed, children changed); a recursive one reports creations,
+/// deletions and data changes of its node and of every node under it, each
+/// event naming the node that changed (never children changed).
+///
+/// After a reconnect the client sets the watch again on the new connection;
+/// changes made while it was disconnected are not reported (ZooKeeper's
+/// rule for persistent watches): read the nodes again if they matter.
+///
+/// The stream yields `Err(SessionExpired)`, `Err(AuthFailed)` or
+/// `Err(Closed)` once when the session ends, and then ends. It ends without
+/// an error when the watch is removed by
+/// [`Client::remove_watches`](crate::Client::remove_watches). Dropping it
+/// (or [`remove`](Self::remove)) removes the watch from the server, unless
+/// another `PersistentWatch` of the same client watches the same path the
+/// same way.
+///
+/// ```no_run
+/// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+/// use futures_util::StreamExt;
+///
+/// let mut changes = client.add_watch("/config", true).await?;
+/// while let Some(event) = changes.next().await {
+///     let event = event?;
+///     println!("{} {}", event.kind, event.path);
+/// }
+/// # Ok(()) }
+/// ```
+#[must_use = "a persistent watch is removed when dropped"]
+#[derive(Debug)]
+pub struct PersistentWatch {
+    pub(crate) receiver: mpsc::UnboundedReceiver<Result<WatchedEvent, Error>>,
+    pub(crate) registration: Option<Registration>,
+    pub(crate) path: String,
+    pub(crate) recursive: bool,
+}
+
+/// What the driver needs to forget a [`PersistentWatch`]. The sender is
+/// weak, so that a watch alone does not keep the session open.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    pub(crate) commands: mpsc::WeakUnboundedSender<Command>,
+    pub(crate) kind: WatchKind,
+    pub(crate) server_path: String,
+    pub(crate) id: u64,
+}
+
+impl Registration {
+    fn forget(self, done: Option<ReplySender>) -> bool {
+        let Some(commands) = self.commands.upgrade() else {
+            return false;
+        };
+        commands
+            .send(Command::Unwatch {
+                kind: self.kind,
+                server_path: self.server_path,
+                id: self.id,
+                done,
+            })
+            .is_ok()
+    }
+}
+
+impl PersistentWatch {
+    /// The watched path, as given to
+    /// [`add_watch`](crate::Client::add_watch).
+    #[must_use]
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Whether the watch also reports the nodes under its path.
+    #[must_use]
+    pub fn is_recursive(&self) -> bool {
+        self.recursive
+    }
+
+    /// Removes the watch and waits for the server to confirm it, when this
+    /// was the client's last handle on it (dropping the watch does the same
+    /// without waiting). A watch the server no longer held, or a session
+    /// already over, is not an error.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// let watch = client.add_watch("/jobs", false).await?;
+    /// // ...
+    /// watch.remove().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ConnectionLoss`] when the connection dropped before the
+    /// server answered (the watch is forgotten by this client all the same,
+    /// and not set again after the reconnect), and the server's errors.
+    pub async fn remove(mut self) -> Result<(), Error> {
+        let Some(registration) = self.registration.take() else {
+            return Ok(());
+        };
+        let (done, answered) = oneshot::channel();
+        if !registration.forget(Some(done)) {
+            return Ok(());
+        }
+        match answered.await {
+            Ok(Ok(_)) | Ok(Err(Error::NoWatcher { .. })) | Err(_) => Ok(()),
+            Ok(Err(error)) if error.is_terminal() => Ok(()),
+            Ok(Err(error)) => Err(error),
+        }
+    }
+}
+
+impl Stream for PersistentWatch {
+    type Item = Result<WatchedEvent, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.receiver.poll_recv(cx)
+    }
+}
+
+impl Drop for PersistentWatch {
+    fn drop(&mut self) {
+        if let Some(registration) = self.registration.take() {
+            registration.forget(None);
+        }
     }
 }
 
@@ -116,6 +299,7 @@ mod tests {
             ephemeral_owner: 8,
             data_length: 9,
             num_children: 10,
+            aversion: 11,
         };
         let stat = Stat {
             czxid: 1,
@@ -125,6 +309,7 @@ mod tests {
             mtime: 5,
             version: 6,
             cversion: 7,
+            aversion: 11,
             ephemeral_owner: 8,
             data_length: 9,
             num_children: 10,
@@ -140,6 +325,18 @@ mod tests {
             (W::NodeChildrenChanged, EventKind::NodeChildrenChanged),
         ] {
             assert_eq!(event_kind_from_wire(from), Some(to));
+        }
+    }
+
+    #[test]
+    fn acls_and_watcher_types_convert_both_ways() {
+        let acl = Acl::new(session_core::perms::READ, Id::new("digest", "alice:hash"));
+        assert_eq!(acl_from_wire(acl_to_wire(&acl)), acl);
+        let nameless = wire::Acl { perms: 1, id: None };
+        assert_eq!(acl_from_wire(nameless), Acl::new(1, Id::new("", "")));
+        for value in 1..=5 {
+            let kind = WatcherType::from_wire(value).expect("1 to 5 are watcher types");
+            assert_eq!(watcher_type_to_wire(kind) as i32, value, "{kind:?}");
         }
     }
 }

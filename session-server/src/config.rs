@@ -20,6 +20,12 @@ use session_core::TreeLimits;
 /// Why a configuration was refused. Each variant names the bad value.
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    /// `--super-digest` is not `user:base64-sha1`.
+    #[error("--super-digest {given:?} is not user:base64-sha1 (one colon)")]
+    SuperDigest {
+        /// What was given.
+        given: String,
+    },
     /// The `--config` file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Read {
@@ -183,6 +189,15 @@ pub struct ServerConfig {
     /// it purged, so a restart replays at most about this many. Default
     /// 100,000.
     pub snapshot_every: u64,
+    /// How often the leader (or a server on its own) looks for containers
+    /// left without children and TTL nodes past their TTL, and deletes them
+    /// (ZooKeeper's `znode.container.checkIntervalMs`). Default 60 s.
+    pub reap_interval: Duration,
+    /// The digest id (`user:base64-sha1`) whose credential makes a
+    /// connection a super user, which every access control list allows
+    /// (ZooKeeper's `DigestAuthenticationProvider.superDigest`). Default:
+    /// none.
+    pub super_digest: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -200,9 +215,14 @@ impl Default for ServerConfig {
             cluster: ClusterConfig::default(),
             storage: Storage::Disk(PathBuf::from(DEFAULT_DATA_DIR)),
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            reap_interval: Duration::from_millis(DEFAULT_REAP_INTERVAL_MS),
+            super_digest: None,
         }
     }
 }
+
+/// How often containers and TTL nodes are looked at, by default.
+const DEFAULT_REAP_INTERVAL_MS: u64 = 60_000;
 
 /// The servers of a cluster and how this one reaches them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -473,6 +493,15 @@ pub struct Args {
     /// it [default: 100000].
     #[arg(long, value_name = "N")]
     pub snapshot_every: Option<u64>,
+    /// Milliseconds between two looks for empty containers and expired TTL
+    /// nodes to delete [default: 60000].
+    #[arg(long, value_name = "MS")]
+    pub reap_interval_ms: Option<u64>,
+    /// The digest id user:base64-sha1 of the super user, whom every ACL
+    /// allows (e.g. super:D/InIHSb7yEEbrWz8b9l71RjZJU= for the credential
+    /// super:test) [default: none].
+    #[arg(long, value_name = "ID")]
+    pub super_digest: Option<String>,
     /// Log line format; the RUST_LOG variable sets the filter [default: text].
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -535,6 +564,8 @@ impl Args {
             data_dir: self.data_dir.or(base.data_dir),
             in_memory: self.in_memory || base.in_memory,
             snapshot_every: self.snapshot_every.or(base.snapshot_every),
+            reap_interval_ms: self.reap_interval_ms.or(base.reap_interval_ms),
+            super_digest: self.super_digest.or(base.super_digest),
             log_format: self.log_format.or(base.log_format),
         }
     }
@@ -632,6 +663,18 @@ impl Args {
             defaults.snapshot_every,
             "snapshot-every",
         )?;
+        let reap_interval = positive_ms(
+            self.reap_interval_ms,
+            defaults.reap_interval,
+            "reap-interval-ms",
+        )?;
+        if let Some(digest) = &self.super_digest {
+            if digest.matches(':').count() != 1 {
+                return Err(ConfigError::SuperDigest {
+                    given: digest.clone(),
+                });
+            }
+        }
         let mut cluster = defaults.cluster;
         if let Some(given) = &self.peers {
             cluster.peers = parse_peers(given)?;
@@ -671,6 +714,8 @@ impl Args {
             cluster,
             storage,
             snapshot_every,
+            reap_interval,
+            super_digest: self.super_digest,
         })
     }
 }

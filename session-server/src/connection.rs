@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use session_core::{Op, Outcome, SessionId, TouchError};
+use session_core::{Context, Id, Op, Outcome, SessionId, TouchError, Txn, TxnError};
 use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -40,10 +40,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
 
+use crate::auth;
 use crate::engine::Proposal;
 use crate::frontend::{
     Code, Frontend, Granted, Handshake, Inbound, OpError, OpResult, Operation, Outbound, Refusal,
-    Violation,
+    Violation, four_letter,
 };
 use crate::metrics::{CloseReason, OpKind};
 use crate::server::{ConnectionHandle, Notice, SessionEvent, SessionEventKind, Shared};
@@ -112,6 +113,7 @@ pub(crate) async fn run<F: Frontend>(
         written: 0,
         stall: None,
         proposed: VecDeque::new(),
+        auth: Arc::from([Id::ip(remote.ip())]),
     };
     let reason = connection.serve(stop).await;
     // The session stays (the client may reattach elsewhere until it
@@ -242,6 +244,15 @@ async fn handshake<F: Frontend>(
     let started = Instant::now();
     let deadline = started + limits.handshake_timeout;
     let handshake = loop {
+        // Answered instead of a handshake, unframed; the caller's linger
+        // writes the answer, then closes.
+        if let Some(word) = io.frontend.command(&io.input) {
+            let local = io.stream.local_addr().ok();
+            let answer = four_letter::answer(shared, word, remote, local);
+            shared.metrics.bytes_out.inc_by(answer.len() as u64);
+            io.output.extend_from_slice(answer.as_bytes());
+            return None;
+        }
         match io.frontend.decode_handshake(&mut io.input) {
             Ok(Some(handshake)) => break handshake,
             Ok(None) => {}
@@ -513,6 +524,9 @@ struct Connection<'a, F> {
     stall: Option<Pin<Box<Sleep>>>,
     /// Writes handed to the engine and not yet answered, in request order.
     proposed: VecDeque<Proposed>,
+    /// The ids this connection holds: `ip:<address>`, then one per
+    /// credential added (ZooKeeper's authInfo; never replicated).
+    auth: Arc<[Id]>,
 }
 
 /// A write handed to the engine; its reply waits for it to be applied.
@@ -521,6 +535,8 @@ struct Proposed {
     kind: OpKind,
     started: Instant,
     applied: Proposal,
+    /// For a multi, its number of operations (a failed one answers each).
+    multi: Option<usize>,
 }
 
 /// Why the serve loop ends: `None` when the client left or asked, else the
@@ -703,6 +719,28 @@ impl<F: Frontend> Connection<'_, F> {
                     result: Err(error),
                 },
             ),
+            Inbound::Request {
+                xid,
+                op: Operation::AddAuth { scheme, credential },
+            } => {
+                let result = self.add_auth(&scheme, &credential);
+                let failed = result.is_err();
+                let reply = Outbound::Reply {
+                    xid,
+                    zxid: self.shared.machine.zxid(),
+                    result,
+                };
+                if failed {
+                    // ZooKeeper answers AUTHFAILED, then closes the
+                    // connection; the session lives on until it expires.
+                    self.answer(reply)?;
+                    self.shared
+                        .metrics
+                        .observe_op(OpKind::auth, started.elapsed());
+                    return Err(Some(CloseReason::auth_failed));
+                }
+                (OpKind::auth, reply)
+            }
             Inbound::Request { xid, op } => {
                 let kind = op.kind();
                 let (zxid, result) = self.operation(op).await;
@@ -830,20 +868,58 @@ impl<F: Frontend> Connection<'_, F> {
                 return (shared.machine.zxid(), Err(error));
             }
         }
-        shared.machine.read(self.id, op, &shared.config.limits)
+        shared
+            .machine
+            .read(self.id, op, &shared.config.limits, &self.auth)
+    }
+
+    /// Adds the ids a credential stands for to this connection.
+    fn add_auth(&mut self, scheme: &str, credential: &[u8]) -> Result<OpResult, OpError> {
+        let super_digest = self.shared.config.super_digest.as_deref();
+        match auth::authenticate(scheme, credential, super_digest) {
+            Ok(ids) => {
+                let mut held = self.auth.to_vec();
+                for id in ids {
+                    if !held.contains(&id) {
+                        info!(session = %self.id, remote = %self.remote, %id, "authenticated");
+                        held.push(id);
+                    }
+                }
+                self.auth = held.into();
+                Ok(OpResult::Done)
+            }
+            Err(detail) => {
+                warn!(session = %self.id, remote = %self.remote, scheme, detail,
+                    "authentication failed: closing the connection");
+                Err(OpError::new(Code::AuthFailed, detail))
+            }
+        }
     }
 
     /// The write an operation asks for, or the operation back if it reads.
-    fn write_op(&self, op: Operation) -> Result<(OpKind, Op), Operation> {
+    fn write_op(&self, op: Operation) -> Result<(OpKind, Box<Op>), Operation> {
         let session = self.id;
         let kind = op.kind();
         let op = match op {
-            Operation::Create { path, data, mode } => Op::Create {
+            Operation::Create {
+                path,
+                data,
+                mode,
+                acl,
+            } => Op::Create {
                 session,
                 path,
                 data,
                 mode,
+                acl,
             },
+            Operation::SetAcl { path, acl, version } => Op::SetAcl {
+                session,
+                path,
+                acl,
+                version,
+            },
+            Operation::Multi { ops } => Op::Multi { session, ops },
             Operation::Delete { path, version } => Op::Delete {
                 session,
                 path,
@@ -861,7 +937,9 @@ impl<F: Frontend> Connection<'_, F> {
             },
             read => return Err(read),
         };
-        Ok((kind, op))
+        // Boxed: a write waits in `propose` across awaits, and every byte
+        // of the connection's future is memory per idle session.
+        Ok((kind, Box::new(op)))
     }
 
     /// Prepares a write and hands it to the engine without waiting for it,
@@ -874,40 +952,36 @@ impl<F: Frontend> Connection<'_, F> {
     async fn propose(
         &mut self,
         xid: i32,
-        (kind, op): (OpKind, Op),
+        (kind, op): (OpKind, Box<Op>),
         started: Instant,
     ) -> Result<(), End> {
         let shared = self.shared;
-        let mut prepared = shared.machine.prepare(op.clone(), &shared.context());
-        if prepared.is_err() && !self.proposed.is_empty() {
-            self.answer_proposed().await?;
-            prepared = shared.machine.prepare(op.clone(), &shared.context());
-        }
-        // On a server that does not lead, a refusal may come from a state
-        // older than writes other clients had acknowledged through other
-        // servers: it stands only once this server has caught up with the
-        // leader's commit (a read index), as it would on the leader.
-        if prepared.is_err() && shared.machine.role() != Role::Leading {
-            if let Ok(zxid) = shared.engine.sync().await {
-                if shared.machine.wait_for_zxid(zxid, SYNC_WAIT).await {
-                    prepared = shared.machine.prepare(op, &shared.context());
-                }
-            }
-        }
+        let multi = match &*op {
+            Op::Multi { ops, .. } => Some(ops.len()),
+            _ => None,
+        };
+        let auth = Arc::clone(&self.auth);
+        let context = Context {
+            auth: &auth,
+            ..shared.context()
+        };
+        let prepared = match shared.machine.prepare((*op).clone(), &context) {
+            Err(_) => Box::pin(self.prepare_again(*op)).await?,
+            prepared => prepared,
+        };
         let txn = match prepared {
             Ok(Some(txn)) => txn,
             refused => {
-                let error = match refused {
-                    Err(err) => txn_error(&err),
-                    _ => OpError::new(Code::SystemError, "the write prepared no transaction"),
+                let result = match refused {
+                    Err(err) => write_result(Err(err), multi),
+                    _ => Err(OpError::new(
+                        Code::SystemError,
+                        "the write prepared no transaction",
+                    )),
                 };
                 self.answer_proposed().await?;
                 let zxid = shared.machine.zxid();
-                self.answer(Outbound::Reply {
-                    xid,
-                    zxid,
-                    result: Err(error),
-                })?;
+                self.answer(Outbound::Reply { xid, zxid, result })?;
                 shared.metrics.observe_op(kind, started.elapsed());
                 return Ok(());
             }
@@ -917,8 +991,37 @@ impl<F: Frontend> Connection<'_, F> {
             kind,
             started,
             applied: shared.engine.propose(txn),
+            multi,
         });
         Ok(())
+    }
+
+    /// Prepares a write again after a refusal, once the refusal could come
+    /// from a state older than what the client may know: after this
+    /// connection's earlier writes are answered, and on a server that does
+    /// not lead, after it caught up with the leader's commit (a read
+    /// index), as it would be on the leader. (Boxed by the caller: the rare
+    /// path stays out of every connection's future.)
+    async fn prepare_again(&mut self, op: Op) -> Result<Result<Option<Txn>, TxnError>, End> {
+        let shared = self.shared;
+        let auth = Arc::clone(&self.auth);
+        let context = || Context {
+            auth: &auth,
+            ..shared.context()
+        };
+        let mut prepared = shared.machine.prepare(op.clone(), &context());
+        if prepared.is_err() && !self.proposed.is_empty() {
+            self.answer_proposed().await?;
+            prepared = shared.machine.prepare(op.clone(), &context());
+        }
+        if prepared.is_err() && shared.machine.role() != Role::Leading {
+            if let Ok(zxid) = shared.engine.sync().await {
+                if shared.machine.wait_for_zxid(zxid, SYNC_WAIT).await {
+                    prepared = shared.machine.prepare(op, &context());
+                }
+            }
+        }
+        Ok(prepared)
     }
 
     /// Answers the proposed writes, in order, as they are applied.
@@ -926,21 +1029,7 @@ impl<F: Frontend> Connection<'_, F> {
         while let Some(proposed) = self.proposed.pop_front() {
             let shared = self.shared;
             let (zxid, result) = match proposed.applied.await {
-                Ok(applied) => (
-                    applied.zxid,
-                    match applied.result {
-                        Ok(Outcome::NodeCreated { path, stat }) => {
-                            Ok(OpResult::Create { path, stat })
-                        }
-                        Ok(Outcome::NodeDeleted) => Ok(OpResult::Delete),
-                        Ok(Outcome::DataSet { stat }) => Ok(OpResult::SetData { stat }),
-                        Ok(other) => Err(OpError::new(
-                            Code::SystemError,
-                            format!("a node write produced {other:?}"),
-                        )),
-                        Err(err) => Err(txn_error(&err)),
-                    },
-                ),
+                Ok(applied) => (applied.zxid, write_result(applied.result, proposed.multi)),
                 Err(err) => (
                     shared.machine.zxid(),
                     Err(OpError::new(Code::Unavailable, err.to_string())),
@@ -956,6 +1045,53 @@ impl<F: Frontend> Connection<'_, F> {
                 .observe_op(proposed.kind, proposed.started.elapsed());
         }
         Ok(())
+    }
+}
+
+/// The answer to a node write: its outcome, or its refusal. A multi (of
+/// `multi` operations) that failed still succeeds as a request: each of its
+/// operations gets an error, `Ok` before the one that failed and
+/// `RuntimeInconsistency` after it (ZooKeeper's rule).
+fn write_result(
+    result: Result<Outcome, TxnError>,
+    multi: Option<usize>,
+) -> Result<OpResult, OpError> {
+    match (result, multi) {
+        (Err(TxnError::Multi { index, error }), Some(count)) => {
+            let failed = txn_error(&error).code;
+            let results = (0..count.max(index + 1))
+                .map(|i| {
+                    Err(match i.cmp(&index) {
+                        std::cmp::Ordering::Less => Code::Ok,
+                        std::cmp::Ordering::Equal => failed,
+                        std::cmp::Ordering::Greater => Code::RuntimeInconsistency,
+                    })
+                })
+                .collect();
+            Ok(OpResult::Multi { results })
+        }
+        (Err(err), _) => Err(txn_error(&err)),
+        (Ok(outcome), _) => outcome_result(outcome),
+    }
+}
+
+fn outcome_result(outcome: Outcome) -> Result<OpResult, OpError> {
+    match outcome {
+        Outcome::NodeCreated { path, stat } => Ok(OpResult::Create { path, stat }),
+        Outcome::NodeDeleted => Ok(OpResult::Delete),
+        Outcome::DataSet { stat } => Ok(OpResult::SetData { stat }),
+        Outcome::AclSet { stat } => Ok(OpResult::SetAcl { stat }),
+        Outcome::Checked => Ok(OpResult::Checked),
+        Outcome::Multi { results } => Ok(OpResult::Multi {
+            results: results
+                .into_iter()
+                .map(|outcome| outcome_result(outcome).map_err(|error| error.code))
+                .collect(),
+        }),
+        other => Err(OpError::new(
+            Code::SystemError,
+            format!("a node write produced {other:?}"),
+        )),
     }
 }
 

@@ -33,6 +33,7 @@
 //! ```
 
 mod admin;
+mod auth;
 mod config;
 mod connection;
 mod engine;

@@ -4,6 +4,7 @@
 //! hot path (every frame) is an atomic add, never a label lookup.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -39,6 +40,26 @@ pub enum OpKind {
     set_watches,
     /// Wait until the server is current (ZooKeeper's sync).
     sync,
+    /// Read a node's access control list.
+    get_acl,
+    /// Replace a node's access control list.
+    set_acl,
+    /// Writes applied all or none.
+    multi,
+    /// Several reads in one request.
+    multi_read,
+    /// List the session's ephemerals.
+    get_ephemerals,
+    /// Count the nodes under a path.
+    count_descendants,
+    /// Add a persistent watch.
+    add_watch,
+    /// Remove or check watches.
+    remove_watches,
+    /// Add a credential to the connection.
+    auth,
+    /// List the connection's ids.
+    who_am_i,
     /// A request whose operation this server does not know (answered
     /// `UNIMPLEMENTED`).
     unknown,
@@ -46,7 +67,7 @@ pub enum OpKind {
 
 impl OpKind {
     /// Every kind, in a fixed order (the index of a kind is its position).
-    pub const ALL: [OpKind; 12] = [
+    pub const ALL: [OpKind; 22] = [
         OpKind::handshake,
         OpKind::ping,
         OpKind::close,
@@ -58,6 +79,16 @@ impl OpKind {
         OpKind::get_children,
         OpKind::set_watches,
         OpKind::sync,
+        OpKind::get_acl,
+        OpKind::set_acl,
+        OpKind::multi,
+        OpKind::multi_read,
+        OpKind::get_ephemerals,
+        OpKind::count_descendants,
+        OpKind::add_watch,
+        OpKind::remove_watches,
+        OpKind::auth,
+        OpKind::who_am_i,
         OpKind::unknown,
     ];
 
@@ -75,6 +106,16 @@ impl OpKind {
             OpKind::get_children => "get_children",
             OpKind::set_watches => "set_watches",
             OpKind::sync => "sync",
+            OpKind::get_acl => "get_acl",
+            OpKind::set_acl => "set_acl",
+            OpKind::multi => "multi",
+            OpKind::multi_read => "multi_read",
+            OpKind::get_ephemerals => "get_ephemerals",
+            OpKind::count_descendants => "count_descendants",
+            OpKind::add_watch => "add_watch",
+            OpKind::remove_watches => "remove_watches",
+            OpKind::auth => "auth",
+            OpKind::who_am_i => "who_am_i",
             OpKind::unknown => "unknown",
         }
     }
@@ -118,11 +159,14 @@ pub enum CloseReason {
     /// The engine could not order the session's creation or move (the disk
     /// refuses writes).
     unavailable,
+    /// A ZooKeeper four-letter word (`ruok`, `srvr`, `mntr`, ...) was
+    /// answered: its connection closes after the answer, as ZooKeeper's do.
+    four_letter_word,
 }
 
 impl CloseReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [CloseReason; 12] = [
+    pub const ALL: [CloseReason; 13] = [
         CloseReason::too_many_connections,
         CloseReason::too_many_connections_per_ip,
         CloseReason::handshake_timeout,
@@ -135,6 +179,7 @@ impl CloseReason {
         CloseReason::write_stalled,
         CloseReason::zxid_ahead,
         CloseReason::unavailable,
+        CloseReason::four_letter_word,
     ];
 }
 
@@ -178,6 +223,14 @@ pub struct Metrics {
     ops: Vec<Counter>,
     latencies: Vec<Histogram>,
     closes: Vec<Counter>,
+    /// Over every operation: what ZooKeeper's `srvr` and `mntr` report,
+    /// which the histograms cannot give (their exact least and greatest).
+    latency: LatencySummary,
+    /// Requests read and replies written, one each per operation, for
+    /// ZooKeeper's `Received`/`Sent`; watch notifications are not counted.
+    /// Not exported: `ops` has the same count.
+    packets_received: AtomicU64,
+    packets_sent: AtomicU64,
 }
 
 impl Metrics {
@@ -307,13 +360,41 @@ impl Metrics {
             ops,
             latencies,
             closes,
+            latency: LatencySummary::new(),
+            packets_received: AtomicU64::new(0),
+            packets_sent: AtomicU64::new(0),
         }
     }
 
-    /// Counts one operation of `kind` that took `elapsed`.
+    /// Counts one operation of `kind` that took `elapsed`: a request read
+    /// and its reply written.
     pub fn observe_op(&self, kind: OpKind, elapsed: Duration) {
         self.ops[kind.index()].inc();
         self.latencies[kind.index()].observe(elapsed.as_secs_f64());
+        self.latency.record(elapsed);
+        self.packets_received.fetch_add(1, Ordering::Relaxed);
+        self.packets_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request read that is not an operation (a four-letter word).
+    pub(crate) fn count_packet_received(&self) {
+        self.packets_received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests read so far (ZooKeeper's `Received`).
+    pub(crate) fn packets_received(&self) -> u64 {
+        self.packets_received.load(Ordering::Relaxed)
+    }
+
+    /// Replies written so far (ZooKeeper's `Sent`).
+    pub(crate) fn packets_sent(&self) -> u64 {
+        self.packets_sent.load(Ordering::Relaxed)
+    }
+
+    /// The least, greatest and total time the operations took, over every
+    /// operation since the start.
+    pub(crate) fn latency(&self) -> Latency {
+        self.latency.read()
     }
 
     /// Operations of `kind` so far.
@@ -343,6 +424,75 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// The least and greatest of the operations' latencies, their total and
+/// their number; all zero before the first operation (as ZooKeeper reports
+/// them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Latency {
+    pub(crate) min: Duration,
+    pub(crate) max: Duration,
+    pub(crate) total: Duration,
+    pub(crate) count: u64,
+}
+
+impl Latency {
+    /// The mean in milliseconds, rounded to 4 decimals as ZooKeeper
+    /// rounds its `avg`; 0 before the first operation.
+    pub(crate) fn mean_ms(&self) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let mean = self.total.as_secs_f64() * 1000.0 / self.count as f64;
+        (mean * 10_000.0).round() / 10_000.0
+    }
+}
+
+/// A lock-free running min, max, sum and count, in microseconds: a request
+/// costs two adds and, rarely, a compare-and-swap loop in `fetch_min` or
+/// `fetch_max`. The four are read without a common snapshot, so a reader may
+/// see a sum one operation ahead of the count: good enough for a report.
+#[derive(Debug)]
+struct LatencySummary {
+    /// `u64::MAX` until the first operation.
+    min: AtomicU64,
+    max: AtomicU64,
+    sum: AtomicU64,
+    count: AtomicU64,
+}
+
+impl LatencySummary {
+    fn new() -> Self {
+        LatencySummary {
+            min: AtomicU64::new(u64::MAX),
+            max: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.min.fetch_min(micros, Ordering::Relaxed);
+        self.max.fetch_max(micros, Ordering::Relaxed);
+        self.sum.fetch_add(micros, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> Latency {
+        let count = self.count.load(Ordering::Relaxed);
+        if count == 0 {
+            return Latency::default();
+        }
+        let min = self.min.load(Ordering::Relaxed);
+        Latency {
+            min: Duration::from_micros(if min == u64::MAX { 0 } else { min }),
+            max: Duration::from_micros(self.max.load(Ordering::Relaxed)),
+            total: Duration::from_micros(self.sum.load(Ordering::Relaxed)),
+            count,
+        }
     }
 }
 
@@ -376,4 +526,27 @@ pub(crate) async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { crate::server::stopped(&mut shutdown).await })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_is_zero_until_the_first_operation_then_min_max_and_mean() {
+        let metrics = Metrics::new();
+        assert_eq!(metrics.latency(), Latency::default());
+        assert_eq!(metrics.latency().mean_ms(), 0.0);
+        for micros in [1_500, 250, 4_000] {
+            metrics.observe_op(OpKind::get_data, Duration::from_micros(micros));
+        }
+        let latency = metrics.latency();
+        assert_eq!(latency.min, Duration::from_micros(250));
+        assert_eq!(latency.max, Duration::from_millis(4));
+        assert_eq!(latency.count, 3);
+        assert_eq!(latency.mean_ms(), 1.9167, "5.75 ms / 3, to 4 decimals");
+        assert_eq!((metrics.packets_received(), metrics.packets_sent()), (3, 3));
+        metrics.count_packet_received();
+        assert_eq!(metrics.packets_received(), 4);
+    }
 }

@@ -139,6 +139,7 @@ impl Shared {
             policy: &self.config.timeouts,
             limits: &self.config.limits.tree,
             wall_ms: wall_clock_ms(),
+            auth: &[],
         }
     }
 
@@ -346,6 +347,7 @@ impl Server {
             ));
         }
         tasks.spawn(expirer(Arc::clone(&shared), shutdown_rx.clone()));
+        tasks.spawn(node_reaper(Arc::clone(&shared), shutdown_rx.clone()));
         if let Some(listener) = admin_listener {
             tasks.spawn(crate::admin::serve(
                 listener,
@@ -556,6 +558,63 @@ async fn expirer(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             if shared.reaper.send(Reap::Expired(id)).is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// The most containers and TTL nodes deleted in one sweep (ZooKeeper's
+/// `znode.container.maxPerMinute` default).
+const MAX_NODES_REAPED_AT_ONCE: usize = 10_000;
+
+/// Every `reap_interval`, on the leader (or a server on its own): deletes
+/// the containers left without children and the TTL nodes past their TTL
+/// (ZooKeeper's `ContainerManager`). Each delete is checked again when
+/// applied, against the clock of the server that proposed it, so a node
+/// given a child or modified meanwhile stays.
+async fn node_reaper(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let interval = shared.config.reap_interval;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stopped(&mut shutdown) => return,
+            _ = ticks.tick() => {}
+        }
+        if shared.machine.role() != crate::state::Role::Leading {
+            continue;
+        }
+        let context = shared.context();
+        let due = shared
+            .machine
+            .state()
+            .replica
+            .tree()
+            .expired_nodes(context.wall_ms, MAX_NODES_REAPED_AT_ONCE);
+        if due.is_empty() {
+            continue;
+        }
+        let proposals: Vec<_> = due
+            .into_iter()
+            .filter_map(|path| {
+                let op = Op::DeleteReapable { path: path.clone() };
+                match shared.machine.prepare(op, &context) {
+                    Ok(Some(txn)) => Some((path, shared.engine.propose(txn))),
+                    _ => None,
+                }
+            })
+            .collect();
+        let (paths, waits): (Vec<_>, Vec<_>) = proposals.into_iter().unzip();
+        let results = futures_util::future::join_all(waits).await;
+        let mut deleted = 0;
+        for (path, result) in paths.iter().zip(results) {
+            match result.map(|applied| applied.result) {
+                Ok(Ok(_)) => deleted += 1,
+                Ok(Err(err)) => debug!(path, error = %err, "a container or TTL node stays"),
+                Err(err) => warn!(path, error = %err, "could not delete a container or TTL node"),
+            }
+        }
+        if deleted > 0 {
+            info!(deleted, "deleted empty containers and expired TTL nodes");
         }
     }
 }

@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use session_core::{
-    Applied, Context, Liveness, Op, Outcome, Replica, ReplicaSnapshot, ServerId, SessionId, Txn,
-    TxnError, WatchEvent, WatchKind, WatchTable, watch_kind_for_exists,
+    Applied, Context, DataTree, Id, Liveness, Op, Outcome, Replica, ReplicaSnapshot, ServerId,
+    SessionId, SetWatchesPaths, Stat, Txn, TxnError, WatchEvent, WatchKind, WatchTable,
+    WatcherType, check_acl, perms, watch_kind_for_exists,
 };
 use tokio::sync::{Notify, oneshot};
 
 use crate::config::Limits;
-use crate::frontend::{Code, OpError, OpResult, Operation};
+use crate::frontend::{Code, OpError, OpResult, Operation, ReadOp};
 use crate::metrics::Metrics;
 use crate::server::{ConnectionHandle, Notice};
 
@@ -381,118 +382,266 @@ impl StateMachine {
         }
     }
 
-    /// Answers a read for `session`, leaving the watch it asks for within
-    /// the limits; returns the result and the zxid it reflects.
+    /// Answers a read for `session` (or a watch operation, or whoAmI), on a
+    /// connection holding the ids `auth`, leaving the watch it asks for
+    /// within the limits; returns the result and the zxid it reflects.
     pub(crate) fn read(
         &self,
         session: SessionId,
         op: Operation,
         limits: &Limits,
+        auth: &[Id],
     ) -> (u64, Result<OpResult, OpError>) {
         let mut guard = self.state();
         let state = &mut *guard;
         let zxid = state.replica.zxid();
-        let tree = state.replica.tree();
+        let reader = Reader {
+            tree: state.replica.tree(),
+            session,
+            limits,
+            auth,
+        };
         let watches = &mut state.watches;
-        let max_watches = limits.max_watches_per_session;
-        // Asking again for a watch already held is not one more.
-        let watch_room = |watches: &WatchTable<SessionId>, kind: WatchKind, path: &str| {
-            if !watches.holds(kind, path, session) && watches.count_of(session) >= max_watches {
-                Err(OpError::new(
-                    Code::TooManyWatches,
-                    format!("session {session} already holds {max_watches} watches, the limit"),
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        // The tree's reads check syntax only; the limit on length is the
-        // server's, and over it a read is TOO_LARGE, as a write is.
-        let checked = match &op {
-            Operation::GetData { path, .. }
-            | Operation::Exists { path, .. }
-            | Operation::GetChildren { path, .. } => {
-                limits.tree.check_path(path).map_err(|e| tree_error(&e))
-            }
-            _ => Ok(()),
-        };
-        let result = checked.and_then(|()| match op {
-            Operation::GetData { path, watch } => {
-                let (data, stat) = tree.get_data(&path).map_err(|e| tree_error(&e))?;
+        let result = match op {
+            Operation::GetData { path, watch } => reader.get_data(&path).and_then(|result| {
                 if watch {
-                    watch_room(watches, WatchKind::Data, &path)?;
-                    watches.add(WatchKind::Data, &path, session);
+                    reader.watch(watches, WatchKind::Data, &path)?;
                 }
-                Ok(OpResult::GetData { data, stat })
-            }
-            Operation::Exists { path, watch } => {
-                let stat = tree.exists(&path).map_err(|e| tree_error(&e))?;
+                Ok(result)
+            }),
+            Operation::Exists { path, watch } => reader.exists(&path).and_then(|stat| {
                 if watch {
-                    let kind = watch_kind_for_exists(stat.is_some());
-                    watch_room(watches, kind, &path)?;
-                    watches.add(kind, &path, session);
+                    reader.watch(watches, watch_kind_for_exists(stat.is_some()), &path)?;
                 }
                 Ok(OpResult::Exists { stat })
-            }
+            }),
             Operation::GetChildren { path, watch } => {
-                let (children, stat) = tree.children(&path).map_err(|e| tree_error(&e))?;
-                if watch {
-                    watch_room(watches, WatchKind::Child, &path)?;
-                    watches.add(WatchKind::Child, &path, session);
-                }
-                Ok(OpResult::GetChildren { children, stat })
+                reader.get_children(&path).and_then(|result| {
+                    if watch {
+                        reader.watch(watches, WatchKind::Child, &path)?;
+                    }
+                    Ok(result)
+                })
             }
+            Operation::MultiRead { ops } => Ok(OpResult::MultiRead {
+                results: ops
+                    .into_iter()
+                    .map(|op| {
+                        match op {
+                            ReadOp::GetData { path } => reader.get_data(&path),
+                            ReadOp::GetChildren { path } => reader.get_children(&path),
+                        }
+                        .map_err(|error| error.code)
+                    })
+                    .collect(),
+            }),
+            Operation::GetAcl { path } => reader.get_acl(&path),
+            Operation::CountDescendants { path } => reader.checked(&path).and_then(|()| {
+                reader.permit(&path, perms::READ)?;
+                let count = reader.tree.descendant_count(&path).map_err(|e| tree_error(&e))?;
+                Ok(OpResult::CountDescendants { count })
+            }),
+            Operation::GetEphemerals { prefix } => {
+                let all = prefix.trim().is_empty() || prefix == "/";
+                let paths = reader
+                    .tree
+                    .ephemerals(session.as_u64())
+                    .filter(|path| all || path.starts_with(&prefix))
+                    .map(str::to_owned)
+                    .collect();
+                Ok(OpResult::GetEphemerals { paths })
+            }
+            Operation::AddWatch { path, recursive } => reader.checked(&path).and_then(|()| {
+                let kind = if recursive {
+                    WatchKind::PersistentRecursive
+                } else {
+                    WatchKind::Persistent
+                };
+                reader.watch(watches, kind, &path)?;
+                Ok(OpResult::Done)
+            }),
+            Operation::RemoveWatches { path, kind } => reader.checked(&path).and_then(|()| {
+                if watches.remove(&path, kind, session) == 0 {
+                    return Err(no_watcher(&path, kind));
+                }
+                Ok(OpResult::Done)
+            }),
+            Operation::CheckWatches { path, kind } => reader.checked(&path).and_then(|()| {
+                if !watches.contains(&path, kind, session) {
+                    return Err(no_watcher(&path, kind));
+                }
+                Ok(OpResult::Done)
+            }),
+            Operation::WhoAmI => Ok(OpResult::WhoAmI {
+                ids: auth.to_vec(),
+            }),
             Operation::SetWatches {
                 last_zxid_seen,
                 data,
                 exist,
                 child,
+                persistent,
+                recursive,
             } => {
-                let paths = data.len() + exist.len() + child.len();
-                let max_paths = limits.max_set_watches_paths;
-                if paths > max_paths {
-                    return Err(OpError::new(
-                        Code::TooManyWatches,
-                        format!("set watches names {paths} paths, over the limit of {max_paths} per request"),
-                    ));
-                }
-                for path in data.iter().chain(&exist).chain(&child) {
-                    limits.tree.check_path(path).map_err(|e| tree_error(&e))?;
-                }
-                // Watches the session holds already (re-registered after a
-                // reattach to the same server) are not more.
-                let new = [
-                    (WatchKind::Data, &data),
-                    (WatchKind::Exist, &exist),
-                    (WatchKind::Child, &child),
-                ]
-                .into_iter()
-                .flat_map(|(kind, paths)| paths.iter().map(move |path| (kind, path)))
-                .filter(|(kind, path)| !watches.holds(*kind, path, session))
-                .count();
-                let held = watches.count_of(session);
-                if held + new > max_watches {
-                    return Err(OpError::new(
-                        Code::TooManyWatches,
-                        format!("session {session} holds {held} watches; {new} more would pass the limit of {max_watches}"),
-                    ));
-                }
-                let fired = watches
-                    .set_watches(tree, session, last_zxid_seen, &data, &exist, &child)
-                    .map_err(|e| tree_error(&e))?;
-                self.deliver(fired);
-                Ok(OpResult::SetWatches)
+                let paths = SetWatchesPaths {
+                    data: &data,
+                    exist: &exist,
+                    child: &child,
+                    persistent: &persistent,
+                    persistent_recursive: &recursive,
+                };
+                reader
+                    .set_watches(watches, last_zxid_seen, paths)
+                    .map(|fired| {
+                        self.deliver(fired);
+                        OpResult::SetWatches
+                    })
             }
             // The connection has waited for the leader's read index before
             // (the engine's `sync`): the replica is current. (ZooKeeper
             // checks no path for sync either.)
             Operation::Sync { path } => Ok(OpResult::Sync { path }),
-            Operation::Create { .. } | Operation::Delete { .. } | Operation::SetData { .. } => Err(
-                OpError::new(Code::SystemError, "a write was routed as a read"),
-            ),
-        });
+            Operation::Create { .. }
+            | Operation::Delete { .. }
+            | Operation::SetData { .. }
+            | Operation::SetAcl { .. }
+            | Operation::Multi { .. }
+            | Operation::AddAuth { .. } => Err(OpError::new(
+                Code::SystemError,
+                "a write or an auth was routed as a read",
+            )),
+        };
         (zxid, result)
     }
+}
+
+/// The reads of one request, against the replica under the state lock.
+struct Reader<'a> {
+    tree: &'a DataTree,
+    session: SessionId,
+    limits: &'a Limits,
+    auth: &'a [Id],
+}
+
+impl Reader<'_> {
+    /// The tree's reads check syntax only; the limit on length is the
+    /// server's, and over it a read is TOO_LARGE, as a write is.
+    fn checked(&self, path: &str) -> Result<(), OpError> {
+        self.limits.tree.check_path(path).map_err(|e| tree_error(&e))
+    }
+
+    /// Refuses when the node exists and its list grants none of `wanted`.
+    fn permit(&self, path: &str, wanted: u32) -> Result<(), OpError> {
+        match self.tree.node_acl(path) {
+            Some(acl) if !check_acl(acl, wanted, self.auth) => Err(OpError::new(
+                Code::NoAuth,
+                format!("no permission {wanted:#x} on {path}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn get_data(&self, path: &str) -> Result<OpResult, OpError> {
+        self.checked(path)?;
+        let (data, stat) = self.tree.get_data(path).map_err(|e| tree_error(&e))?;
+        self.permit(path, perms::READ)?;
+        Ok(OpResult::GetData { data, stat })
+    }
+
+    fn exists(&self, path: &str) -> Result<Option<Stat>, OpError> {
+        self.checked(path)?;
+        let stat = self.tree.exists(path).map_err(|e| tree_error(&e))?;
+        if stat.is_some() {
+            self.permit(path, perms::READ)?;
+        }
+        Ok(stat)
+    }
+
+    fn get_children(&self, path: &str) -> Result<OpResult, OpError> {
+        self.checked(path)?;
+        let (children, stat) = self.tree.children(path).map_err(|e| tree_error(&e))?;
+        self.permit(path, perms::READ)?;
+        Ok(OpResult::GetChildren { children, stat })
+    }
+
+    /// READ or ADMIN is enough; without ADMIN, digest ids are shown as
+    /// `user:x`, as ZooKeeper does.
+    fn get_acl(&self, path: &str) -> Result<OpResult, OpError> {
+        self.checked(path)?;
+        let (mut acl, stat) = self.tree.acl(path).map_err(|e| tree_error(&e))?;
+        self.permit(path, perms::READ | perms::ADMIN)?;
+        if !check_acl(&acl, perms::ADMIN, self.auth) {
+            for entry in acl.iter_mut().filter(|entry| entry.id.scheme == "digest") {
+                let user = entry.id.id.split(':').next().unwrap_or_default();
+                entry.id.id = format!("{user}:x");
+            }
+        }
+        Ok(OpResult::GetAcl { acl, stat })
+    }
+
+    /// Leaves a watch, unless the session holds the limit already (asking
+    /// again for a watch already held is not one more).
+    fn watch(
+        &self,
+        watches: &mut WatchTable<SessionId>,
+        kind: WatchKind,
+        path: &str,
+    ) -> Result<(), OpError> {
+        let max = self.limits.max_watches_per_session;
+        let session = self.session;
+        if !watches.holds(kind, path, session) && watches.count_of(session) >= max {
+            return Err(OpError::new(
+                Code::TooManyWatches,
+                format!("session {session} already holds {max} watches, the limit"),
+            ));
+        }
+        watches.add(kind, path, session);
+        Ok(())
+    }
+
+    fn set_watches(
+        &self,
+        watches: &mut WatchTable<SessionId>,
+        last_zxid_seen: u64,
+        paths: SetWatchesPaths<'_>,
+    ) -> Result<Vec<(SessionId, WatchEvent)>, OpError> {
+        let count = paths.len();
+        let max_paths = self.limits.max_set_watches_paths;
+        if count > max_paths {
+            return Err(OpError::new(
+                Code::TooManyWatches,
+                format!("set watches names {count} paths, over the limit of {max_paths} per request"),
+            ));
+        }
+        for (_, path) in paths.iter() {
+            self.checked(path)?;
+        }
+        // Watches the session holds already (re-registered after a
+        // reattach to the same server) are not more.
+        let session = self.session;
+        let new = paths
+            .iter()
+            .filter(|(kind, path)| !watches.holds(*kind, path, session))
+            .count();
+        let held = watches.count_of(session);
+        let max = self.limits.max_watches_per_session;
+        if held + new > max {
+            return Err(OpError::new(
+                Code::TooManyWatches,
+                format!("session {session} holds {held} watches; {new} more would pass the limit of {max}"),
+            ));
+        }
+        watches
+            .set_watches2(self.tree, session, last_zxid_seen, paths)
+            .map_err(|e| tree_error(&e))
+    }
+}
+
+fn no_watcher(path: &str, kind: WatcherType) -> OpError {
+    OpError::new(
+        Code::NoWatcher,
+        format!("no watch of type {kind:?} on {path}"),
+    )
 }
 
 /// The code and message a client sees for a refused transaction.
@@ -503,6 +652,9 @@ pub(crate) fn txn_error(err: &TxnError) -> OpError {
             OpError::new(Code::SessionExpired, err.to_string())
         }
         TxnError::SessionMoved { .. } => OpError::new(Code::SessionMoved, err.to_string()),
+        TxnError::NoAuth { .. } => OpError::new(Code::NoAuth, err.to_string()),
+        TxnError::InvalidAcl(_) => OpError::new(Code::InvalidAcl, err.to_string()),
+        TxnError::Multi { error, .. } => OpError::new(txn_error(error).code, err.to_string()),
         _ => OpError::new(Code::SystemError, err.to_string()),
     }
 }

@@ -20,6 +20,8 @@ fn create_1k() -> ClientMessage {
             data: Bytes::from(vec![0xab; 1024]),
             kind: NodeKind::Ephemeral as i32,
             sequential: true,
+            acl: Vec::new(),
+            ttl_ms: 0,
         })),
     })
 }

@@ -216,6 +216,11 @@ impl ErrorCode {
             Self::QuotaExceeded => Some(-125),
             Self::BadArguments => Some(-8),
             Self::Unimplemented => Some(-6),
+            Self::NoAuth => Some(-102),
+            Self::InvalidAcl => Some(-114),
+            Self::NoWatcher => Some(-121),
+            Self::RuntimeInconsistency => Some(-2),
+            Self::Ok => Some(0),
             Self::InvalidPath
             | Self::TooLarge
             | Self::TooManyEphemerals
@@ -308,6 +313,12 @@ mod tests {
         assert_eq!(ErrorCode::NodeExists.zookeeper_code(), Some(-110));
         assert_eq!(ErrorCode::BadVersion.zookeeper_code(), Some(-103));
         assert_eq!(ErrorCode::InvalidPath.zookeeper_code(), None);
+        assert_eq!(ErrorCode::NoAuth.zookeeper_code(), Some(-102));
+        assert_eq!(ErrorCode::InvalidAcl.zookeeper_code(), Some(-114));
+        assert_eq!(ErrorCode::AuthFailed.zookeeper_code(), Some(-115));
+        assert_eq!(ErrorCode::NoWatcher.zookeeper_code(), Some(-121));
+        assert_eq!(ErrorCode::RuntimeInconsistency.zookeeper_code(), Some(-2));
+        assert_eq!(ErrorCode::Ok.zookeeper_code(), Some(0));
     }
 
     #[test]

@@ -6,11 +6,16 @@ use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 use session_wire::v1::{
-    ClientMessage, CloseAck, CloseSession, Create, CreateResult, Delete, DeleteResult, Disconnect,
-    Exists, ExistsResult, GetChildren, GetChildrenResult, GetData, GetDataResult, Handshake,
-    HandshakeRefusal, HandshakeReply, OpError, Ping, Pong, Reply, Request, ServerMessage,
-    SessionGranted, SetData, SetDataResult, SetWatches, SetWatchesResult, Stat, WatchEvent,
-    handshake_reply, reply, request,
+    Acl, AddAuth, AddAuthResult, AddWatch, AddWatchResult, Check, CheckResult, CheckWatches,
+    CheckWatchesResult, ClientMessage, CloseAck, CloseSession, CountDescendants,
+    CountDescendantsResult, Create, CreateResult, Delete, DeleteResult, Disconnect, Exists,
+    ExistsResult, GetAcl, GetAclResult, GetChildren, GetChildrenResult, GetData, GetDataResult,
+    GetEphemerals, GetEphemeralsResult, Handshake, HandshakeRefusal, HandshakeReply, Id, Multi,
+    MultiOp, MultiOpResult, MultiRead, MultiReadResult, MultiResult, OpError, Ping, Pong, ReadOp,
+    ReadOpResult, RemoveWatches, RemoveWatchesResult, Reply, Request, ServerMessage,
+    SessionGranted, SetAcl, SetAclResult, SetData, SetDataResult, SetWatches, SetWatchesResult,
+    Stat, Sync, SyncResult, WatchEvent, WhoAmI, WhoAmIResult, handshake_reply, multi_op,
+    multi_op_result, read_op, read_op_result, reply, request,
 };
 use session_wire::{DEFAULT_MAX_FRAME_LEN, FrameDecoder, WireMessage, encode};
 
@@ -35,14 +40,14 @@ fn stat() -> impl Strategy<Value = Stat> {
     (
         (any::<u64>(), any::<u64>(), any::<u64>()),
         (any::<i64>(), any::<i64>()),
-        (any::<i32>(), any::<i32>(), any::<u64>()),
+        (any::<i32>(), any::<i32>(), any::<i32>(), any::<u64>()),
         (any::<u32>(), any::<u32>()),
     )
         .prop_map(
             |(
                 (czxid, mzxid, pzxid),
                 (ctime_ms, mtime_ms),
-                (version, cversion, ephemeral_owner),
+                (version, cversion, aversion, ephemeral_owner),
                 (data_length, num_children),
             )| Stat {
                 czxid,
@@ -55,8 +60,81 @@ fn stat() -> impl Strategy<Value = Stat> {
                 ephemeral_owner,
                 data_length,
                 num_children,
+                aversion,
             },
         )
+}
+
+fn ids() -> impl Strategy<Value = Vec<Id>> {
+    vec(
+        (text(), text()).prop_map(|(scheme, id)| Id { scheme, id }),
+        0..3,
+    )
+}
+
+fn acl() -> impl Strategy<Value = Vec<Acl>> {
+    vec(
+        (any::<u32>(), option::of((text(), text()))).prop_map(|(perms, id)| Acl {
+            perms,
+            id: id.map(|(scheme, id)| Id { scheme, id }),
+        }),
+        0..3,
+    )
+}
+
+fn version() -> impl Strategy<Value = Option<i32>> {
+    option::of(any::<i32>())
+}
+
+fn create() -> impl Strategy<Value = Create> {
+    (
+        text(),
+        data(),
+        enum_value(),
+        any::<bool>(),
+        acl(),
+        any::<u64>(),
+    )
+        .prop_map(|(path, data, kind, sequential, acl, ttl_ms)| Create {
+            path,
+            data,
+            kind,
+            sequential,
+            acl,
+            ttl_ms,
+        })
+}
+
+fn multi_op() -> impl Strategy<Value = MultiOp> {
+    let op = prop_oneof![
+        create().prop_map(multi_op::Op::Create),
+        (text(), version()).prop_map(|(path, expected_version)| multi_op::Op::Delete(Delete {
+            path,
+            expected_version,
+        })),
+        (text(), data(), version()).prop_map(|(path, data, expected_version)| {
+            multi_op::Op::SetData(SetData {
+                path,
+                data,
+                expected_version,
+            })
+        }),
+        (text(), version()).prop_map(|(path, expected_version)| multi_op::Op::Check(Check {
+            path,
+            expected_version,
+        })),
+    ];
+    option::of(op).prop_map(|op| MultiOp { op })
+}
+
+fn read_op() -> impl Strategy<Value = ReadOp> {
+    let op = prop_oneof![
+        (text(), any::<bool>())
+            .prop_map(|(path, watch)| read_op::Op::GetData(GetData { path, watch })),
+        (text(), any::<bool>())
+            .prop_map(|(path, watch)| read_op::Op::GetChildren(GetChildren { path, watch })),
+    ];
+    option::of(op).prop_map(|op| ReadOp { op })
 }
 
 fn handshake() -> impl Strategy<Value = Handshake> {
@@ -92,14 +170,7 @@ fn handshake() -> impl Strategy<Value = Handshake> {
 
 fn op() -> impl Strategy<Value = request::Op> {
     prop_oneof![
-        (text(), data(), enum_value(), any::<bool>()).prop_map(|(path, data, kind, sequential)| {
-            request::Op::Create(Create {
-                path,
-                data,
-                kind,
-                sequential,
-            })
-        }),
+        create().prop_map(request::Op::Create),
         (text(), proptest::option::of(any::<i32>())).prop_map(|(path, expected_version)| {
             request::Op::Delete(Delete {
                 path,
@@ -121,16 +192,49 @@ fn op() -> impl Strategy<Value = request::Op> {
             .prop_map(|(path, watch)| request::Op::Exists(Exists { path, watch })),
         (text(), any::<bool>())
             .prop_map(|(path, watch)| request::Op::GetChildren(GetChildren { path, watch })),
-        (any::<u64>(), paths(), paths(), paths()).prop_map(
-            |(last_zxid_seen, data_paths, exist_paths, child_paths)| {
+        (any::<u64>(), paths(), paths(), paths(), paths(), paths()).prop_map(
+            |(
+                last_zxid_seen,
+                data_paths,
+                exist_paths,
+                child_paths,
+                persistent_paths,
+                persistent_recursive_paths,
+            )| {
                 request::Op::SetWatches(SetWatches {
                     last_zxid_seen,
                     data_paths,
                     exist_paths,
                     child_paths,
+                    persistent_paths,
+                    persistent_recursive_paths,
                 })
             }
         ),
+        text().prop_map(|path| request::Op::Sync(Sync { path })),
+        text().prop_map(|path| request::Op::GetAcl(GetAcl { path })),
+        (text(), acl(), version()).prop_map(|(path, acl, expected_version)| {
+            request::Op::SetAcl(SetAcl {
+                path,
+                acl,
+                expected_version,
+            })
+        }),
+        vec(multi_op(), 0..4).prop_map(|ops| request::Op::Multi(Multi { ops })),
+        vec(read_op(), 0..4).prop_map(|ops| request::Op::MultiRead(MultiRead { ops })),
+        text().prop_map(|prefix| request::Op::GetEphemerals(GetEphemerals { prefix })),
+        text().prop_map(|path| request::Op::CountDescendants(CountDescendants { path })),
+        (text(), any::<bool>())
+            .prop_map(|(path, recursive)| request::Op::AddWatch(AddWatch { path, recursive })),
+        (text(), enum_value()).prop_map(|(path, watcher_type)| {
+            request::Op::RemoveWatches(RemoveWatches { path, watcher_type })
+        }),
+        (text(), enum_value()).prop_map(|(path, watcher_type)| {
+            request::Op::CheckWatches(CheckWatches { path, watcher_type })
+        }),
+        (text(), data())
+            .prop_map(|(scheme, credential)| request::Op::AddAuth(AddAuth { scheme, credential })),
+        Just(request::Op::WhoAmI(WhoAmI {})),
     ]
 }
 
@@ -159,7 +263,54 @@ fn reply_result() -> impl Strategy<Value = reply::Result> {
             reply::Result::GetChildren(GetChildrenResult { children, stat })
         }),
         Just(reply::Result::SetWatches(SetWatchesResult {})),
+        text().prop_map(|path| reply::Result::Sync(SyncResult { path })),
+        (acl(), option::of(stat()))
+            .prop_map(|(acl, stat)| reply::Result::GetAcl(GetAclResult { acl, stat })),
+        option::of(stat()).prop_map(|stat| reply::Result::SetAcl(SetAclResult { stat })),
+        vec(multi_op_result(), 0..4)
+            .prop_map(|results| reply::Result::Multi(MultiResult { results })),
+        vec(read_op_result(), 0..4)
+            .prop_map(|results| reply::Result::MultiRead(MultiReadResult { results })),
+        paths().prop_map(|paths| reply::Result::GetEphemerals(GetEphemeralsResult { paths })),
+        any::<u64>()
+            .prop_map(|count| reply::Result::CountDescendants(CountDescendantsResult { count })),
+        Just(reply::Result::AddWatch(AddWatchResult {})),
+        Just(reply::Result::RemoveWatches(RemoveWatchesResult {})),
+        Just(reply::Result::CheckWatches(CheckWatchesResult {})),
+        Just(reply::Result::AddAuth(AddAuthResult {})),
+        ids().prop_map(|ids| reply::Result::WhoAmI(WhoAmIResult { ids })),
     ]
+}
+
+fn op_error() -> impl Strategy<Value = OpError> {
+    (enum_value(), text()).prop_map(|(code, detail)| OpError { code, detail })
+}
+
+fn multi_op_result() -> impl Strategy<Value = MultiOpResult> {
+    let result = prop_oneof![
+        op_error().prop_map(multi_op_result::Result::Error),
+        (text(), option::of(stat())).prop_map(|(path, stat)| {
+            multi_op_result::Result::Create(CreateResult { path, stat })
+        }),
+        Just(multi_op_result::Result::Delete(DeleteResult {})),
+        option::of(stat())
+            .prop_map(|stat| multi_op_result::Result::SetData(SetDataResult { stat })),
+        Just(multi_op_result::Result::Check(CheckResult {})),
+    ];
+    option::of(result).prop_map(|result| MultiOpResult { result })
+}
+
+fn read_op_result() -> impl Strategy<Value = ReadOpResult> {
+    let result = prop_oneof![
+        op_error().prop_map(read_op_result::Result::Error),
+        (data(), option::of(stat())).prop_map(|(data, stat)| {
+            read_op_result::Result::GetData(GetDataResult { data, stat })
+        }),
+        (vec(text(), 0..4), option::of(stat())).prop_map(|(children, stat)| {
+            read_op_result::Result::GetChildren(GetChildrenResult { children, stat })
+        }),
+    ];
+    option::of(result).prop_map(|result| ReadOpResult { result })
 }
 
 fn outcome() -> impl Strategy<Value = handshake_reply::Outcome> {

@@ -8,6 +8,7 @@ mod ci;
 mod cluster;
 mod cmd;
 mod codegen;
+mod compat;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,8 @@ tasks:
   ci                 fmt, codegen --check, clippy, docs, tests, benches compiled, package checks
   cluster [N]        N session-servers (default 3) on loopback as one cluster, until Ctrl-C
                      (--fresh: wipe target/cluster first; ports: cargo xtask cluster --help)
+  compat             kazoo's test modules (and zkCli.sh when installed) against session-servers
+                     (--only MODULE,...; known failures: xtask/compat/known-failures.txt)
   codegen [--check]  regenerate session-wire/src/generated from the .proto files
                      (--check: fail, naming the file, when the checked-in code is stale)
   help               this text
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(&args[1..]),
         Some("cluster") => cluster::run(&args[1..]),
         Some("codegen") => codegen::run(&args[1..]),
+        Some("compat") => compat::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

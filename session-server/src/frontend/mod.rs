@@ -8,15 +8,19 @@
 //! ZooKeeper's own (jute) client protocol on a listener of its own. Both
 //! serve the same sessions and the same tree.
 
+pub(crate) mod four_letter;
 pub(crate) mod v1;
 pub(crate) mod zookeeper;
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use session_core::{CreateMode, SessionId, SessionPassword, Stat, WatchEvent};
+use session_core::{
+    Acl, CreateMode, Id, MultiOp, SessionId, SessionPassword, Stat, WatchEvent, WatcherType,
+};
 
 use crate::metrics::{CloseReason, OpKind};
+use four_letter::FourLetterWord;
 
 /// A protocol's framing and messages, seen from the generic connection.
 ///
@@ -46,6 +50,15 @@ pub(crate) trait Frontend: Send + 'static {
     /// protocol's frame limit is replaced by a `TooLarge` error reply to the
     /// same request, so a client always gets an answer.
     fn encode(&mut self, message: Outbound, buf: &mut BytesMut);
+
+    /// A command instead of a handshake (ZooKeeper's four-letter words),
+    /// recognized from the first bytes of a connection; `None` for a
+    /// handshake, or while too few bytes are buffered to tell. Asked only
+    /// before the handshake; consumes nothing. The connection answers it and
+    /// closes. By default a protocol has none.
+    fn command(&mut self, _buf: &BytesMut) -> Option<FourLetterWord> {
+        None
+    }
 }
 
 /// A protocol error on a connection: what to send, if anything, and why the
@@ -100,6 +113,7 @@ pub(crate) enum Operation {
         path: String,
         data: Bytes,
         mode: CreateMode,
+        acl: Vec<Acl>,
     },
     Delete {
         path: String,
@@ -127,6 +141,8 @@ pub(crate) enum Operation {
         data: Vec<String>,
         exist: Vec<String>,
         child: Vec<String>,
+        persistent: Vec<String>,
+        recursive: Vec<String>,
     },
     /// Answered once this server holds every write the leader had committed
     /// when it was asked: at once on a single node, where every read is
@@ -134,6 +150,60 @@ pub(crate) enum Operation {
     Sync {
         path: String,
     },
+    GetAcl {
+        path: String,
+    },
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        version: Option<i32>,
+    },
+    /// Writes and checks, all applied or none.
+    Multi {
+        ops: Vec<MultiOp>,
+    },
+    /// Reads, each answered on its own.
+    MultiRead {
+        ops: Vec<ReadOp>,
+    },
+    /// The paths of the session's ephemerals that start with `prefix`.
+    GetEphemerals {
+        prefix: String,
+    },
+    /// The number of nodes under `path`, at any depth.
+    CountDescendants {
+        path: String,
+    },
+    /// A persistent (or persistent recursive) watch.
+    AddWatch {
+        path: String,
+        recursive: bool,
+    },
+    /// Removes the session's watches of `kind` on `path`; `NoWatcher` when
+    /// there were none.
+    RemoveWatches {
+        path: String,
+        kind: WatcherType,
+    },
+    /// Whether the session holds a watch of `kind` on `path`.
+    CheckWatches {
+        path: String,
+        kind: WatcherType,
+    },
+    /// Adds an id to the connection by a credential of `scheme`.
+    AddAuth {
+        scheme: String,
+        credential: Bytes,
+    },
+    /// The ids the connection holds.
+    WhoAmI,
+}
+
+/// A read of a [`Operation::MultiRead`].
+#[derive(Debug)]
+pub(crate) enum ReadOp {
+    GetData { path: String },
+    GetChildren { path: String },
 }
 
 impl Operation {
@@ -147,6 +217,18 @@ impl Operation {
             Operation::GetChildren { .. } => OpKind::get_children,
             Operation::SetWatches { .. } => OpKind::set_watches,
             Operation::Sync { .. } => OpKind::sync,
+            Operation::GetAcl { .. } => OpKind::get_acl,
+            Operation::SetAcl { .. } => OpKind::set_acl,
+            Operation::Multi { .. } => OpKind::multi,
+            Operation::MultiRead { .. } => OpKind::multi_read,
+            Operation::GetEphemerals { .. } => OpKind::get_ephemerals,
+            Operation::CountDescendants { .. } => OpKind::count_descendants,
+            Operation::AddWatch { .. } => OpKind::add_watch,
+            Operation::RemoveWatches { .. } | Operation::CheckWatches { .. } => {
+                OpKind::remove_watches
+            }
+            Operation::AddAuth { .. } => OpKind::auth,
+            Operation::WhoAmI => OpKind::who_am_i,
         }
     }
 }
@@ -162,6 +244,20 @@ pub(crate) enum OpResult {
     GetChildren { children: Vec<String>, stat: Stat },
     SetWatches,
     Sync { path: String },
+    GetAcl { acl: Vec<Acl>, stat: Stat },
+    SetAcl { stat: Stat },
+    /// One result per operation; on failure every operation has an error
+    /// (`Code::Ok` before the failing one, `Code::RuntimeInconsistency`
+    /// after it).
+    Multi { results: Vec<Result<OpResult, Code>> },
+    MultiRead { results: Vec<Result<OpResult, Code>> },
+    /// The result of a `check` in a multi.
+    Checked,
+    GetEphemerals { paths: Vec<String> },
+    CountDescendants { count: usize },
+    /// AddWatch, RemoveWatches, CheckWatches, AddAuth: nothing to say.
+    Done,
+    WhoAmI { ids: Vec<Id> },
 }
 
 /// Why an operation failed (or a connection closes), in the protocol's
@@ -181,6 +277,19 @@ pub(crate) enum Code {
     TooManyWatches,
     QuotaExceeded,
     BadArguments,
+    /// The node's access control list refuses.
+    NoAuth,
+    /// An access control list that cannot be stored.
+    InvalidAcl,
+    /// A credential refused by its scheme (ZooKeeper then closes the
+    /// connection).
+    AuthFailed,
+    /// RemoveWatches or CheckWatches found no such watch.
+    NoWatcher,
+    /// In a failed multi: an operation after the failing one.
+    RuntimeInconsistency,
+    /// In a failed multi: an operation before the failing one.
+    Ok,
     Unimplemented,
     ShuttingDown,
     /// The engine cannot order writes (its disk refuses them).

@@ -26,19 +26,25 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use session_core::{CreateMode, EventKind, PASSWORD_LEN, SessionId, SessionPassword, Stat};
+use session_core::{
+    Acl, CreateMode, EventKind, Id, MultiOp, PASSWORD_LEN, SessionId, SessionPassword, Stat,
+    WatcherType,
+};
 use session_wire::zookeeper::{
-    self as zk, ConnectRequest, ConnectResponse, Create2Response, CreateResponse, ErrorCode,
-    EventType, ExistsResponse, GetChildren2Response, GetChildrenResponse, GetDataResponse,
-    JUTE_MAX_BUFFER, JuteRecord, KeeperState, OpCode, ReplyHeader, Request, RequestError,
-    RequestHeader, Response, SetDataResponse, SyncResponse, WatcherEvent, encode_frame,
+    self as zk, ClientInfo, ConnectRequest, ConnectResponse, Create2Response, CreateResponse,
+    ErrorCode, ErrorResponse, EventType, ExistsResponse, GetAclResponse,
+    GetAllChildrenNumberResponse, GetChildren2Response, GetChildrenResponse, GetDataResponse,
+    GetEphemeralsResponse, JUTE_MAX_BUFFER, JuteRecord, KeeperState, MultiResponse, MultiResult,
+    OpCode, ReplyHeader, Request, RequestError, RequestHeader, Response, SetAclResponse,
+    SetDataResponse, SyncResponse, WatcherEvent, WhoAmIResponse, encode_frame,
     encode_notification, encode_reply,
 };
 use tracing::{debug, error, info, warn};
 
+use super::four_letter::FourLetterWord;
 use super::{
-    Code, Frontend, Handshake, Inbound, OpError, OpResult, Operation, Outbound, Refusal, Violation,
-    client_label,
+    Code, Frontend, Handshake, Inbound, OpError, OpResult, Operation, Outbound, ReadOp, Refusal,
+    Violation, client_label,
 };
 use crate::metrics::{CloseReason, OpKind};
 
@@ -61,17 +67,21 @@ pub(crate) struct ZooKeeper {
 }
 
 /// How to answer one request handed on to the connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Pending {
     xid: i32,
     answer: Answer,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Answer {
     /// The reply to a request with this opcode: on success, the body
     /// ZooKeeper sends for that opcode.
     To(OpCode),
+    /// The reply to a multi or multiRead whose operations had these
+    /// opcodes: each result's type follows its request's (create 1 or
+    /// create2 15, ...).
+    Multi(Vec<OpCode>),
     /// An error reply with this code, whatever the neutral error says:
     /// for the failures ZooKeeper has a code for and the neutral layer has
     /// not (MARSHALLINGERROR).
@@ -100,12 +110,6 @@ impl ZooKeeper {
         };
         let len = match u32::try_from(i32::from_be_bytes(*prefix)) {
             Ok(len) if len <= self.max_frame => len,
-            _ if prefix.iter().all(u8::is_ascii_lowercase) => {
-                return Err(format!(
-                    "four-letter word {:?} is not supported",
-                    String::from_utf8_lossy(prefix)
-                ));
-            }
             _ => {
                 return Err(format!(
                     "frame length {} is outside 0..={} (jute.maxbuffer)",
@@ -134,72 +138,21 @@ impl ZooKeeper {
     fn inbound(&mut self, header: RequestHeader, request: Request) -> Inbound {
         let xid = header.xid;
         let op = request.op_code();
-        self.expect(xid, Answer::To(op));
-        let refused = |kind: OpKind, error: OpError| Inbound::Refused { xid, kind, error };
-        let operation = match request {
-            Request::Ping => return Inbound::Ping,
-            // Acknowledged like a ping: it needs an answer, in order, and
-            // nothing else until ACLs are enforced. (ZooKeeper accepts
-            // digest credentials without checking them against anything
-            // either; they only matter to ACLs.)
-            Request::Auth(_) => return Inbound::Ping,
-            Request::CloseSession => return Inbound::Close,
-            Request::Create(create) | Request::Create2(create) => {
-                match create_mode(create.flags) {
-                    Ok(mode) => Operation::Create {
-                        path: create.path,
-                        // Copied, so a small node does not pin the
-                        // connection's (possibly large) read buffer. Null
-                        // data is stored as empty.
-                        data: copied(create.data),
-                        mode,
-                    },
-                    Err(error) => return refused(OpKind::create, error),
-                }
+        let answer = match &request {
+            Request::Multi(multi) | Request::MultiRead(multi) => {
+                Answer::Multi(multi.ops.iter().map(zk::MultiOp::op_code).collect())
             }
-            Request::Delete(delete) => Operation::Delete {
-                path: delete.path,
-                version: expected_version(delete.version),
-            },
-            Request::SetData(set) => Operation::SetData {
-                path: set.path,
-                data: copied(set.data),
-                version: expected_version(set.version),
-            },
-            Request::GetData(get) => Operation::GetData {
-                path: get.path,
-                watch: get.watch,
-            },
-            Request::Exists(exists) => Operation::Exists {
-                path: exists.path,
-                watch: exists.watch,
-            },
-            Request::GetChildren(get) => Operation::GetChildren {
-                path: get.path,
-                watch: get.watch,
-            },
-            Request::GetChildren2(get) => Operation::GetChildren {
-                path: get.path,
-                watch: get.watch,
-            },
-            Request::SetWatches(set) => Operation::SetWatches {
-                last_zxid_seen: u64::try_from(set.relative_zxid).unwrap_or(0),
-                data: set.data_watches,
-                exist: set.exist_watches,
-                child: set.child_watches,
-            },
-            Request::Sync(sync) => Operation::Sync { path: sync.path },
-            _ => {
-                return refused(
-                    OpKind::unknown,
-                    OpError::new(
-                        Code::Unimplemented,
-                        format!("{op} is not implemented by this server"),
-                    ),
-                );
-            }
+            _ => Answer::To(op),
         };
-        Inbound::Request { xid, op: operation }
+        self.expect(xid, answer);
+        match operation(request) {
+            Ok(Some(operation)) => Inbound::Request { xid, op: operation },
+            Ok(None) => match op {
+                OpCode::CloseSession => Inbound::Close,
+                _ => Inbound::Ping,
+            },
+            Err((kind, error)) => Inbound::Refused { xid, kind, error },
+        }
     }
 
     /// Appends the reply to the oldest request not yet answered.
@@ -220,17 +173,28 @@ impl ZooKeeper {
                 Answer::Error(ErrorCode::SystemError)
             }
         };
+        // Auth replies carry zxid 0 (ZooKeeper answers them outside its
+        // pipeline).
+        let zxid = if answer == Answer::To(OpCode::Auth) {
+            0
+        } else {
+            as_jute(zxid)
+        };
         let (err, body) = match (answer, result) {
             (Answer::Error(code), _) => (code, None),
-            (Answer::To(_), Err(error)) => (self.error_code(xid, &error), None),
+            (Answer::To(_) | Answer::Multi(_), Err(error)) => (self.error_code(xid, &error), None),
             (Answer::To(op), Ok(result)) => match response(op, result) {
+                Ok(body) => (ErrorCode::Ok, Some(body)),
+                Err(code) => (code, None),
+            },
+            (Answer::Multi(ops), Ok(result)) => match multi_response(&ops, result) {
                 Ok(body) => (ErrorCode::Ok, Some(body)),
                 Err(code) => (code, None),
             },
         };
         let header = ReplyHeader {
             xid,
-            zxid: as_jute(zxid),
+            zxid,
             err: err.code(),
         };
         if let Err(err) = encode_reply(&header, body.as_ref(), self.max_frame, buf) {
@@ -248,31 +212,15 @@ impl ZooKeeper {
 
     /// ZooKeeper's code for a neutral error.
     fn error_code(&self, xid: i32, error: &OpError) -> ErrorCode {
-        match error.code {
-            Code::SessionExpired => ErrorCode::SessionExpired,
-            Code::SessionMoved => ErrorCode::SessionMoved,
-            Code::NoNode => ErrorCode::NoNode,
-            Code::NodeExists => ErrorCode::NodeExists,
-            Code::BadVersion => ErrorCode::BadVersion,
-            Code::NotEmpty => ErrorCode::NotEmpty,
-            Code::NoChildrenForEphemerals => ErrorCode::NoChildrenForEphemerals,
-            // ZooKeeper's server answers a path its PathUtils refuses with
-            // BADARGUMENTS.
-            Code::InvalidPath | Code::BadArguments => ErrorCode::BadArguments,
-            Code::TooLarge => {
-                // ZooKeeper has no code for it: it closes the connection on
-                // a frame over jute.maxbuffer and has no smaller limits.
-                info!(session = ?self.session, xid, detail = error.detail,
-                    "over a size limit: answered BADARGUMENTS, ZooKeeper having no code for it");
-                ErrorCode::BadArguments
-            }
-            Code::TooManyEphemerals | Code::TooManyWatches | Code::QuotaExceeded => {
-                ErrorCode::QuotaExceeded
-            }
-            Code::Unimplemented => ErrorCode::Unimplemented,
-            Code::ShuttingDown | Code::Unavailable | Code::SystemError => ErrorCode::SystemError,
+        if error.code == Code::TooLarge {
+            // ZooKeeper has no code for it: it closes the connection on a
+            // frame over jute.maxbuffer and has no smaller limits.
+            info!(session = ?self.session, xid, detail = error.detail,
+                "over a size limit: answered BADARGUMENTS, ZooKeeper having no code for it");
         }
+        error_code(error.code)
     }
+
 
     fn connect_response(&self, time_out: i32, session_id: i64, passwd: Bytes) -> ConnectResponse {
         ConnectResponse {
@@ -310,6 +258,12 @@ fn close(reason: CloseReason, detail: String) -> Box<Violation> {
 }
 
 impl Frontend for ZooKeeper {
+    // The connection asks only before the handshake, as ZooKeeper checks
+    // only then: after it, the same bytes are a frame length.
+    fn command(&mut self, buf: &BytesMut) -> Option<FourLetterWord> {
+        buf.first_chunk::<4>().and_then(FourLetterWord::parse)
+    }
+
     fn decode_handshake(
         &mut self,
         buf: &mut BytesMut,
@@ -441,12 +395,6 @@ impl Frontend for ZooKeeper {
             Outbound::Pong { zxid } => {
                 self.last_zxid = self.last_zxid.max(zxid);
                 match self.pending.pop_front() {
-                    // Auth replies carry zxid 0 (ZooKeeper answers them
-                    // outside its pipeline).
-                    Some(Pending {
-                        xid,
-                        answer: Answer::To(OpCode::Auth),
-                    }) => self.header(xid, 0, buf),
                     Some(Pending { xid, .. }) => self.header(xid, as_jute(zxid), buf),
                     None => self.header(zk::PING_XID, as_jute(zxid), buf),
                 }
@@ -486,23 +434,295 @@ impl Frontend for ZooKeeper {
     }
 }
 
-/// The neutral create mode of ZooKeeper's `CreateRequest.flags`.
-fn create_mode(flags: i32) -> Result<CreateMode, OpError> {
-    match zk::CreateMode::from_code(flags) {
-        Some(zk::CreateMode::Persistent) => Ok(CreateMode::Persistent),
-        Some(zk::CreateMode::Ephemeral) => Ok(CreateMode::Ephemeral),
-        Some(zk::CreateMode::PersistentSequential) => Ok(CreateMode::PersistentSequential),
-        Some(zk::CreateMode::EphemeralSequential) => Ok(CreateMode::EphemeralSequential),
-        // ZooKeeper without extended types answers TTL modes alike.
-        Some(mode) => Err(OpError::new(
-            Code::Unimplemented,
-            format!("create mode {mode} is not implemented by this server"),
-        )),
-        None => Err(OpError::new(
-            Code::BadArguments,
-            format!("create flags {flags} name no create mode"),
-        )),
+/// ZooKeeper's code for a neutral error.
+fn error_code(code: Code) -> ErrorCode {
+    match code {
+        Code::Ok => ErrorCode::Ok,
+        Code::SessionExpired => ErrorCode::SessionExpired,
+        Code::SessionMoved => ErrorCode::SessionMoved,
+        Code::NoNode => ErrorCode::NoNode,
+        Code::NodeExists => ErrorCode::NodeExists,
+        Code::BadVersion => ErrorCode::BadVersion,
+        Code::NotEmpty => ErrorCode::NotEmpty,
+        Code::NoChildrenForEphemerals => ErrorCode::NoChildrenForEphemerals,
+        Code::NoAuth => ErrorCode::NoAuth,
+        Code::InvalidAcl => ErrorCode::InvalidAcl,
+        Code::AuthFailed => ErrorCode::AuthFailed,
+        Code::NoWatcher => ErrorCode::NoWatcher,
+        Code::RuntimeInconsistency => ErrorCode::RuntimeInconsistency,
+        // ZooKeeper's server answers a path its PathUtils refuses with
+        // BADARGUMENTS, and has no code for a size limit.
+        Code::InvalidPath | Code::BadArguments | Code::TooLarge => ErrorCode::BadArguments,
+        Code::TooManyEphemerals | Code::TooManyWatches | Code::QuotaExceeded => {
+            ErrorCode::QuotaExceeded
+        }
+        Code::Unimplemented => ErrorCode::Unimplemented,
+        Code::ShuttingDown | Code::Unavailable | Code::SystemError => ErrorCode::SystemError,
     }
+}
+
+type Refused = (OpKind, OpError);
+
+/// The neutral operation of a ZooKeeper request: `Ok(None)` for a ping or a
+/// close, which the connection handles itself.
+fn operation(request: Request) -> Result<Option<Operation>, Refused> {
+    let op = request.op_code();
+    Ok(Some(match request {
+        Request::Ping | Request::CloseSession => return Ok(None),
+        Request::Auth(packet) => Operation::AddAuth {
+            scheme: packet.scheme,
+            credential: packet.auth.unwrap_or_default(),
+        },
+        Request::Create(create) | Request::Create2(create) | Request::CreateContainer(create) => {
+            create_op(op, create.path, create.data, create.acl, create.flags, -1)?
+        }
+        Request::CreateTtl(create) => create_op(
+            op,
+            create.path,
+            create.data,
+            create.acl,
+            create.flags,
+            create.ttl,
+        )?,
+        Request::Delete(delete) => Operation::Delete {
+            path: delete.path,
+            version: expected_version(delete.version),
+        },
+        Request::SetData(set) => Operation::SetData {
+            path: set.path,
+            data: copied(set.data),
+            version: expected_version(set.version),
+        },
+        Request::GetData(get) => Operation::GetData {
+            path: get.path,
+            watch: get.watch,
+        },
+        Request::Exists(exists) => Operation::Exists {
+            path: exists.path,
+            watch: exists.watch,
+        },
+        Request::GetChildren(get) => Operation::GetChildren {
+            path: get.path,
+            watch: get.watch,
+        },
+        Request::GetChildren2(get) => Operation::GetChildren {
+            path: get.path,
+            watch: get.watch,
+        },
+        Request::SetWatches(set) => Operation::SetWatches {
+            last_zxid_seen: u64::try_from(set.relative_zxid).unwrap_or(0),
+            data: set.data_watches,
+            exist: set.exist_watches,
+            child: set.child_watches,
+            persistent: Vec::new(),
+            recursive: Vec::new(),
+        },
+        Request::SetWatches2(set) => Operation::SetWatches {
+            last_zxid_seen: u64::try_from(set.relative_zxid).unwrap_or(0),
+            data: set.data_watches,
+            exist: set.exist_watches,
+            child: set.child_watches,
+            persistent: set.persistent_watches,
+            recursive: set.persistent_recursive_watches,
+        },
+        Request::Sync(sync) => Operation::Sync { path: sync.path },
+        Request::GetAcl(get) => Operation::GetAcl { path: get.path },
+        Request::SetAcl(set) => Operation::SetAcl {
+            path: set.path,
+            acl: acl_list(set.acl).map_err(|error| (OpKind::set_acl, error))?,
+            version: expected_version(set.version),
+        },
+        Request::Multi(multi) => Operation::Multi {
+            ops: multi
+                .ops
+                .into_iter()
+                .map(multi_op)
+                .collect::<Result<_, _>>()?,
+        },
+        Request::MultiRead(multi) => Operation::MultiRead {
+            ops: multi
+                .ops
+                .into_iter()
+                .map(|op| match op {
+                    zk::MultiOp::GetData(get) => Ok(ReadOp::GetData { path: get.path }),
+                    zk::MultiOp::GetChildren(get) => Ok(ReadOp::GetChildren { path: get.path }),
+                    other => Err(bad_arguments(
+                        OpKind::multi_read,
+                        format!("{} cannot be part of a multiRead", other.op_code()),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+        },
+        Request::GetEphemerals(get) => Operation::GetEphemerals {
+            prefix: get.prefix_path.unwrap_or_default(),
+        },
+        Request::GetAllChildrenNumber(get) => Operation::CountDescendants { path: get.path },
+        Request::AddWatch(add) => match zk::AddWatchMode::from_code(add.mode) {
+            Some(mode) => Operation::AddWatch {
+                path: add.path,
+                recursive: mode == zk::AddWatchMode::PersistentRecursive,
+            },
+            None => {
+                return Err(bad_arguments(
+                    OpKind::add_watch,
+                    format!("addWatch mode {} is neither 0 nor 1", add.mode),
+                ));
+            }
+        },
+        Request::RemoveWatches(remove) => Operation::RemoveWatches {
+            kind: watcher_type(remove.watcher_type)?,
+            path: remove.path,
+        },
+        Request::CheckWatches(check) => Operation::CheckWatches {
+            kind: watcher_type(check.watcher_type)?,
+            path: check.path,
+        },
+        Request::WhoAmI => Operation::WhoAmI,
+        _ => {
+            return Err((
+                OpKind::unknown,
+                OpError::new(
+                    Code::Unimplemented,
+                    format!("{op} is not implemented by this server"),
+                ),
+            ));
+        }
+    }))
+}
+
+fn bad_arguments(kind: OpKind, detail: String) -> Refused {
+    (kind, OpError::new(Code::BadArguments, detail))
+}
+
+fn watcher_type(value: i32) -> Result<WatcherType, Refused> {
+    WatcherType::from_wire(value).ok_or_else(|| {
+        bad_arguments(
+            OpKind::remove_watches,
+            format!("watcher type {value} is not 1 to 5"),
+        )
+    })
+}
+
+/// A create of any opcode: the mode from the flags, checked against the
+/// opcode and the TTL as ZooKeeper's PrepRequestProcessor does (container
+/// mode only by createContainer, TTL modes only by createTTL with a TTL in
+/// range; a TTL given to another mode is refused).
+fn create_op(
+    op: OpCode,
+    path: String,
+    data: Option<Bytes>,
+    acl: Vec<zk::Acl>,
+    flags: i32,
+    ttl: i64,
+) -> Result<Operation, Refused> {
+    let refuse = |detail: String| bad_arguments(OpKind::create, detail);
+    let mode = match zk::CreateMode::from_code(flags) {
+        Some(mode) => mode,
+        None => return Err(refuse(format!("create flags {flags} name no create mode"))),
+    };
+    let ttl_ms = |ttl: i64| {
+        u64::try_from(ttl)
+            .ok()
+            .filter(|ttl| (1..=session_core::MAX_TTL_MS).contains(ttl))
+            .ok_or_else(|| refuse(format!("TTL {ttl} is not 1 to {} ms", session_core::MAX_TTL_MS)))
+    };
+    let is_ttl = matches!(
+        mode,
+        zk::CreateMode::PersistentWithTtl | zk::CreateMode::PersistentSequentialWithTtl
+    );
+    if is_ttl != (op == OpCode::CreateTtl) {
+        return Err(refuse(format!("create mode {mode} cannot be created by {op}")));
+    }
+    if (mode == zk::CreateMode::Container) != (op == OpCode::CreateContainer) {
+        return Err(refuse(format!("create mode {mode} cannot be created by {op}")));
+    }
+    if !is_ttl && ttl >= 0 {
+        return Err(refuse(format!("create mode {mode} takes no TTL, given {ttl}")));
+    }
+    let mode = match mode {
+        zk::CreateMode::Persistent => CreateMode::Persistent,
+        zk::CreateMode::Ephemeral => CreateMode::Ephemeral,
+        zk::CreateMode::PersistentSequential => CreateMode::PersistentSequential,
+        zk::CreateMode::EphemeralSequential => CreateMode::EphemeralSequential,
+        zk::CreateMode::Container => CreateMode::Container,
+        zk::CreateMode::PersistentWithTtl => CreateMode::PersistentWithTtl {
+            ttl_ms: ttl_ms(ttl)?,
+        },
+        zk::CreateMode::PersistentSequentialWithTtl => CreateMode::PersistentSequentialWithTtl {
+            ttl_ms: ttl_ms(ttl)?,
+        },
+    };
+    Ok(Operation::Create {
+        path,
+        // Copied, so a small node does not pin the connection's (possibly
+        // large) read buffer. Null data is stored as empty.
+        data: copied(data),
+        mode,
+        acl: acl_list(acl).map_err(|error| (OpKind::create, error))?,
+    })
+}
+
+/// ZooKeeper's ACL records as the core's. Negative permission bits cannot
+/// be granted: INVALIDACL, as any bits outside ALL are.
+fn acl_list(acl: Vec<zk::Acl>) -> Result<Vec<Acl>, OpError> {
+    acl.into_iter()
+        .map(|entry| {
+            let perms = u32::try_from(entry.perms).map_err(|_| {
+                OpError::new(
+                    Code::InvalidAcl,
+                    format!("ACL permissions {} are negative", entry.perms),
+                )
+            })?;
+            Ok(Acl::new(perms, Id::new(entry.id.scheme, entry.id.id)))
+        })
+        .collect()
+}
+
+fn multi_op(op: zk::MultiOp) -> Result<MultiOp, Refused> {
+    let code = op.op_code();
+    let refuse = |detail: String| bad_arguments(OpKind::multi, detail);
+    let created = |operation: Operation| match operation {
+        Operation::Create {
+            path,
+            data,
+            mode,
+            acl,
+        } => MultiOp::Create {
+            path,
+            data,
+            mode,
+            acl,
+        },
+        _ => unreachable!("create_op makes a create"),
+    };
+    Ok(match op {
+        zk::MultiOp::Create(c) | zk::MultiOp::Create2(c) | zk::MultiOp::CreateContainer(c) => {
+            created(create_op(code, c.path, c.data, c.acl, c.flags, -1).map_err(multi_refusal)?)
+        }
+        zk::MultiOp::CreateTtl(c) => {
+            created(create_op(code, c.path, c.data, c.acl, c.flags, c.ttl).map_err(multi_refusal)?)
+        }
+        zk::MultiOp::Delete(delete) => MultiOp::Delete {
+            path: delete.path,
+            version: expected_version(delete.version),
+        },
+        zk::MultiOp::SetData(set) => MultiOp::SetData {
+            path: set.path,
+            data: copied(set.data),
+            version: expected_version(set.version),
+        },
+        zk::MultiOp::Check(check) => MultiOp::Check {
+            path: check.path,
+            version: expected_version(check.version),
+        },
+        zk::MultiOp::GetData(_) | zk::MultiOp::GetChildren(_) => {
+            return Err(refuse(format!("{code} cannot be part of a multi")));
+        }
+    })
+}
+
+fn multi_refusal((_, error): Refused) -> Refused {
+    (OpKind::multi, error)
 }
 
 /// ZooKeeper's -1 matches any version; any other is compared, so a negative
@@ -526,7 +746,14 @@ fn response(op: OpCode, result: OpResult) -> Result<Response, ErrorCode> {
             path,
             stat: jute_stat(&stat),
         }),
-        OpResult::Delete | OpResult::SetWatches => Response::Empty,
+        OpResult::Delete | OpResult::SetWatches | OpResult::Done | OpResult::Checked
+            if op != OpCode::AddWatch =>
+        {
+            Response::Empty
+        }
+        OpResult::Done | OpResult::Delete | OpResult::SetWatches | OpResult::Checked => {
+            Response::AddWatch(ErrorResponse { err: 0 })
+        }
         OpResult::SetData { stat } => Response::SetData(SetDataResponse {
             stat: jute_stat(&stat),
         }),
@@ -547,7 +774,96 @@ fn response(op: OpCode, result: OpResult) -> Result<Response, ErrorCode> {
             stat: jute_stat(&stat),
         }),
         OpResult::Sync { path } => Response::Sync(SyncResponse { path }),
+        OpResult::GetAcl { acl, stat } => Response::GetAcl(GetAclResponse {
+            acl: acl.into_iter().map(jute_acl).collect(),
+            stat: jute_stat(&stat),
+        }),
+        OpResult::SetAcl { stat } => Response::SetAcl(SetAclResponse {
+            stat: jute_stat(&stat),
+        }),
+        OpResult::GetEphemerals { paths } => {
+            Response::GetEphemerals(GetEphemeralsResponse { ephemerals: paths })
+        }
+        OpResult::CountDescendants { count } => {
+            Response::GetAllChildrenNumber(GetAllChildrenNumberResponse {
+                total_number: i32::try_from(count).unwrap_or(i32::MAX),
+            })
+        }
+        OpResult::WhoAmI { ids } => Response::WhoAmI(WhoAmIResponse {
+            client_info: ids
+                .into_iter()
+                .map(|id| {
+                    // The user a provider names: the address for ip, the
+                    // user before the colon for digest.
+                    let user = match id.scheme.as_str() {
+                        "digest" => id.id.split(':').next().unwrap_or_default().to_owned(),
+                        _ => id.id,
+                    };
+                    ClientInfo {
+                        auth_scheme: id.scheme,
+                        user,
+                    }
+                })
+                .collect(),
+        }),
+        OpResult::Multi { .. } | OpResult::MultiRead { .. } => {
+            error!(%op, "a multi result for a request that is not a multi");
+            return Err(ErrorCode::SystemError);
+        }
     })
+}
+
+/// The body of a multi or multiRead whose operations had the opcodes `ops`.
+fn multi_response(ops: &[OpCode], result: OpResult) -> Result<Response, ErrorCode> {
+    let (OpResult::Multi { results } | OpResult::MultiRead { results }) = result else {
+        error!("a multi answered with a single result");
+        return Err(ErrorCode::SystemError);
+    };
+    let results = results
+        .into_iter()
+        .zip(ops.iter().copied().chain(std::iter::repeat(OpCode::Error)))
+        .map(|(result, op)| match result {
+            Err(code) => MultiResult::Error(ErrorResponse {
+                err: error_code(code).code(),
+            }),
+            Ok(OpResult::Create { path, .. }) if op == OpCode::Create => {
+                MultiResult::Create(CreateResponse { path })
+            }
+            Ok(OpResult::Create { path, stat }) => MultiResult::Create2(Create2Response {
+                path,
+                stat: jute_stat(&stat),
+            }),
+            Ok(OpResult::Delete) => MultiResult::Delete,
+            Ok(OpResult::Checked) => MultiResult::Check,
+            Ok(OpResult::SetData { stat }) => MultiResult::SetData(SetDataResponse {
+                stat: jute_stat(&stat),
+            }),
+            Ok(OpResult::GetData { data, stat }) => MultiResult::GetData(GetDataResponse {
+                data: Some(data),
+                stat: jute_stat(&stat),
+            }),
+            Ok(OpResult::GetChildren { children, .. }) => {
+                MultiResult::GetChildren(GetChildrenResponse { children })
+            }
+            Ok(other) => {
+                error!(?other, "an operation result a multi cannot carry");
+                MultiResult::Error(ErrorResponse {
+                    err: ErrorCode::SystemError.code(),
+                })
+            }
+        })
+        .collect();
+    Ok(Response::Multi(MultiResponse { results }))
+}
+
+fn jute_acl(acl: Acl) -> zk::Acl {
+    zk::Acl {
+        perms: i32::try_from(acl.perms).unwrap_or(i32::MAX),
+        id: zk::Id {
+            scheme: acl.id.scheme,
+            id: acl.id.id,
+        },
+    }
 }
 
 fn jute_stat(stat: &Stat) -> zk::Stat {
@@ -558,8 +874,7 @@ fn jute_stat(stat: &Stat) -> zk::Stat {
         mtime: stat.mtime,
         version: stat.version,
         cversion: stat.cversion,
-        // ACLs are not kept yet: never changed.
-        aversion: 0,
+        aversion: stat.aversion,
         ephemeral_owner: as_jute(stat.ephemeral_owner),
         data_length: i32::try_from(stat.data_length).unwrap_or(i32::MAX),
         num_children: i32::try_from(stat.num_children).unwrap_or(i32::MAX),
@@ -649,6 +964,7 @@ mod tests {
             mtime: stat.mtime,
             version: stat.version,
             cversion: stat.cversion,
+            aversion: stat.aversion,
             ephemeral_owner: from_jute(stat.ephemeral_owner),
             data_length: u32::try_from(stat.data_length).expect("non-negative"),
             num_children: u32::try_from(stat.num_children).expect("non-negative"),
@@ -701,12 +1017,81 @@ mod tests {
                 Response::Empty => match op {
                     Operation::Delete { .. } => OpResult::Delete,
                     Operation::SetWatches { .. } => OpResult::SetWatches,
+                    Operation::AddAuth { .. } => OpResult::Done,
                     other => panic!("no body for {other:?}"),
                 },
+                Response::Multi(multi) => {
+                    let results = multi.results.into_iter().map(neutral_result).collect();
+                    match op {
+                        Operation::MultiRead { .. } => OpResult::MultiRead { results },
+                        _ => OpResult::Multi { results },
+                    }
+                }
+                Response::GetAcl(got) => OpResult::GetAcl {
+                    acl: got
+                        .acl
+                        .into_iter()
+                        .map(|acl| {
+                            Acl::new(
+                                u32::try_from(acl.perms).expect("valid"),
+                                Id::new(acl.id.scheme, acl.id.id),
+                            )
+                        })
+                        .collect(),
+                    stat: core_stat(&got.stat),
+                },
+                Response::GetEphemerals(got) => OpResult::GetEphemerals {
+                    paths: got.ephemerals,
+                },
+                Response::GetAllChildrenNumber(got) => OpResult::CountDescendants {
+                    count: usize::try_from(got.total_number).expect("non-negative"),
+                },
+                Response::WhoAmI(who) => OpResult::WhoAmI {
+                    ids: who
+                        .client_info
+                        .into_iter()
+                        .map(|info| Id::new(info.auth_scheme, info.user))
+                        .collect(),
+                },
+                Response::AddWatch(_) => OpResult::Done,
                 other => panic!("unexpected golden body {other:?}"),
             }),
         };
         Outbound::Reply { xid, zxid, result }
+    }
+
+    /// A multi's result as the connection hands it on.
+    fn neutral_result(result: MultiResult) -> Result<OpResult, Code> {
+        match result {
+            MultiResult::Error(error) => Err(match error.err {
+                0 => Code::Ok,
+                -101 => Code::NoNode,
+                -103 => Code::BadVersion,
+                -2 => Code::RuntimeInconsistency,
+                other => panic!("unexpected golden error {other}"),
+            }),
+            MultiResult::Create(created) => Ok(OpResult::Create {
+                path: created.path,
+                stat: Stat::default(),
+            }),
+            MultiResult::Create2(created) => Ok(OpResult::Create {
+                path: created.path,
+                stat: core_stat(&created.stat),
+            }),
+            MultiResult::Delete => Ok(OpResult::Delete),
+            MultiResult::Check => Ok(OpResult::Checked),
+            MultiResult::SetData(set) => Ok(OpResult::SetData {
+                stat: core_stat(&set.stat),
+            }),
+            MultiResult::GetData(got) => Ok(OpResult::GetData {
+                data: got.data.unwrap_or_default(),
+                stat: core_stat(&got.stat),
+            }),
+            MultiResult::GetChildren(got) => Ok(OpResult::GetChildren {
+                children: got.children,
+                stat: Stat::default(),
+            }),
+        }
     }
 
     #[test]
@@ -726,6 +1111,14 @@ mod tests {
             "set-watches",
             "ping",
             "close-session",
+            "auth",
+            "multi-check-failed",
+            "multi-read",
+            "add-watch",
+            "get-acl",
+            "get-ephemerals",
+            "get-all-children-number",
+            "who-am-i",
         ] {
             let mut frontend = connected();
             let client = golden(&format!("c2s-{name}.bin"));
@@ -748,12 +1141,19 @@ mod tests {
         let mut frontend = connected();
         let inbound = decoded(&mut frontend, &golden("c2s-create-ephemeral.bin"));
         let Inbound::Request {
-            op: Operation::Create { path, data, mode },
+            op:
+                Operation::Create {
+                    path,
+                    data,
+                    mode,
+                    acl,
+                },
             ..
         } = inbound
         else {
             panic!("a create: {inbound:?}");
         };
+        assert_eq!(acl, Acl::open(), "zkCli's default: world:anyone, every permission");
         // zkCli's `create -e` sends null data: stored as empty.
         assert_eq!((path.as_str(), &data[..]), ("/golden/eph", &b""[..]));
         assert_eq!(mode, CreateMode::Ephemeral);
@@ -767,6 +1167,8 @@ mod tests {
                     data,
                     exist,
                     child,
+                    persistent,
+                    recursive,
                 },
         } = inbound
         else {
@@ -779,7 +1181,7 @@ mod tests {
                 vec!["/golden/absent".to_owned()]
             )
         );
-        assert!(child.is_empty());
+        assert!(child.is_empty() && persistent.is_empty() && recursive.is_empty());
 
         let inbound = decoded(&mut frontend, &golden("c2s-set-data.bin"));
         assert!(
@@ -933,60 +1335,115 @@ mod tests {
     }
 
     #[test]
-    fn auth_is_acknowledged_in_order_with_zxid_0() {
+    fn auth_is_answered_in_order_with_zxid_0() {
         let mut frontend = connected();
         let inbound = decoded(&mut frontend, &golden("c2s-auth.bin"));
-        assert!(matches!(inbound, Inbound::Ping), "{inbound:?}");
-        assert_eq!(
-            encoded(&mut frontend, Outbound::Pong { zxid: 42 }),
-            golden("s2c-auth.bin")
-        );
+        let Inbound::Request {
+            xid,
+            op: Operation::AddAuth { scheme, .. },
+        } = inbound
+        else {
+            panic!("an addAuth: {inbound:?}");
+        };
+        // The Rust client numbers its auth like any request (the Java
+        // client uses -4); either way the answer carries it back.
+        assert_eq!(scheme.as_str(), "digest");
+        let reply = Outbound::Reply {
+            xid,
+            zxid: 42,
+            result: Ok(OpResult::Done),
+        };
+        assert_eq!(encoded(&mut frontend, reply), golden("s2c-auth.bin"));
     }
 
     #[test]
-    fn operations_not_implemented_get_unimplemented_and_the_connection_stays() {
+    fn a_create2_in_a_multi_is_answered_with_its_stat_as_zookeeper_3_9_does() {
+        // ZooKeeper 3.8.0 answered it as a plain create (ZOOKEEPER-4026),
+        // which is what the golden reply has; 3.8.2 and 3.9 send type 15.
         let mut frontend = connected();
-        for name in [
-            "multi-check",
-            "multi-read",
-            "add-watch",
-            "get-ephemerals",
-            "get-all-children-number",
-            "who-am-i",
-            "get-acl",
-        ] {
-            let client = golden(&format!("c2s-{name}.bin"));
-            let Inbound::Refused { xid, kind, error } = decoded(&mut frontend, &client) else {
-                panic!("{name}: refused");
-            };
-            assert_eq!((kind, error.code), (OpKind::unknown, Code::Unimplemented));
-            let reply = Outbound::Reply {
-                xid,
-                zxid: 7,
-                result: Err(error),
-            };
-            let mut expected = vec![0, 0, 0, 16];
-            expected.extend_from_slice(&xid.to_be_bytes());
-            expected.extend_from_slice(&7_i64.to_be_bytes());
-            expected.extend_from_slice(&(-6_i32).to_be_bytes());
-            assert_eq!(encoded(&mut frontend, reply), expected, "{name}");
-        }
-        // TTL and container modes are not implemented; unknown flags are bad.
-        for (flags, code) in [
-            (4, Code::Unimplemented),
-            (5, Code::Unimplemented),
-            (7, Code::BadArguments),
-        ] {
-            let create = Request::Create2(CreateRequest {
-                path: "/x".to_owned(),
-                flags,
-                ..CreateRequest::default()
-            });
-            let inbound = decoded(&mut frontend, &request_frame(1, &create));
-            assert!(
-                matches!(&inbound, Inbound::Refused { error, .. } if error.code == code),
-                "flags {flags}: {inbound:?}"
-            );
+        let inbound = decoded(&mut frontend, &golden("c2s-multi-check.bin"));
+        let Inbound::Request {
+            xid,
+            op: Operation::Multi { ops },
+        } = &inbound
+        else {
+            panic!("a multi: {inbound:?}");
+        };
+        assert_eq!(ops.len(), 3);
+        let stat = Stat {
+            czxid: 9,
+            ..Stat::default()
+        };
+        let results = vec![
+            Ok(OpResult::Checked),
+            Ok(OpResult::Create {
+                path: "/rust/m".into(),
+                stat,
+            }),
+            Ok(OpResult::SetData { stat }),
+        ];
+        let reply = Outbound::Reply {
+            xid: *xid,
+            zxid: 9,
+            result: Ok(OpResult::Multi { results }),
+        };
+        let bytes = encoded(&mut frontend, reply);
+        let reply = decode_reply(Bytes::copy_from_slice(&bytes[4..]), |_| Some(OpCode::Multi))
+            .expect("a reply");
+        let Reply::Response {
+            body: Some(Response::Multi(multi)),
+            ..
+        } = reply
+        else {
+            panic!("{reply:?}");
+        };
+        assert!(matches!(multi.results[0], MultiResult::Check));
+        assert!(
+            matches!(&multi.results[1], MultiResult::Create2(created) if created.stat.czxid == 9)
+        );
+        assert!(matches!(multi.results[2], MultiResult::SetData(_)));
+    }
+
+    #[test]
+    fn creates_check_their_mode_against_their_opcode_and_ttl() {
+        let mut frontend = connected();
+        let create = |flags| CreateRequest {
+            path: "/x".to_owned(),
+            flags,
+            ..CreateRequest::default()
+        };
+        let ttl = |flags, ttl| zk::CreateTtlRequest {
+            path: "/x".to_owned(),
+            data: None,
+            acl: vec![zk::Acl::world_anyone(31)],
+            flags,
+            ttl,
+        };
+        let cases = [
+            // Container and TTL modes only by their own opcodes.
+            (Request::Create2(create(4)), Some(Code::BadArguments)),
+            (Request::CreateContainer(create(4)), None),
+            (Request::CreateContainer(create(0)), Some(Code::BadArguments)),
+            (Request::Create2(create(5)), Some(Code::BadArguments)),
+            (Request::CreateTtl(ttl(5, 1_000)), None),
+            (Request::CreateTtl(ttl(6, 1)), None),
+            (Request::CreateTtl(ttl(5, 0)), Some(Code::BadArguments)),
+            (Request::CreateTtl(ttl(5, 0x100_0000_0000)), Some(Code::BadArguments)),
+            (Request::CreateTtl(ttl(0, 1_000)), Some(Code::BadArguments)),
+            (Request::Create2(create(7)), Some(Code::BadArguments)),
+        ];
+        for (request, refused) in cases {
+            let inbound = decoded(&mut frontend, &request_frame(1, &request));
+            match refused {
+                Some(code) => assert!(
+                    matches!(&inbound, Inbound::Refused { error, .. } if error.code == code),
+                    "{request:?}: {inbound:?}"
+                ),
+                None => assert!(
+                    matches!(&inbound, Inbound::Request { op: Operation::Create { .. }, .. }),
+                    "{request:?}: {inbound:?}"
+                ),
+            }
             frontend.pending.clear();
         }
     }
@@ -1030,7 +1487,8 @@ mod tests {
     #[test]
     fn bad_frame_lengths_close_without_a_reply() {
         for (prefix, says) in [
-            (*b"ruok", "four-letter word \"ruok\""),
+            // A four-letter word is the connection's to catch (`command`).
+            (*b"ruok", "frame length 1920298859"),
             ([0xff, 0xff, 0xff, 0xff], "frame length -1"),
             ([0, 0x10, 0, 0], "frame length 1048576"),
         ] {

@@ -53,7 +53,10 @@ use crate::state::{Role, StateMachine};
 /// The layout of data directories this build reads and writes.
 ///
 /// 2: log entries carry tagged transactions (see [`Tagged`]).
-const DATA_FORMAT: u32 = 2;
+/// 3: nodes carry access control lists and kinds (container, TTL); node
+/// transactions carry the ids their permission checks use; multi, setACL
+/// and container deletes.
+const DATA_FORMAT: u32 = 3;
 /// How long a start may take to elect itself and replay the log.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 

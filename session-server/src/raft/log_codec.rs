@@ -42,8 +42,10 @@ use super::TypeConfig;
 /// changes, including the serde layout of [`Txn`].
 ///
 /// Version 2: a normal entry's transactions carry who proposed them
-/// ([`Tagged`](super::Tagged)).
-pub(crate) const FORMAT_VERSION: u8 = 2;
+/// ([`Tagged`](super::Tagged)). Version 3: access control lists, node
+/// kinds, multi, setACL and container deletes in transactions and
+/// snapshots.
+pub(crate) const FORMAT_VERSION: u8 = 3;
 
 /// The bytes after the version in the format marker.
 const MAGIC: [u8; 4] = *b"SSRL";
@@ -530,7 +532,7 @@ mod tests {
         let vote = StoredVote(Vote::new_committed(9, 2));
         assert_eq!(roundtrip(&vote)[0], FORMAT_VERSION);
         assert_eq!(roundtrip(&StoredVote(Vote::new(1, 1)))[17], 0);
-        assert_eq!(roundtrip(&FormatMarker), b"\x02SSRL");
+        assert_eq!(roundtrip(&FormatMarker), b"\x03SSRL");
     }
 
     #[test]

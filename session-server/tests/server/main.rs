@@ -7,6 +7,7 @@ mod support;
 mod admin;
 mod durable;
 mod expiry;
+mod four_letter;
 mod hostile;
 mod lifecycle;
 mod limits;
@@ -15,6 +16,7 @@ mod promises;
 mod replicated;
 mod watches;
 mod zookeeper;
+mod zookeeper_ops;
 // Reads /proc/net/tcp to see how far the server's writes got, and signals
 // the binary with kill(1).
 #[cfg(target_os = "linux")]

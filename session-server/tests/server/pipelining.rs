@@ -97,7 +97,7 @@ fn step(index: usize, model: &mut Model, zxid: &mut u64) -> (request::Op, Expect
 }
 
 fn create(path: &str, data: &Bytes) -> request::Op {
-    request::Op::Create(wire::Create {
+    request::Op::Create(wire::Create { acl: Vec::new(), ttl_ms: 0,
         path: path.to_owned(),
         data: data.clone(),
         kind: NodeKind::Persistent.into(),
@@ -144,6 +144,7 @@ fn op_kind(op: &request::Op) -> OpKind {
         request::Op::GetChildren(_) => OpKind::get_children,
         request::Op::SetWatches(_) => OpKind::set_watches,
         request::Op::Sync(_) => OpKind::sync,
+        other => panic!("the pipelining test sends no {other:?}"),
     }
 }
 

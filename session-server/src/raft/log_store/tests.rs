@@ -66,6 +66,8 @@ fn txn(i: u64) -> Txn {
             path: format!("/node-{i}"),
             data: Bytes::from(vec![i as u8; (i % 40) as usize]),
             mode: CreateMode::Ephemeral,
+            acl: session_core::Acl::open(),
+            auth: Vec::new(),
             time_ms: 1_700_000_000_000 + i as i64,
         }
     }
@@ -638,17 +640,17 @@ fn a_log_of_another_format_version_is_recognised() {
     let record = &bytes[marker.offset as usize..(marker.offset + marker.size) as usize];
     let at = record
         .windows(5)
-        .position(|w| w == b"\x02SSRL")
+        .position(|w| w == b"\x03SSRL")
         .expect("marker bytes");
-    // As a build with format version 3 would have written it.
+    // As a build with format version 4 would have written it.
     let mut changed = bytes.clone();
-    changed[marker.offset as usize + at] = 3;
+    changed[marker.offset as usize + at] = 4;
     fs::write(&marker.file, changed).expect("write");
 
     match LogStore::open(dir.path()).expect_err("must refuse") {
         LogStoreError::IncompatibleFormat { location, reason } => {
             assert_eq!(location, marker.file);
-            assert!(reason.contains("version 3"), "{reason}");
+            assert!(reason.contains("version 4"), "{reason}");
         }
         other => panic!("expected IncompatibleFormat, got {other:?}"),
     }
