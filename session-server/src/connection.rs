@@ -529,6 +529,13 @@ struct Connection<'a, F> {
     auth: Arc<[Id]>,
 }
 
+/// Where an operation goes: a write to the engine, anything else to the
+/// local replica (or the connection itself).
+enum Routed {
+    Write(OpKind, Box<Op>),
+    Other(Operation),
+}
+
 /// A write handed to the engine; its reply waits for it to be applied.
 struct Proposed {
     xid: i32,
@@ -687,9 +694,9 @@ impl<F: Frontend> Connection<'_, F> {
     async fn inbound(&mut self, inbound: Inbound) -> Result<(), End> {
         let started = Instant::now();
         let inbound = match inbound {
-            Inbound::Request { xid, op } => match self.write_op(op) {
-                Ok(write) => return self.propose(xid, write, started).await,
-                Err(op) => Inbound::Request { xid, op },
+            Inbound::Request { xid, op } => match self.route(op) {
+                Routed::Write(kind, op) => return self.propose(xid, (kind, op), started).await,
+                Routed::Other(op) => Inbound::Request { xid, op },
             },
             other => other,
         };
@@ -886,7 +893,7 @@ impl<F: Frontend> Connection<'_, F> {
                     }
                 }
                 self.auth = held.into();
-                Ok(OpResult::Done)
+                Ok(OpResult::Authenticated)
             }
             Err(detail) => {
                 warn!(session = %self.id, remote = %self.remote, scheme, detail,
@@ -897,7 +904,7 @@ impl<F: Frontend> Connection<'_, F> {
     }
 
     /// The write an operation asks for, or the operation back if it reads.
-    fn write_op(&self, op: Operation) -> Result<(OpKind, Box<Op>), Operation> {
+    fn route(&self, op: Operation) -> Routed {
         let session = self.id;
         let kind = op.kind();
         let op = match op {
@@ -935,11 +942,11 @@ impl<F: Frontend> Connection<'_, F> {
                 data,
                 version,
             },
-            read => return Err(read),
+            other => return Routed::Other(other),
         };
         // Boxed: a write waits in `propose` across awaits, and every byte
         // of the connection's future is memory per idle session.
-        Ok((kind, Box::new(op)))
+        Routed::Write(kind, Box::new(op))
     }
 
     /// Prepares a write and hands it to the engine without waiting for it,

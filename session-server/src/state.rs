@@ -438,7 +438,10 @@ impl StateMachine {
             Operation::GetAcl { path } => reader.get_acl(&path),
             Operation::CountDescendants { path } => reader.checked(&path).and_then(|()| {
                 reader.permit(&path, perms::READ)?;
-                let count = reader.tree.descendant_count(&path).map_err(|e| tree_error(&e))?;
+                let count = reader
+                    .tree
+                    .descendant_count(&path)
+                    .map_err(|e| tree_error(&e))?;
                 Ok(OpResult::CountDescendants { count })
             }),
             Operation::GetEphemerals { prefix } => {
@@ -458,23 +461,25 @@ impl StateMachine {
                     WatchKind::Persistent
                 };
                 reader.watch(watches, kind, &path)?;
-                Ok(OpResult::Done)
+                Ok(OpResult::WatchAdded)
             }),
             Operation::RemoveWatches { path, kind } => reader.checked(&path).and_then(|()| {
                 if watches.remove(&path, kind, session) == 0 {
                     return Err(no_watcher(&path, kind));
                 }
-                Ok(OpResult::Done)
+                Ok(OpResult::WatchesRemoved)
             }),
             Operation::CheckWatches { path, kind } => reader.checked(&path).and_then(|()| {
                 if !watches.contains(&path, kind, session) {
                     return Err(no_watcher(&path, kind));
                 }
-                Ok(OpResult::Done)
+                Ok(OpResult::WatchesChecked)
             }),
-            Operation::WhoAmI => Ok(OpResult::WhoAmI {
-                ids: auth.to_vec(),
-            }),
+            Operation::WhoAmI => Ok(OpResult::WhoAmI { ids: auth.to_vec() }),
+            Operation::Sasl => {
+                tracing::info!(%session, "a SASL token: SASL is not supported, nothing authenticated");
+                Ok(OpResult::SaslAnswered)
+            }
             Operation::SetWatches {
                 last_zxid_seen,
                 data,
@@ -527,7 +532,10 @@ impl Reader<'_> {
     /// The tree's reads check syntax only; the limit on length is the
     /// server's, and over it a read is TOO_LARGE, as a write is.
     fn checked(&self, path: &str) -> Result<(), OpError> {
-        self.limits.tree.check_path(path).map_err(|e| tree_error(&e))
+        self.limits
+            .tree
+            .check_path(path)
+            .map_err(|e| tree_error(&e))
     }
 
     /// Refuses when the node exists and its list grants none of `wanted`.
@@ -610,7 +618,9 @@ impl Reader<'_> {
         if count > max_paths {
             return Err(OpError::new(
                 Code::TooManyWatches,
-                format!("set watches names {count} paths, over the limit of {max_paths} per request"),
+                format!(
+                    "set watches names {count} paths, over the limit of {max_paths} per request"
+                ),
             ));
         }
         for (_, path) in paths.iter() {
@@ -628,7 +638,9 @@ impl Reader<'_> {
         if held + new > max {
             return Err(OpError::new(
                 Code::TooManyWatches,
-                format!("session {session} holds {held} watches; {new} more would pass the limit of {max}"),
+                format!(
+                    "session {session} holds {held} watches; {new} more would pass the limit of {max}"
+                ),
             ));
         }
         watches

@@ -427,9 +427,16 @@ impl Environment {
     }
 }
 
-/// A millisecond latency as ZooKeeper prints it (whole milliseconds).
-fn millis(duration: Duration) -> u128 {
+/// A least latency in whole milliseconds, as ZooKeeper prints it: rounded
+/// down, and a greatest one ([`max_millis`]) rounded up, so that the mean,
+/// which has decimals, lies between them as in ZooKeeper's own reports.
+fn min_millis(duration: Duration) -> u128 {
     duration.as_millis()
+}
+
+/// A greatest latency in whole milliseconds, rounded up.
+fn max_millis(duration: Duration) -> u128 {
+    duration.as_micros().div_ceil(1000)
 }
 
 /// A double as Java prints it, for the usual values: `2.0`, `0.1234`.
@@ -468,9 +475,9 @@ fn srvr(stats: &Stats, clients: Option<&[Client]>) -> String {
          Zxid: 0x{:x}\n\
          Mode: {}\n\
          Node count: {}\n",
-        millis(min),
+        min_millis(min),
         java_double(stats.latency.mean_ms()),
-        millis(max),
+        max_millis(max),
         stats.received,
         stats.sent,
         stats.connections,
@@ -532,8 +539,8 @@ fn mntr(stats: &Stats, monitor: &Monitor) -> String {
     line("version", &stats.version);
     line("server_state", &stats.mode);
     line("avg_latency", &java_double(stats.latency.mean_ms()));
-    line("max_latency", &millis(stats.latency.max));
-    line("min_latency", &millis(stats.latency.min));
+    line("max_latency", &max_millis(stats.latency.max));
+    line("min_latency", &min_millis(stats.latency.min));
     line("packets_received", &stats.received);
     line("packets_sent", &stats.sent);
     line("num_alive_connections", &stats.connections);
@@ -737,7 +744,7 @@ mod tests {
         assert_eq!(
             srvr(&stats(), None),
             "Zookeeper version: 3.9.5-compatible session-server 0.1.0\n\
-             Latency min/avg/max: 0/1.25/7\n\
+             Latency min/avg/max: 0/1.25/8\n\
              Received: 42\n\
              Sent: 41\n\
              Connections: 3\n\
@@ -757,7 +764,7 @@ mod tests {
              /127.0.0.1:40000[1](queued=0,recved=0,sent=0)\n \
              /::1:40001[0](queued=0,recved=1,sent=0)\n\
              \n\
-             Latency min/avg/max: 0/1.25/7\n\
+             Latency min/avg/max: 0/1.25/8\n\
              Received: 42\n\
              Sent: 41\n\
              Connections: 3\n\
@@ -795,7 +802,7 @@ mod tests {
             "zk_version\t3.9.5-compatible session-server 0.1.0\n\
              zk_server_state\tstandalone\n\
              zk_avg_latency\t1.25\n\
-             zk_max_latency\t7\n\
+             zk_max_latency\t8\n\
              zk_min_latency\t0\n\
              zk_packets_received\t42\n\
              zk_packets_sent\t41\n\

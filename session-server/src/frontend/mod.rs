@@ -197,6 +197,10 @@ pub(crate) enum Operation {
     },
     /// The ids the connection holds.
     WhoAmI,
+    /// A SASL token: SASL is not supported, and is answered as ZooKeeper
+    /// answers it when no SASL server is configured (an empty success that
+    /// authenticates nothing).
+    Sasl,
 }
 
 /// A read of a [`Operation::MultiRead`].
@@ -229,6 +233,7 @@ impl Operation {
             }
             Operation::AddAuth { .. } => OpKind::auth,
             Operation::WhoAmI => OpKind::who_am_i,
+            Operation::Sasl => OpKind::auth,
         }
     }
 }
@@ -236,28 +241,62 @@ impl Operation {
 /// The result of a successful operation.
 #[derive(Debug)]
 pub(crate) enum OpResult {
-    Create { path: String, stat: Stat },
+    Create {
+        path: String,
+        stat: Stat,
+    },
     Delete,
-    SetData { stat: Stat },
-    GetData { data: Bytes, stat: Stat },
-    Exists { stat: Option<Stat> },
-    GetChildren { children: Vec<String>, stat: Stat },
+    SetData {
+        stat: Stat,
+    },
+    GetData {
+        data: Bytes,
+        stat: Stat,
+    },
+    Exists {
+        stat: Option<Stat>,
+    },
+    GetChildren {
+        children: Vec<String>,
+        stat: Stat,
+    },
     SetWatches,
-    Sync { path: String },
-    GetAcl { acl: Vec<Acl>, stat: Stat },
-    SetAcl { stat: Stat },
+    Sync {
+        path: String,
+    },
+    GetAcl {
+        acl: Vec<Acl>,
+        stat: Stat,
+    },
+    SetAcl {
+        stat: Stat,
+    },
     /// One result per operation; on failure every operation has an error
     /// (`Code::Ok` before the failing one, `Code::RuntimeInconsistency`
     /// after it).
-    Multi { results: Vec<Result<OpResult, Code>> },
-    MultiRead { results: Vec<Result<OpResult, Code>> },
+    Multi {
+        results: Vec<Result<OpResult, Code>>,
+    },
+    MultiRead {
+        results: Vec<Result<OpResult, Code>>,
+    },
     /// The result of a `check` in a multi.
     Checked,
-    GetEphemerals { paths: Vec<String> },
-    CountDescendants { count: usize },
-    /// AddWatch, RemoveWatches, CheckWatches, AddAuth: nothing to say.
-    Done,
-    WhoAmI { ids: Vec<Id> },
+    GetEphemerals {
+        paths: Vec<String>,
+    },
+    CountDescendants {
+        count: usize,
+    },
+    WatchAdded,
+    WatchesRemoved,
+    WatchesChecked,
+    Authenticated,
+    /// The empty answer to a SASL token (SASL is not supported).
+    SaslAnswered,
+    WhoAmI {
+        ids: Vec<Id>,
+    },
 }
 
 /// Why an operation failed (or a connection closes), in the protocol's

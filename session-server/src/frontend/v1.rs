@@ -2,8 +2,6 @@
 //! length, then one `ClientMessage` or `ServerMessage`). Its wire format is
 //! the one `session-client` speaks; this module only translates.
 
-use std::collections::HashMap;
-
 use bytes::{Bytes, BytesMut};
 use prost::Message;
 use session_core::{
@@ -32,41 +30,6 @@ pub(crate) struct V1 {
     codec: ServerCodec,
     max_frame: usize,
     server_id: u32,
-    /// The requests in flight whose success is [`OpResult::Done`], by xid:
-    /// the neutral result does not say which of v1's empty results to send.
-    /// An entry lives until its reply, and every request gets one.
-    done: HashMap<i32, Done>,
-}
-
-/// Which empty result answers a request whose neutral result is
-/// [`OpResult::Done`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Done {
-    AddWatch,
-    RemoveWatches,
-    CheckWatches,
-    AddAuth,
-}
-
-impl Done {
-    fn of(op: &Operation) -> Option<Done> {
-        match op {
-            Operation::AddWatch { .. } => Some(Done::AddWatch),
-            Operation::RemoveWatches { .. } => Some(Done::RemoveWatches),
-            Operation::CheckWatches { .. } => Some(Done::CheckWatches),
-            Operation::AddAuth { .. } => Some(Done::AddAuth),
-            _ => None,
-        }
-    }
-
-    fn result(self) -> reply::Result {
-        match self {
-            Done::AddWatch => reply::Result::AddWatch(wire::AddWatchResult {}),
-            Done::RemoveWatches => reply::Result::RemoveWatches(wire::RemoveWatchesResult {}),
-            Done::CheckWatches => reply::Result::CheckWatches(wire::CheckWatchesResult {}),
-            Done::AddAuth => reply::Result::AddAuth(wire::AddAuthResult {}),
-        }
-    }
 }
 
 impl V1 {
@@ -76,7 +39,6 @@ impl V1 {
             codec: ServerCodec::with_max_frame_len(max),
             max_frame: max_frame_bytes,
             server_id,
-            done: HashMap::new(),
         }
     }
 
@@ -195,22 +157,7 @@ impl Frontend for V1 {
         match message.kind {
             Some(client_message::Kind::Ping(_)) => Ok(Some(Inbound::Ping)),
             Some(client_message::Kind::CloseSession(_)) => Ok(Some(Inbound::Close)),
-            Some(client_message::Kind::Request(request)) => {
-                let inbound = inbound_request(request);
-                if let Inbound::Request { xid, op } = &inbound {
-                    match Done::of(op) {
-                        Some(done) => {
-                            self.done.insert(*xid, done);
-                        }
-                        // A reused xid must not inherit an earlier request's
-                        // kind of result.
-                        None => {
-                            self.done.remove(xid);
-                        }
-                    }
-                }
-                Ok(Some(inbound))
-            }
+            Some(client_message::Kind::Request(request)) => Ok(Some(inbound_request(request))),
             Some(client_message::Kind::Handshake(_)) | None => Err(disconnect(
                 Code::BadArguments,
                 CloseReason::protocol_violation,
@@ -247,12 +194,11 @@ impl Frontend for V1 {
             Outbound::Pong { .. } => Pong {}.into(),
             Outbound::CloseAck { .. } => CloseAck {}.into(),
             Outbound::Reply { xid, zxid, result } => {
-                let done = self.done.remove(&xid);
                 let reply = Reply {
                     xid,
                     zxid,
                     result: Some(match result {
-                        Ok(result) => op_result(xid, result, done),
+                        Ok(result) => op_result(xid, result),
                         Err(error) => reply::Result::Error(op_error(error)),
                     }),
                 };
@@ -563,9 +509,8 @@ fn op_kind(op: &request::Op) -> OpKind {
     }
 }
 
-/// The reply to a successful request; `done` says which empty result an
-/// [`OpResult::Done`] stands for.
-fn op_result(xid: i32, result: OpResult, done: Option<Done>) -> reply::Result {
+/// The reply to a successful request.
+fn op_result(xid: i32, result: OpResult) -> reply::Result {
     match result {
         OpResult::Create { path, stat } => reply::Result::Create(wire::CreateResult {
             path,
@@ -614,10 +559,11 @@ fn op_result(xid: i32, result: OpResult, done: Option<Done>) -> reply::Result {
         OpResult::WhoAmI { ids } => reply::Result::WhoAmI(wire::WhoAmIResult {
             ids: ids.into_iter().map(wire_id).collect(),
         }),
-        OpResult::Done => match done {
-            Some(done) => done.result(),
-            None => misplaced(xid, "an empty result"),
-        },
+        OpResult::WatchAdded => reply::Result::AddWatch(wire::AddWatchResult {}),
+        OpResult::WatchesRemoved => reply::Result::RemoveWatches(wire::RemoveWatchesResult {}),
+        OpResult::WatchesChecked => reply::Result::CheckWatches(wire::CheckWatchesResult {}),
+        OpResult::Authenticated => reply::Result::AddAuth(wire::AddAuthResult {}),
+        OpResult::SaslAnswered => misplaced(xid, "a SASL answer (v1 has no SASL)"),
         OpResult::Checked => misplaced(xid, "a check's result outside a multi"),
     }
 }
@@ -1164,86 +1110,32 @@ mod tests {
     #[test]
     fn empty_results_answer_with_the_result_of_their_request() {
         let mut frontend = frontend();
-        let requests = [
+        for (result, expected) in [
             (
-                1,
-                request::Op::AddWatch(wire::AddWatch {
-                    path: "/w".to_owned(),
-                    recursive: false,
-                }),
+                OpResult::WatchAdded,
+                reply::Result::AddWatch(wire::AddWatchResult {}),
             ),
             (
-                2,
-                request::Op::RemoveWatches(wire::RemoveWatches {
-                    path: "/w".to_owned(),
-                    watcher_type: 3,
-                }),
+                OpResult::WatchesRemoved,
+                reply::Result::RemoveWatches(wire::RemoveWatchesResult {}),
             ),
             (
-                3,
-                request::Op::CheckWatches(wire::CheckWatches {
-                    path: "/w".to_owned(),
-                    watcher_type: 4,
-                }),
+                OpResult::WatchesChecked,
+                reply::Result::CheckWatches(wire::CheckWatchesResult {}),
             ),
             (
-                4,
-                request::Op::AddAuth(wire::AddAuth {
-                    scheme: "digest".to_owned(),
-                    credential: Bytes::from_static(b"a:b"),
-                }),
+                OpResult::Authenticated,
+                reply::Result::AddAuth(wire::AddAuthResult {}),
             ),
-        ];
-        for (xid, op) in requests {
-            decoded(&mut frontend, xid, op);
+        ] {
+            assert_eq!(reply_to(&mut frontend, 1, Ok(result)), expected);
         }
-        // Answered out of order on purpose: the xid decides.
-        assert_eq!(
-            reply_to(&mut frontend, 3, Ok(OpResult::Done)),
-            reply::Result::CheckWatches(wire::CheckWatchesResult {})
-        );
-        assert_eq!(
-            reply_to(&mut frontend, 1, Ok(OpResult::Done)),
-            reply::Result::AddWatch(wire::AddWatchResult {})
-        );
-        assert_eq!(
-            reply_to(&mut frontend, 4, Ok(OpResult::Done)),
-            reply::Result::AddAuth(wire::AddAuthResult {})
-        );
-        let refused = reply_to(
-            &mut frontend,
-            2,
-            Err(OpError::new(Code::NoWatcher, "no watch on /w")),
-        );
-        assert_eq!(
-            refused,
-            reply::Result::Error(wire::OpError {
-                code: ErrorCode::NoWatcher.into(),
-                detail: "no watch on /w".to_owned(),
-            })
-        );
-        assert!(frontend.done.is_empty(), "every entry goes with its reply");
-
-        // A Done nobody asked for is the server's bug, said as one.
-        let stray = reply_to(&mut frontend, 2, Ok(OpResult::Done));
+        // A SASL answer on v1 is the server's bug, said as one.
+        let stray = reply_to(&mut frontend, 2, Ok(OpResult::SaslAnswered));
         assert!(
             matches!(&stray, reply::Result::Error(error) if error.code() == ErrorCode::SystemError),
             "{stray:?}"
         );
-        // A reused xid does not inherit the kind of result.
-        decoded(
-            &mut frontend,
-            5,
-            request::Op::AddAuth(wire::AddAuth::default()),
-        );
-        decoded(
-            &mut frontend,
-            5,
-            request::Op::Sync(wire::Sync {
-                path: "/".to_owned(),
-            }),
-        );
-        assert!(frontend.done.is_empty());
     }
 
     #[test]

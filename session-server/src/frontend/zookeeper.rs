@@ -36,7 +36,7 @@ use session_wire::zookeeper::{
     GetAllChildrenNumberResponse, GetChildren2Response, GetChildrenResponse, GetDataResponse,
     GetEphemeralsResponse, JUTE_MAX_BUFFER, JuteRecord, KeeperState, MultiResponse, MultiResult,
     OpCode, ReplyHeader, Request, RequestError, RequestHeader, Response, SetAclResponse,
-    SetDataResponse, SyncResponse, WatcherEvent, WhoAmIResponse, encode_frame,
+    SetDataResponse, SetSaslResponse, SyncResponse, WatcherEvent, WhoAmIResponse, encode_frame,
     encode_notification, encode_reply,
 };
 use tracing::{debug, error, info, warn};
@@ -175,7 +175,7 @@ impl ZooKeeper {
         };
         // Auth replies carry zxid 0 (ZooKeeper answers them outside its
         // pipeline).
-        let zxid = if answer == Answer::To(OpCode::Auth) {
+        let zxid = if answer == Answer::To(OpCode::Auth) || answer == Answer::To(OpCode::Sasl) {
             0
         } else {
             as_jute(zxid)
@@ -220,7 +220,6 @@ impl ZooKeeper {
         }
         error_code(error.code)
     }
-
 
     fn connect_response(&self, time_out: i32, session_id: i64, passwd: Bytes) -> ConnectResponse {
         ConnectResponse {
@@ -578,6 +577,7 @@ fn operation(request: Request) -> Result<Option<Operation>, Refused> {
             path: check.path,
         },
         Request::WhoAmI => Operation::WhoAmI,
+        Request::Sasl(_) => Operation::Sasl,
         _ => {
             return Err((
                 OpKind::unknown,
@@ -624,20 +624,31 @@ fn create_op(
         u64::try_from(ttl)
             .ok()
             .filter(|ttl| (1..=session_core::MAX_TTL_MS).contains(ttl))
-            .ok_or_else(|| refuse(format!("TTL {ttl} is not 1 to {} ms", session_core::MAX_TTL_MS)))
+            .ok_or_else(|| {
+                refuse(format!(
+                    "TTL {ttl} is not 1 to {} ms",
+                    session_core::MAX_TTL_MS
+                ))
+            })
     };
     let is_ttl = matches!(
         mode,
         zk::CreateMode::PersistentWithTtl | zk::CreateMode::PersistentSequentialWithTtl
     );
     if is_ttl != (op == OpCode::CreateTtl) {
-        return Err(refuse(format!("create mode {mode} cannot be created by {op}")));
+        return Err(refuse(format!(
+            "create mode {mode} cannot be created by {op}"
+        )));
     }
     if (mode == zk::CreateMode::Container) != (op == OpCode::CreateContainer) {
-        return Err(refuse(format!("create mode {mode} cannot be created by {op}")));
+        return Err(refuse(format!(
+            "create mode {mode} cannot be created by {op}"
+        )));
     }
     if !is_ttl && ttl >= 0 {
-        return Err(refuse(format!("create mode {mode} takes no TTL, given {ttl}")));
+        return Err(refuse(format!(
+            "create mode {mode} takes no TTL, given {ttl}"
+        )));
     }
     let mode = match mode {
         zk::CreateMode::Persistent => CreateMode::Persistent,
@@ -746,14 +757,17 @@ fn response(op: OpCode, result: OpResult) -> Result<Response, ErrorCode> {
             path,
             stat: jute_stat(&stat),
         }),
-        OpResult::Delete | OpResult::SetWatches | OpResult::Done | OpResult::Checked
-            if op != OpCode::AddWatch =>
-        {
-            Response::Empty
-        }
-        OpResult::Done | OpResult::Delete | OpResult::SetWatches | OpResult::Checked => {
-            Response::AddWatch(ErrorResponse { err: 0 })
-        }
+        // ZooKeeper without a SASL server answers a token with an empty
+        // success (its NullPointerException path).
+        OpResult::SaslAnswered => Response::Sasl(SetSaslResponse { token: None }),
+        // addWatch answers an ErrorResponse of 0 (4 bytes).
+        OpResult::WatchAdded => Response::AddWatch(ErrorResponse { err: 0 }),
+        OpResult::Delete
+        | OpResult::SetWatches
+        | OpResult::Checked
+        | OpResult::WatchesRemoved
+        | OpResult::WatchesChecked
+        | OpResult::Authenticated => Response::Empty,
         OpResult::SetData { stat } => Response::SetData(SetDataResponse {
             stat: jute_stat(&stat),
         }),
@@ -1017,7 +1031,7 @@ mod tests {
                 Response::Empty => match op {
                     Operation::Delete { .. } => OpResult::Delete,
                     Operation::SetWatches { .. } => OpResult::SetWatches,
-                    Operation::AddAuth { .. } => OpResult::Done,
+                    Operation::AddAuth { .. } => OpResult::Authenticated,
                     other => panic!("no body for {other:?}"),
                 },
                 Response::Multi(multi) => {
@@ -1053,7 +1067,7 @@ mod tests {
                         .map(|info| Id::new(info.auth_scheme, info.user))
                         .collect(),
                 },
-                Response::AddWatch(_) => OpResult::Done,
+                Response::AddWatch(_) => OpResult::WatchAdded,
                 other => panic!("unexpected golden body {other:?}"),
             }),
         };
@@ -1153,7 +1167,11 @@ mod tests {
         else {
             panic!("a create: {inbound:?}");
         };
-        assert_eq!(acl, Acl::open(), "zkCli's default: world:anyone, every permission");
+        assert_eq!(
+            acl,
+            Acl::open(),
+            "zkCli's default: world:anyone, every permission"
+        );
         // zkCli's `create -e` sends null data: stored as empty.
         assert_eq!((path.as_str(), &data[..]), ("/golden/eph", &b""[..]));
         assert_eq!(mode, CreateMode::Ephemeral);
@@ -1351,7 +1369,7 @@ mod tests {
         let reply = Outbound::Reply {
             xid,
             zxid: 42,
-            result: Ok(OpResult::Done),
+            result: Ok(OpResult::Authenticated),
         };
         assert_eq!(encoded(&mut frontend, reply), golden("s2c-auth.bin"));
     }
@@ -1423,12 +1441,18 @@ mod tests {
             // Container and TTL modes only by their own opcodes.
             (Request::Create2(create(4)), Some(Code::BadArguments)),
             (Request::CreateContainer(create(4)), None),
-            (Request::CreateContainer(create(0)), Some(Code::BadArguments)),
+            (
+                Request::CreateContainer(create(0)),
+                Some(Code::BadArguments),
+            ),
             (Request::Create2(create(5)), Some(Code::BadArguments)),
             (Request::CreateTtl(ttl(5, 1_000)), None),
             (Request::CreateTtl(ttl(6, 1)), None),
             (Request::CreateTtl(ttl(5, 0)), Some(Code::BadArguments)),
-            (Request::CreateTtl(ttl(5, 0x100_0000_0000)), Some(Code::BadArguments)),
+            (
+                Request::CreateTtl(ttl(5, 0x100_0000_0000)),
+                Some(Code::BadArguments),
+            ),
             (Request::CreateTtl(ttl(0, 1_000)), Some(Code::BadArguments)),
             (Request::Create2(create(7)), Some(Code::BadArguments)),
         ];
@@ -1440,7 +1464,13 @@ mod tests {
                     "{request:?}: {inbound:?}"
                 ),
                 None => assert!(
-                    matches!(&inbound, Inbound::Request { op: Operation::Create { .. }, .. }),
+                    matches!(
+                        &inbound,
+                        Inbound::Request {
+                            op: Operation::Create { .. },
+                            ..
+                        }
+                    ),
                     "{request:?}: {inbound:?}"
                 ),
             }

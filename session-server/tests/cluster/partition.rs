@@ -331,7 +331,9 @@ async fn write_through(raw: &mut Raw, path: &str, within: Duration) -> WriteOutc
     let sent = Instant::now();
     let request = ClientMessage::from(wire::Request {
         xid: 7_000 + i32::try_from(path.len()).unwrap_or(0),
-        op: Some(request::Op::Create(wire::Create { acl: Vec::new(), ttl_ms: 0,
+        op: Some(request::Op::Create(wire::Create {
+            acl: Vec::new(),
+            ttl_ms: 0,
             path: path.to_owned(),
             data: bytes::Bytes::new(),
             kind: NodeKind::Persistent.into(),

@@ -527,7 +527,9 @@ async fn stats(node: &Node) -> StatsResponse {
 // Clients.
 
 fn create_op(path: &str, data: &[u8], kind: NodeKind, sequential: bool) -> request::Op {
-    request::Op::Create(wire::Create { acl: Vec::new(), ttl_ms: 0,
+    request::Op::Create(wire::Create {
+        acl: Vec::new(),
+        ttl_ms: 0,
         path: path.to_owned(),
         data: Bytes::copy_from_slice(data),
         kind: kind.into(),
@@ -1625,7 +1627,9 @@ async fn a_change_the_watcher_never_read_fires_at_once_on_set_watches_after_a_re
     let (mut watcher, reply) = reattach_at(node.addr, &watcher_session, seen).await;
     assert!(granted(reply).reattached);
     let set_watches = |last_zxid_seen| {
-        request::Op::SetWatches(wire::SetWatches { persistent_paths: Vec::new(), persistent_recursive_paths: Vec::new(),
+        request::Op::SetWatches(wire::SetWatches {
+            persistent_paths: Vec::new(),
+            persistent_recursive_paths: Vec::new(),
             last_zxid_seen,
             data_paths: vec!["/cfg".to_owned()],
             exist_paths: vec!["/later".to_owned()],
@@ -1658,7 +1662,9 @@ async fn a_change_the_watcher_never_read_fires_at_once_on_set_watches_after_a_re
     // node created no longer holds one.)
     let (mut caught_up, reply) = reattach_at(node.addr, &caught_up_session, caught_up_zxid).await;
     assert!(granted(reply).reattached);
-    let op = request::Op::SetWatches(wire::SetWatches { persistent_paths: Vec::new(), persistent_recursive_paths: Vec::new(),
+    let op = request::Op::SetWatches(wire::SetWatches {
+        persistent_paths: Vec::new(),
+        persistent_recursive_paths: Vec::new(),
         last_zxid_seen: caught_up_zxid,
         data_paths: vec!["/cfg".to_owned()],
         exist_paths: vec![],

@@ -10,7 +10,9 @@ use crate::support::{self, Raw, code, granted};
 
 fn set_watches(last_zxid_seen: u64, data: &[&str], exist: &[&str], child: &[&str]) -> request::Op {
     let owned = |paths: &[&str]| paths.iter().map(|path| (*path).to_owned()).collect();
-    request::Op::SetWatches(wire::SetWatches { persistent_paths: Vec::new(), persistent_recursive_paths: Vec::new(),
+    request::Op::SetWatches(wire::SetWatches {
+        persistent_paths: Vec::new(),
+        persistent_recursive_paths: Vec::new(),
         last_zxid_seen,
         data_paths: owned(data),
         exist_paths: owned(exist),

@@ -97,7 +97,9 @@ fn step(index: usize, model: &mut Model, zxid: &mut u64) -> (request::Op, Expect
 }
 
 fn create(path: &str, data: &Bytes) -> request::Op {
-    request::Op::Create(wire::Create { acl: Vec::new(), ttl_ms: 0,
+    request::Op::Create(wire::Create {
+        acl: Vec::new(),
+        ttl_ms: 0,
         path: path.to_owned(),
         data: data.clone(),
         kind: NodeKind::Persistent.into(),

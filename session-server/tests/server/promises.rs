@@ -403,7 +403,9 @@ async fn a_reply_of_the_largest_size_a_frame_allows_is_sent_or_refused_never_dro
     const XID: i32 = 1000;
     let target = MAX_FRAME - session_wire::LENGTH_PREFIX_LEN;
     let mut len = target - 100;
-    let create = request::Op::Create(wire::Create { acl: Vec::new(), ttl_ms: 0,
+    let create = request::Op::Create(wire::Create {
+        acl: Vec::new(),
+        ttl_ms: 0,
         path: "/edge".to_owned(),
         data: Bytes::from(vec![1; len]),
         kind: NodeKind::Persistent.into(),

@@ -195,7 +195,9 @@ impl Raw {
         kind: NodeKind,
         sequential: bool,
     ) -> Result<String, wire::OpError> {
-        let op = request::Op::Create(wire::Create { acl: Vec::new(), ttl_ms: 0,
+        let op = request::Op::Create(wire::Create {
+            acl: Vec::new(),
+            ttl_ms: 0,
             path: path.to_owned(),
             data: Bytes::copy_from_slice(data),
             kind: kind.into(),

@@ -115,7 +115,9 @@ async fn set_watches_after_reattach_fires_what_changed_meanwhile() {
 
     let (mut second, reply) = Raw::reattach(addr, &session).await;
     assert!(granted(reply).reattached);
-    let op = request::Op::SetWatches(wire::SetWatches { persistent_paths: Vec::new(), persistent_recursive_paths: Vec::new(),
+    let op = request::Op::SetWatches(wire::SetWatches {
+        persistent_paths: Vec::new(),
+        persistent_recursive_paths: Vec::new(),
         last_zxid_seen: last_zxid,
         data_paths: vec!["/cfg".to_owned()],
         exist_paths: vec!["/absent".to_owned()],
@@ -176,7 +178,9 @@ async fn namespace_errors_reach_the_client_typed() {
         code(raw.create("/a//b", b"", NodeKind::Persistent).await),
         Some(ErrorCode::InvalidPath)
     );
-    let unset = request::Op::Create(wire::Create { acl: Vec::new(), ttl_ms: 0,
+    let unset = request::Op::Create(wire::Create {
+        acl: Vec::new(),
+        ttl_ms: 0,
         path: "/k".to_owned(),
         data: Bytes::new(),
         kind: NodeKind::Unspecified.into(),

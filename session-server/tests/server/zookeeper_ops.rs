@@ -24,11 +24,11 @@ async fn connect(server: &Server) -> zk::Client {
     connect_with(server, zk::Client::connector()).await
 }
 
-async fn connect_with(server: &Server, mut connector: zk::Connector) -> zk::Client {
+async fn connect_with(server: &Server, connector: zk::Connector) -> zk::Client {
     let addr = server
         .zookeeper_addr()
         .expect("the ZooKeeper listener is on");
-    connector.session_timeout(Duration::from_secs(2));
+    let connector = connector.with_session_timeout(Duration::from_secs(2));
     within("connect", connector.connect(&addr.to_string()))
         .await
         .expect("a session")
