@@ -1,6 +1,7 @@
-//! One client API over both servers: `session-client` for ours, the
-//! `zookeeper-client` crate for ZooKeeper. Each scenario is written once
-//! against [`BenchClient`].
+//! One client API over both protocols: `session-client` for ours in v1, the
+//! `zookeeper-client` crate for ZooKeeper and for ours through its
+//! ZooKeeper listener. Each scenario is written once against
+//! [`BenchClient`].
 
 use std::fmt;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use session_client::{Client as OurClient, CreateMode, State};
 use tokio::sync::watch;
 use zookeeper_client as zk;
 
-use crate::Target;
+use crate::{Protocol, Target};
 
 /// What went wrong talking to either server, as text.
 pub(crate) type BenchError = Box<dyn std::error::Error + Send + Sync>;
@@ -19,7 +20,8 @@ pub(crate) type BenchError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) enum BenchClient {
     /// A `session-client` session on session-server.
     Ours(OurClient),
-    /// A `zookeeper-client` session on ZooKeeper.
+    /// A `zookeeper-client` session on ZooKeeper or on session-server's
+    /// ZooKeeper listener.
     Zk(zk::Client),
 }
 
@@ -106,8 +108,8 @@ impl BenchClient {
         addr: &str,
         timeout: Duration,
     ) -> Result<BenchClient, BenchError> {
-        match target {
-            Target::Ours => {
+        match target.protocol() {
+            Protocol::V1 => {
                 let client = OurClient::builder()
                     .servers(addr)
                     .session_timeout(timeout)
@@ -115,7 +117,7 @@ impl BenchClient {
                     .await?;
                 Ok(BenchClient::Ours(client))
             }
-            Target::Zk => {
+            Protocol::Zk => {
                 let client = zk::Client::connector()
                     .with_session_timeout(timeout)
                     .connect(addr)

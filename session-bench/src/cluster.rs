@@ -1,5 +1,6 @@
 //! Which server of a cluster leads. session-server says over admin gRPC
-//! (`ClusterStatus`: its own node id and the leader's); a ZooKeeper server
+//! (`ClusterStatus`: its own node id and the leader's), whichever protocol
+//! the scenario speaks to it (`ours` or `ours-zk`); a ZooKeeper server
 //! answers the four-letter word `srvr` (`Mode: leader` or `Mode: follower`,
 //! so the ensemble must whitelist `srvr`). The servers agree when exactly
 //! one of those asked leads and every other one follows it; with
@@ -31,8 +32,8 @@ const PROBE_EVERY: Duration = Duration::from_millis(20);
 pub(crate) struct LeaderArgs {
     #[command(flatten)]
     endpoint: Endpoint,
-    /// session-server: each server's admin gRPC address (host:port),
-    /// comma-separated, in the order of `--addr`.
+    /// session-server (`ours`, `ours-zk`): each server's admin gRPC
+    /// address (host:port), comma-separated, in the order of `--addr`.
     #[arg(long, value_delimiter = ',')]
     admin: Vec<String>,
     /// Give up after this many seconds.
@@ -98,7 +99,7 @@ impl Cluster {
     /// address per server, in the same order.
     pub(crate) fn new(endpoint: &Endpoint, admins: &[String]) -> Result<Cluster, BenchError> {
         let clients = endpoint.addresses();
-        if endpoint.target == Target::Ours && admins.len() != clients.len() {
+        if endpoint.target.is_session_server() && admins.len() != clients.len() {
             return Err(format!(
                 "{} servers in --addr but {} --admin addresses",
                 clients.len(),
@@ -184,9 +185,10 @@ impl Cluster {
         };
         let all_follow = answered.iter().all(|(_, report)| {
             report.leads
-                || match self.target {
-                    Target::Ours => report.follows == Some(leader.node),
-                    Target::Zk => report.follows.is_some(),
+                || if self.target.is_session_server() {
+                    report.follows == Some(leader.node)
+                } else {
+                    report.follows.is_some()
                 }
         });
         let agreed = all_follow.then_some(Leader {
@@ -202,9 +204,10 @@ impl Cluster {
     /// Asks the server at place `index`, within [`PROBE_LIMIT`].
     async fn report(&self, index: usize) -> Result<Report, BenchError> {
         let asked = async {
-            match self.target {
-                Target::Ours => ours_report(&self.admins[index]).await,
-                Target::Zk => zookeeper_report(&self.clients[index], index).await,
+            if self.target.is_session_server() {
+                ours_report(&self.admins[index]).await
+            } else {
+                zookeeper_report(&self.clients[index], index).await
             }
         };
         tokio::time::timeout(PROBE_LIMIT, asked)

@@ -1,5 +1,6 @@
 //! The load generator behind `cargo xtask bench`: each subcommand runs one
-//! scenario against one server (session-server or ZooKeeper) and prints one
+//! scenario against one server (session-server in its own v1 protocol,
+//! session-server's ZooKeeper listener, or ZooKeeper) and prints one
 //! `RESULT key=value ...` line on stdout for xtask to tabulate. Progress and
 //! problems go to stderr.
 //!
@@ -26,22 +27,50 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Which server a scenario runs against.
+/// Which server a scenario runs against, and in which protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Target {
-    /// session-server, through session-client (or the lean raw client).
+    /// session-server's v1 listener, through session-client (or the lean
+    /// raw client).
     Ours,
+    /// session-server's ZooKeeper listener (`--zk-listen`), through the
+    /// zookeeper-client crate: exactly the load ZooKeeper gets.
+    OursZk,
     /// ZooKeeper, through the zookeeper-client crate.
     Zk,
 }
 
+/// The protocol, and so the client code, a scenario uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// session-server's v1 protocol: session-client or raw frames.
+    V1,
+    /// ZooKeeper's protocol (jute): the zookeeper-client crate.
+    Zk,
+}
+
 impl Target {
-    /// The name used in RESULT lines.
+    /// The name used in RESULT lines (and by `--target`).
     pub(crate) fn name(self) -> &'static str {
         match self {
             Target::Ours => "ours",
+            Target::OursZk => "ours-zk",
             Target::Zk => "zk",
         }
+    }
+
+    /// The protocol spoken to the server.
+    pub(crate) fn protocol(self) -> Protocol {
+        match self {
+            Target::Ours => Protocol::V1,
+            Target::OursZk | Target::Zk => Protocol::Zk,
+        }
+    }
+
+    /// Whether the server is session-server (in either protocol), which
+    /// has an admin gRPC listener; otherwise it is ZooKeeper.
+    pub(crate) fn is_session_server(self) -> bool {
+        matches!(self, Target::Ours | Target::OursZk)
     }
 }
 

@@ -4,9 +4,10 @@
 //! the same persistent node, created first. On session-server the session is
 //! a lean raw `session-wire` connection split into a writer task, which keeps
 //! W requests outstanding, and a reader, which matches each reply to the
-//! oldest request in flight. On ZooKeeper it is one `zookeeper-client`
-//! session with W request futures outstanding (`buffered(W)`); its client
-//! writes them down the one connection as they are issued.
+//! oldest request in flight. On ZooKeeper, and on session-server's ZooKeeper
+//! listener, it is one `zookeeper-client` session with W request futures
+//! outstanding (`buffered(W)`); its client writes them down the one
+//! connection as they are issued.
 //!
 //! Two checks that the server answered in request order, on top of the
 //! replies themselves: on ours every reply must carry the xid of the oldest
@@ -34,7 +35,7 @@ use tokio_util::codec::FramedWrite;
 use zookeeper_client as zk;
 
 use crate::Endpoint;
-use crate::Target;
+use crate::Protocol;
 use crate::client::BenchError;
 use crate::raw::RawSession;
 use crate::scenarios::{progress, quantile, result};
@@ -63,10 +64,10 @@ pub(crate) async fn pipelined(
     }
     let window = window.clamp(1, Semaphore::MAX_PERMITS);
     let run = async {
-        match endpoint.target {
+        match endpoint.target.protocol() {
             // The raw session talks to one server: a cluster's first.
-            Target::Ours => ours(&endpoint.address_for(0), requests, window).await,
-            Target::Zk => zookeeper(&endpoint.addr, requests, window).await,
+            Protocol::V1 => ours(&endpoint.address_for(0), requests, window).await,
+            Protocol::Zk => zookeeper(&endpoint.addr, requests, window).await,
         }
     };
     let (mut tally, elapsed) = tokio::time::timeout(RUN_LIMIT, run)
@@ -196,6 +197,9 @@ async fn ours(addr: &str, requests: u64, window: usize) -> Result<(Tally, Durati
         data: Bytes::from_static(&PAYLOAD),
         kind: NodeKind::Persistent.into(),
         sequential: false,
+        // Open to anyone, as every node before ACLs; not a TTL node.
+        acl: Vec::new(),
+        ttl_ms: 0,
     });
     match session.call(create).await? {
         Some(reply::Result::Create(_)) => {}

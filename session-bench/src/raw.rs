@@ -98,6 +98,9 @@ impl RawSession {
             data: bytes::Bytes::new(),
             kind: NodeKind::Ephemeral.into(),
             sequential: false,
+            // Open to anyone, as every node before ACLs; not a TTL node.
+            acl: Vec::new(),
+            ttl_ms: 0,
         });
         match self.call(op).await? {
             Some(reply::Result::Create(_)) => Ok(()),

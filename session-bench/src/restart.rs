@@ -521,6 +521,9 @@ fn create_op(path: String) -> request::Op {
         data: Bytes::from_static(&NODE_DATA),
         kind: NodeKind::Persistent.into(),
         sequential: false,
+        // Open to anyone, as every node before ACLs; not a TTL node.
+        acl: Vec::new(),
+        ttl_ms: 0,
     })
 }
 

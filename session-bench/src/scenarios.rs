@@ -16,7 +16,7 @@ use crate::client::{BenchClient, BenchError, Liveness};
 use crate::proxy::Proxy;
 use crate::raw::RawSession;
 use crate::sys;
-use crate::{Command, Endpoint, Target};
+use crate::{Command, Endpoint, Protocol, Target};
 
 /// Parallelism when opening many sessions for the scenarios that are not
 /// about establishment.
@@ -199,8 +199,9 @@ impl Held {
     }
 }
 
-/// Opens and keeps alive `count` sessions: lean raw sessions on ours,
-/// zookeeper-client sessions on ZooKeeper.
+/// Opens and keeps alive `count` sessions: lean raw sessions in v1,
+/// zookeeper-client sessions in ZooKeeper's protocol (ZooKeeper, or ours
+/// through its ZooKeeper listener).
 async fn hold_sessions(
     endpoint: &Endpoint,
     count: usize,
@@ -209,8 +210,8 @@ async fn hold_sessions(
     let stop = Arc::new(Notify::new());
     let lost = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
-    match endpoint.target {
-        Target::Ours => {
+    match endpoint.target.protocol() {
+        Protocol::V1 => {
             let opening = stream::iter(0..count)
                 .map(|index| {
                     let addr = endpoint.address_for(index);
@@ -234,7 +235,7 @@ async fn hold_sessions(
                 });
             }
         }
-        Target::Zk => {
+        Protocol::Zk => {
             let clients = open_all(
                 endpoint,
                 count,
@@ -546,9 +547,10 @@ async fn expiry(
     }
     let first = first_gone.unwrap_or(give_up);
     let last = last_gone.unwrap_or(give_up);
-    // With a known last heartbeat (ours), the window is per the issue:
-    // (T, T + tick + 50 ms] after it. Without (ZooKeeper's client pings on
-    // its own), the kill time stands in for the last heartbeat.
+    // With a known last heartbeat (ours in v1), the window is per the
+    // issue: (T, T + tick + 50 ms] after it. Without (zookeeper-client, on
+    // ZooKeeper or on ours-zk, pings on its own), the kill time stands in
+    // for the last heartbeat.
     let (hb_first, hb_last) = if known {
         (ping_first, ping_last)
     } else {
@@ -580,7 +582,7 @@ async fn expiry(
 
 /// The killed process of the expiry scenario: holds `sessions` sessions with
 /// one ephemeral each, says READY, and on `freeze` sends a last heartbeat on
-/// every session (ours) and reports when, then waits to be killed.
+/// every session (v1) and reports when, then waits to be killed.
 async fn expiry_holder(
     endpoint: &Endpoint,
     sessions: usize,
@@ -590,8 +592,8 @@ async fn expiry_holder(
     // Bounded: the parent kills this process; if the parent dies instead,
     // stdin closes and the holder ends too.
     let mut keep = Vec::new();
-    match endpoint.target {
-        Target::Ours => {
+    match endpoint.target.protocol() {
+        Protocol::V1 => {
             let opening = stream::iter(0..sessions)
                 .map(|index| {
                     let addr = endpoint.address_for(index);
@@ -639,7 +641,7 @@ async fn expiry_holder(
             }
             println!("LAST_PING {first} {last} 1");
         }
-        Target::Zk => {
+        Protocol::Zk => {
             let clients = open_all(
                 endpoint,
                 sessions,

@@ -93,7 +93,7 @@ impl EventKind {
 
 /// The kinds of watch: three one-shot ones that a read leaves, two
 /// persistent ones that ZooKeeper's `addWatch` leaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WatchKind {
     /// Left by a data read (or by `exists` on an existing node): fires when
     /// the node's data changes or it is deleted (or, set on a missing node
@@ -430,6 +430,31 @@ impl<W: Copy + Eq + Hash> WatchTable<W> {
                     .count()
             })
             .sum()
+    }
+
+    /// Every watch held, as (kind, path, watcher), in no particular order:
+    /// for listings (ZooKeeper's `wchc` and `wchp`). Walks the whole table.
+    ///
+    /// ```
+    /// use session_core::{WatchKind, WatchTable};
+    ///
+    /// let mut watches: WatchTable<u64> = WatchTable::new();
+    /// watches.add(WatchKind::Data, "/a", 1);
+    /// watches.add(WatchKind::Child, "/a", 2);
+    /// let mut all: Vec<_> = watches.iter().collect();
+    /// all.sort();
+    /// assert_eq!(all, [(WatchKind::Data, "/a", 1), (WatchKind::Child, "/a", 2)]);
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = (WatchKind, &str, W)> + '_ {
+        ALL_KINDS.iter().flat_map(move |kind| {
+            self.by_path[kind.slot()]
+                .iter()
+                .flat_map(move |(path, watchers)| {
+                    watchers
+                        .iter()
+                        .map(move |watcher| (*kind, &**path, *watcher))
+                })
+        })
     }
 
     /// Number of watchers holding at least one watch (the `<c> connections`

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use session_core::{
-    CreateMode, PasswordSecret, Replica, ReplicaSnapshot, ServerId, SessionId, Txn,
+    Acl, CreateMode, Id, MultiOp, PasswordSecret, Replica, ReplicaSnapshot, ServerId, SessionId,
+    Txn, perms,
 };
 
 const FIRST: u64 = 0x0100_0000_0001_0000;
@@ -49,6 +50,9 @@ fn kind(txn: &Txn) -> &'static str {
         Txn::CreateNode { .. } => "CreateNode",
         Txn::DeleteNode { .. } => "DeleteNode",
         Txn::SetData { .. } => "SetData",
+        Txn::SetAcl { .. } => "SetAcl",
+        Txn::Multi { .. } => "Multi",
+        Txn::DeleteReapable { .. } => "DeleteReapable",
     }
 }
 
@@ -76,6 +80,8 @@ fn every_txn() -> Vec<Txn> {
             path: "/app/lock-".into(),
             data: Bytes::from_static(b"\x00\xffbinary"),
             mode: CreateMode::EphemeralSequential,
+            acl: Acl::open(),
+            auth: Vec::new(),
             time_ms: 1_700_000_000_000,
         },
         Txn::CreateNode {
@@ -83,7 +89,9 @@ fn every_txn() -> Vec<Txn> {
             owner: server(2),
             path: "/app".into(),
             data: Bytes::new(),
-            mode: CreateMode::Persistent,
+            mode: CreateMode::PersistentWithTtl { ttl_ms: 60_000 },
+            acl: vec![Acl::new(perms::READ, Id::new("digest", "alice:hash"))],
+            auth: vec![Id::new("ip", "10.0.0.1")],
             time_ms: -1,
         },
         Txn::DeleteNode {
@@ -91,12 +99,14 @@ fn every_txn() -> Vec<Txn> {
             owner: server(1),
             path: "/app".into(),
             version: Some(-1),
+            auth: Vec::new(),
         },
         Txn::DeleteNode {
             session: id,
             owner: server(1),
             path: "/app".into(),
             version: None,
+            auth: Vec::new(),
         },
         Txn::SetData {
             session: id,
@@ -104,7 +114,36 @@ fn every_txn() -> Vec<Txn> {
             path: "/app".into(),
             data: Bytes::from_static(b"new"),
             version: Some(4),
+            auth: Vec::new(),
             time_ms: 1_700_000_000_001,
+        },
+        Txn::SetAcl {
+            session: id,
+            owner: server(1),
+            path: "/app".into(),
+            acl: Acl::read_only(),
+            version: Some(0),
+            auth: Vec::new(),
+        },
+        Txn::Multi {
+            session: id,
+            owner: server(1),
+            ops: vec![
+                MultiOp::Check {
+                    path: "/app".into(),
+                    version: Some(1),
+                },
+                MultiOp::Delete {
+                    path: "/app/x".into(),
+                    version: None,
+                },
+            ],
+            auth: Vec::new(),
+            time_ms: 1_700_000_000_002,
+        },
+        Txn::DeleteReapable {
+            path: "/c".into(),
+            time_ms: 1_700_000_000_003,
         },
     ]
 }
@@ -113,7 +152,7 @@ fn every_txn() -> Vec<Txn> {
 fn every_transaction_round_trips() {
     let txns = every_txn();
     let kinds: BTreeSet<&str> = txns.iter().map(kind).collect();
-    assert_eq!(kinds.len(), 7, "every variant: {kinds:?}");
+    assert_eq!(kinds.len(), 10, "every variant: {kinds:?}");
     for txn in &txns {
         let (binary, json) = round_trip(txn);
         assert!(binary.len() < 80, "{txn:?} takes {} bytes", binary.len());
@@ -150,6 +189,8 @@ fn replica() -> Replica {
             path: path.into(),
             data: Bytes::from(path.as_bytes().to_vec()),
             mode,
+            acl: Acl::open(),
+            auth: Vec::new(),
             time_ms: 1_700_000_000_000,
         });
     }

@@ -33,6 +33,10 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async move {
+        // Listening for the signals before starting: one that comes while
+        // the server starts (a supervisor stopping it at once) is kept, and
+        // shuts the server down cleanly once it is up, instead of killing it.
+        let stop = shutdown_signal();
         let server = match Server::start(config).await {
             Ok(server) => server,
             Err(err) => {
@@ -40,7 +44,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        shutdown_signal().await;
+        stop.await;
         // Bounded by the configured grace period, whatever clients do.
         server.shutdown().await;
         ExitCode::SUCCESS
@@ -66,25 +70,36 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// SIGINT (Ctrl-C) or, on Unix, SIGTERM.
-async fn shutdown_signal() {
+/// SIGINT (Ctrl-C) or, on Unix, SIGTERM: the handlers are installed when
+/// this is called, and a signal that comes before the future is awaited is
+/// not lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
+        let terminate = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (terminate, interrupt) {
+                (Some(mut terminate), Some(mut interrupt)) => {
+                    tokio::select! {
+                        _ = terminate.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                (Some(mut one), None) | (None, Some(mut one)) => {
+                    let _ = one.recv().await;
+                }
+                (None, None) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

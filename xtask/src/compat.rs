@@ -247,6 +247,23 @@ impl Launcher {
     }
 }
 
+/// The settings kazoo's own harness gives ZooKeeper, on top of a member's:
+/// ZooKeeper's data limit (its `jute.maxbuffer`, 1 MiB; ours defaults to
+/// 512 KiB, and `test_connection_dropped` writes 1,000 KiB) and the
+/// super-user digest of the credential `super:test`.
+fn compat_args(mut args: Vec<String>) -> Vec<String> {
+    args.extend(
+        [
+            "--max-data-bytes",
+            "1048576",
+            "--super-digest",
+            "super:D/InIHSb7yEEbrWz8b9l71RjZJU=",
+        ]
+        .map(str::to_owned),
+    );
+    args
+}
+
 /// One session-server of the cluster, started and stopped on request.
 #[derive(Debug)]
 struct Member {
@@ -380,7 +397,7 @@ impl Cluster {
             members.push(Mutex::new(Member {
                 number,
                 launcher: launcher.clone(),
-                args: node_args(number, &nodes, &data),
+                args: compat_args(node_args(number, &nodes, &data)),
                 zookeeper: addrs.zookeeper.ok_or("a member without a ZooKeeper port")?,
                 data,
                 log: dir.join(format!("node-{number}.log")),

@@ -58,18 +58,19 @@ pub(crate) enum FourLetterWord {
     Conf,
     /// The sizes of the snapshot and log directories.
     Dirs,
+    /// The watched paths of each session.
+    Wchc,
+    /// The watching sessions of each path.
+    Wchp,
     /// A word ZooKeeper knows that this server does not carry out: `crst`,
-    /// `dump`, `gtmk`, `stmk`, `srst`, `hash`, and `wchc`/`wchp` (the watch
-    /// table does not list its watches).
+    /// `dump`, `gtmk`, `stmk`, `srst`, `hash`.
     NotExecuted(&'static str),
 }
 
 /// The words ZooKeeper knows (`FourLetterCommands`) that this server does
 /// not carry out. (`stmk` would be followed by an 8-byte trace mask; the
 /// connection closes without reading it.)
-const NOT_EXECUTED: [&str; 8] = [
-    "crst", "dump", "gtmk", "stmk", "srst", "hash", "wchc", "wchp",
-];
+const NOT_EXECUTED: [&str; 6] = ["crst", "dump", "gtmk", "stmk", "srst", "hash"];
 
 impl FourLetterWord {
     /// The word ZooKeeper knows by these bytes, or `None` (then they are a
@@ -86,6 +87,8 @@ impl FourLetterWord {
             b"mntr" => Mntr,
             b"cons" => Cons,
             b"wchs" => Wchs,
+            b"wchc" => Wchc,
+            b"wchp" => Wchp,
             b"envi" => Envi,
             b"conf" => Conf,
             b"dirs" => Dirs,
@@ -110,6 +113,8 @@ impl FourLetterWord {
             Mntr => "mntr",
             Cons => "cons",
             Wchs => "wchs",
+            Wchc => "wchc",
+            Wchp => "wchp",
             Envi => "envi",
             Conf => "conf",
             Dirs => "dirs",
@@ -148,6 +153,16 @@ pub(crate) fn answer(
             let state = shared.machine.state();
             let watches = &state.watches;
             wchs(watches.watcher_count(), watches.path_count(), watches.len())
+        }
+        Wchc | Wchp => {
+            let state = shared.machine.state();
+            let pairs = state
+                .watches
+                .iter()
+                .map(|(_, path, session)| (path.to_owned(), session.as_u64()))
+                .collect();
+            drop(state);
+            watch_listing(pairs, word == Wchp)
         }
         Conf => conf(&Configuration::take(shared, local)),
         Dirs => {
@@ -566,6 +581,35 @@ fn wchs(watchers: usize, paths: usize, watches: usize) -> String {
 }
 
 /// `envi`.
+/// ZooKeeper's `wchc` (by session: `0x<id>` then a tab-indented line per
+/// path) or, `by_path`, `wchp` (by path: the path then a tab-indented
+/// `0x<id>` per session), from (path, session) pairs, each listed once and
+/// sorted.
+fn watch_listing(pairs: Vec<(String, u64)>, by_path: bool) -> String {
+    let mut grouped: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    for (path, session) in pairs {
+        let session = format!("0x{session:x}");
+        let (key, value) = if by_path {
+            (path, session)
+        } else {
+            (session, path)
+        };
+        grouped.entry(key).or_default().insert(value);
+    }
+    let mut text = String::new();
+    for (key, values) in grouped {
+        text.push_str(&key);
+        text.push('\n');
+        for value in values {
+            text.push('\t');
+            text.push_str(&value);
+            text.push('\n');
+        }
+    }
+    text
+}
+
 fn envi(env: &Environment) -> String {
     let mut text = String::from("Environment:\n");
     for (key, value) in [
@@ -830,6 +874,24 @@ mod tests {
         for (value, printed) in [(0.0, "0.0"), (2.0, "2.0"), (0.1234, "0.1234"), (1.5, "1.5")] {
             assert_eq!(java_double(value), printed);
         }
+    }
+
+    #[test]
+    fn wchc_and_wchp_group_watches_by_session_and_by_path() {
+        let pairs = vec![
+            ("/b".to_owned(), 0x1a),
+            ("/a".to_owned(), 0x1a),
+            ("/a".to_owned(), 0x2b),
+            ("/a".to_owned(), 0x1a),
+        ];
+        assert_eq!(
+            watch_listing(pairs.clone(), false),
+            "0x1a\n\t/a\n\t/b\n0x2b\n\t/a\n"
+        );
+        assert_eq!(
+            watch_listing(pairs, true),
+            "/a\n\t0x1a\n\t0x2b\n/b\n\t0x1a\n"
+        );
     }
 
     #[test]

@@ -259,14 +259,14 @@ impl JuteReader {
         }
     }
 
-    /// A jute `ustring` that must not be null.
+    /// A jute `ustring` where ZooKeeper expects a value: null (-1) reads as
+    /// the empty string, because kazoo writes every empty string as null
+    /// (an ACL's `auth` id, for one) and ZooKeeper's Java server takes it.
     ///
     /// # Errors
-    /// As [`read_opt_ustring`](Self::read_opt_ustring), and
-    /// [`JuteError::Null`] for -1.
+    /// As [`read_opt_ustring`](Self::read_opt_ustring).
     pub fn read_ustring(&mut self, field: &'static str) -> Result<String, JuteError> {
-        self.read_opt_ustring(field)?
-            .ok_or(JuteError::Null { field })
+        Ok(self.read_opt_ustring(field)?.unwrap_or_default())
     }
 
     /// A jute `vector<T>` that may be null: an `int` count then the items,
@@ -693,12 +693,10 @@ mod tests {
     }
 
     #[test]
-    fn null_string_and_vector_are_refused_where_required() {
+    fn a_null_string_reads_as_empty_and_a_null_vector_is_refused_where_required() {
+        // kazoo writes Id("auth", "") with a null id.
         let mut reader = JuteReader::from_slice(&[0xff; 8]);
-        assert_eq!(
-            reader.read_ustring("R.path"),
-            Err(JuteError::Null { field: "R.path" })
-        );
+        assert_eq!(reader.read_ustring("Id.id"), Ok(String::new()));
         assert_eq!(
             reader.read_vector("R.list", 4, |reader| reader.read_ustring("x")),
             Err(JuteError::Null { field: "R.list" })

@@ -22,7 +22,7 @@
 //! bytes left before anything is allocated, and every failure is a typed
 //! error naming the field ([`JuteError`], [`RequestError`], [`ReplyError`],
 //! [`JuteEncodeError`]). The crate README lists where this codec is stricter
-//! than ZooKeeper (trailing bytes, invalid UTF-8, null strings).
+//! than ZooKeeper (trailing bytes, invalid UTF-8, null vectors).
 //!
 //! # Example: a server reading a ping
 //! ```
