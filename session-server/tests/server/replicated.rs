@@ -509,3 +509,102 @@ async fn a_server_behind_the_client_refuses_it_after_a_bounded_wait() {
     );
     shutdown(servers).await;
 }
+
+/// ZooKeeper 3.9's operations in a cluster, through ZooKeeper's own client on
+/// different servers: a multi written through one follower is all there,
+/// after a sync, on the other; an ACL set through one refuses a stranger on
+/// another; a persistent watch on one hears a write through another; an
+/// emptied container is deleted by the leader and gone everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multi_acls_watches_and_containers_replicate() {
+    use zookeeper_client as zk;
+    let scratch = Scratch::new("zk-ops");
+    let peers: BTreeMap<u8, u16> = (1..=3).map(|id| (id, fresh_port())).collect();
+    let interval = Duration::from_millis(100);
+    let starts = (1..=3).map(|id| {
+        let mut config = member_config(&scratch, id, &peers);
+        config.zk_listen = Some("127.0.0.1:0".parse().expect("addr"));
+        config.reap_interval = interval;
+        Server::start(config)
+    });
+    let servers: Vec<Server> = futures_util::future::join_all(starts)
+        .await
+        .into_iter()
+        .map(|started| started.expect("a member starts"))
+        .collect();
+    let (leader, followers) = roles(&servers).await;
+    let connect = |server: &Server, auth: Option<&'static [u8]>| {
+        let addr = server
+            .zookeeper_addr()
+            .expect("ZooKeeper listener")
+            .to_string();
+        let mut connector = zk::Client::connector().with_session_timeout(Duration::from_secs(2));
+        if let Some(credential) = auth {
+            connector = connector.with_auth("digest", credential);
+        }
+        async move {
+            timeout(Duration::from_secs(10), connector.connect(&addr))
+                .await
+                .expect("connects in time")
+                .expect("a session")
+        }
+    };
+    let writer = connect(&servers[followers[0]], Some(b"alice:pw")).await;
+    let reader = connect(&servers[followers[1]], None).await;
+    let on_leader = connect(&servers[leader], None).await;
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let mut watch = reader
+        .watch("/q", zk::AddWatchMode::PersistentRecursive)
+        .await
+        .expect("a persistent watch on the other follower");
+
+    let container = zk::CreateMode::Container.with_acls(zk::Acls::anyone_all());
+    let mut multi = writer.new_multi_writer();
+    multi.add_create("/q", b"", &container).expect("op");
+    multi.add_create("/q/item", b"1", &open).expect("op");
+    let secret = zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all());
+    multi.add_create("/secret", b"s", &secret).expect("op");
+    multi.commit().await.expect("the multi through a follower");
+
+    reader.sync("/").await.expect("sync");
+    assert!(reader.check_stat("/q/item").await.expect("read").is_some());
+    assert_eq!(
+        reader.get_data("/secret").await.err(),
+        Some(zk::Error::NoAuth)
+    );
+    let event = timeout(Duration::from_secs(5), async {
+        loop {
+            let event = watch.changed().await;
+            if event.event_type != zk::EventType::Session {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the watch fires in time");
+    assert_eq!(
+        (event.event_type, event.path.as_str()),
+        (zk::EventType::NodeCreated, "/q")
+    );
+
+    // The leader deletes the emptied container; every server agrees.
+    writer.delete("/q/item", None).await.expect("delete");
+    let emptied = Instant::now();
+    timeout(Duration::from_secs(5), async {
+        loop {
+            on_leader.sync("/").await.expect("sync");
+            if on_leader.check_stat("/q").await.expect("read").is_none() {
+                return;
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the container goes");
+    // Bound: the next sweep, plus a commit round.
+    assert!(emptied.elapsed() <= 2 * interval + Duration::from_millis(700));
+    reader.sync("/").await.expect("sync");
+    assert!(reader.check_stat("/q").await.expect("read").is_none());
+    drop((writer, reader, on_leader, watch));
+    shutdown(servers).await;
+}

@@ -244,8 +244,8 @@ async fn a_zookeeper_client_creates_reads_writes_and_deletes_nodes() {
         Err(zk::Error::NoChildrenForEphemerals)
     );
 
-    // sync answers at once (a single node is always current), and digest
-    // credentials are accepted (ACLs are not enforced yet).
+    // sync answers at once (a single node is always current), and a digest
+    // credential is accepted.
     within("sync", client.sync("/eph")).await.expect("sync");
     within("auth", client.auth("digest", b"user:secret"))
         .await

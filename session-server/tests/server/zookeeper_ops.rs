@@ -416,3 +416,136 @@ async fn get_ephemerals_lists_the_sessions_own_and_descendants_are_counted() {
     );
     server.shutdown().await;
 }
+
+/// A loopback proxy whose connections can all be cut at once (the client
+/// then connects again through it, to the same server).
+struct Proxy {
+    addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: std::net::SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (cut, cuts) = tokio::sync::watch::channel(0_u64);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut cuts = cuts.clone();
+                cuts.mark_unchanged();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, cut, task }
+    }
+
+    /// Closes every connection through the proxy.
+    fn cut(&self) {
+        self.cut.send_modify(|cuts| *cuts += 1);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_cut_connection_comes_back_with_its_session_watches_and_credentials() {
+    let server = support::start().await;
+    let proxy = Proxy::start(server.zookeeper_addr().expect("on")).await;
+    let timeout = Duration::from_secs(2);
+    let client = within(
+        "connect",
+        zk::Client::connector()
+            .with_session_timeout(timeout)
+            .with_auth("digest", b"alice:secret")
+            .connect(&proxy.addr.to_string()),
+    )
+    .await
+    .expect("a session");
+    let id = client.session_id();
+    let mine = zk::CreateMode::Ephemeral.with_acls(zk::Acls::creator_all());
+    within("create", client.create("/held", b"", &mine))
+        .await
+        .expect("created");
+    let (_, _, watch) = within("get + watch", client.get_and_watch_data("/held"))
+        .await
+        .expect("watched");
+    let mut persistent = within(
+        "addWatch",
+        client.watch("/", zk::AddWatchMode::PersistentRecursive),
+    )
+    .await
+    .expect("added");
+    let mut states = client.state_watcher();
+
+    proxy.cut();
+    let cut = Instant::now();
+    assert_eq!(
+        within("disconnected", states.changed()).await,
+        zk::SessionState::Disconnected
+    );
+    assert_eq!(
+        within("connected again", states.changed()).await,
+        zk::SessionState::SyncConnected
+    );
+    // Back well inside the session's timeout: the ephemeral never went.
+    let back = cut.elapsed();
+    assert!(back < timeout * 2 / 3, "back after {back:?}");
+    assert_eq!(client.session_id(), id, "the same session");
+    assert_eq!(server.session_count(), 1);
+
+    // Its credential was sent again (the node is alice's alone), and its
+    // one-shot and persistent watches were set again.
+    within("set", client.set_data("/held", b"after", None))
+        .await
+        .expect("allowed: the credential came back with the connection");
+    let event = within("one-shot watch", watch.changed()).await;
+    assert_eq!(
+        (event.event_type, event.path.as_str()),
+        (zk::EventType::NodeDataChanged, "/held")
+    );
+    // The crate also hands a persistent watcher the session's own events
+    // (Disconnected, SyncConnected): the node event comes after them.
+    let event = within("persistent watch", async {
+        loop {
+            let event = persistent.changed().await;
+            if event.event_type != zk::EventType::Session {
+                return event;
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        (event.event_type, event.path.as_str()),
+        (zk::EventType::NodeDataChanged, "/held")
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn sync_waits_for_nothing_on_a_single_server_and_echoes_its_path() {
+    let server = support::start().await;
+    let client = connect(&server).await;
+    within("sync", client.sync("/anything"))
+        .await
+        .expect("sync");
+    within("create", client.create("/s", b"", &open()))
+        .await
+        .expect("created");
+    within("sync", client.sync("/s")).await.expect("sync");
+    server.shutdown().await;
+}
