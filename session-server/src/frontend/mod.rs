@@ -330,6 +330,9 @@ pub(crate) enum Code {
     /// In a failed multi: an operation before the failing one.
     Ok,
     Unimplemented,
+    /// Dynamic reconfiguration, which this server does not allow (as
+    /// ZooKeeper with `reconfigEnabled=false`, its default).
+    ReconfigDisabled,
     ShuttingDown,
     /// The engine cannot order writes (its disk refuses them).
     Unavailable,

@@ -699,7 +699,7 @@ fn error_code(code: Code) -> ErrorCode {
         Code::TooManyWatches => ErrorCode::TooManyWatches,
         Code::QuotaExceeded => ErrorCode::QuotaExceeded,
         Code::BadArguments => ErrorCode::BadArguments,
-        Code::Unimplemented => ErrorCode::Unimplemented,
+        Code::Unimplemented | Code::ReconfigDisabled => ErrorCode::Unimplemented,
         Code::ShuttingDown => ErrorCode::ServerShuttingDown,
         Code::Unavailable => ErrorCode::Unavailable,
         Code::SystemError => ErrorCode::SystemError,

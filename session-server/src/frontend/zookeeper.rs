@@ -456,6 +456,7 @@ fn error_code(code: Code) -> ErrorCode {
             ErrorCode::QuotaExceeded
         }
         Code::Unimplemented => ErrorCode::Unimplemented,
+        Code::ReconfigDisabled => ErrorCode::ReconfigDisabled,
         Code::ShuttingDown | Code::Unavailable | Code::SystemError => ErrorCode::SystemError,
     }
 }
@@ -578,6 +579,17 @@ fn operation(request: Request) -> Result<Option<Operation>, Refused> {
         },
         Request::WhoAmI => Operation::WhoAmI,
         Request::Sasl(_) => Operation::Sasl,
+        // ZooKeeper's default (`reconfigEnabled=false`); membership changes
+        // go through the admin's AddLearner, PromoteLearner, RemoveMember.
+        Request::Reconfig(_) => {
+            return Err((
+                OpKind::unknown,
+                OpError::new(
+                    Code::ReconfigDisabled,
+                    "reconfig is disabled: change membership through the admin",
+                ),
+            ));
+        }
         _ => {
             return Err((
                 OpKind::unknown,
@@ -1420,6 +1432,32 @@ mod tests {
             matches!(&multi.results[1], MultiResult::Create2(created) if created.stat.czxid == 9)
         );
         assert!(matches!(multi.results[2], MultiResult::SetData(_)));
+    }
+
+    #[test]
+    fn reconfig_is_disabled_as_in_zookeepers_default_and_the_connection_stays() {
+        let mut frontend = connected();
+        let reconfig = Request::Reconfig(zk::ReconfigRequest {
+            joining_servers: "server.4=127.0.0.1:2888:3888".to_owned(),
+            leaving_servers: String::new(),
+            new_members: String::new(),
+            cur_config_id: -1,
+        });
+        let Inbound::Refused { xid, error, .. } =
+            decoded(&mut frontend, &request_frame(5, &reconfig))
+        else {
+            panic!("refused");
+        };
+        let reply = Outbound::Reply {
+            xid,
+            zxid: 7,
+            result: Err(error),
+        };
+        let mut expected = vec![0, 0, 0, 16];
+        expected.extend_from_slice(&5_i32.to_be_bytes());
+        expected.extend_from_slice(&7_i64.to_be_bytes());
+        expected.extend_from_slice(&(-123_i32).to_be_bytes());
+        assert_eq!(encoded(&mut frontend, reply), expected, "RECONFIGDISABLED");
     }
 
     #[test]
