@@ -325,6 +325,21 @@ impl Frontend for ZooKeeper {
             Err(detail) => return Err(close(CloseReason::bad_frame, detail)),
         };
         match zk::decode_request(frame) {
+            // ZooKeeper 3.9's Request.isValid no longer takes a check outside
+            // a multi: UNIMPLEMENTED, then the connection closes.
+            Ok((header, Request::Check(_))) => {
+                let detail = "check is only valid inside a multi".to_owned();
+                self.expect(header.xid, Answer::Error(ErrorCode::Unimplemented));
+                Err(Box::new(Violation {
+                    reason: CloseReason::protocol_violation,
+                    reply: Some(Outbound::Reply {
+                        xid: header.xid,
+                        zxid: self.last_zxid,
+                        result: Err(OpError::new(Code::Unimplemented, detail.clone())),
+                    }),
+                    detail,
+                }))
+            }
             Ok((header, request)) => Ok(Some(self.inbound(header, request))),
             Err(err @ RequestError::Header(_)) => {
                 Err(close(CloseReason::protocol_violation, err.to_string()))
@@ -1549,6 +1564,19 @@ mod tests {
         let reply = violation.reply.expect("answered first");
         let bytes = encoded(&mut frontend, reply);
         assert_eq!(bytes[4..8], 5_i32.to_be_bytes());
+        assert_eq!(bytes[16..20], (-6_i32).to_be_bytes(), "UNIMPLEMENTED");
+
+        // So is a check outside a multi (ZooKeeper 3.9).
+        let mut frontend = connected();
+        let check = Request::Check(zk::CheckVersionRequest {
+            path: "/a".to_owned(),
+            version: 1,
+        });
+        let violation = frontend
+            .decode(&mut BytesMut::from(&request_frame(6, &check)[..]))
+            .expect_err("closed");
+        let bytes = encoded(&mut frontend, violation.reply.expect("answered first"));
+        assert_eq!(bytes[4..8], 6_i32.to_be_bytes());
         assert_eq!(bytes[16..20], (-6_i32).to_be_bytes(), "UNIMPLEMENTED");
     }
 
