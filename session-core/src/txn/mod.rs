@@ -233,7 +233,64 @@ pub enum MultiOp {
     },
 }
 
+/// A node write or check as apply reads it, borrowed from its transaction.
+#[derive(Debug, Clone, Copy)]
+enum NodeOp<'a> {
+    Create {
+        path: &'a str,
+        data: &'a Bytes,
+        mode: CreateMode,
+        acl: &'a [Acl],
+    },
+    Delete {
+        path: &'a str,
+        version: Option<i32>,
+    },
+    SetData {
+        path: &'a str,
+        data: &'a Bytes,
+        version: Option<i32>,
+    },
+    Check {
+        path: &'a str,
+        version: Option<i32>,
+    },
+}
+
 impl MultiOp {
+    fn as_node_op(&self) -> NodeOp<'_> {
+        match self {
+            Self::Create {
+                path,
+                data,
+                mode,
+                acl,
+            } => NodeOp::Create {
+                path,
+                data,
+                mode: *mode,
+                acl,
+            },
+            Self::Delete { path, version } => NodeOp::Delete {
+                path,
+                version: *version,
+            },
+            Self::SetData {
+                path,
+                data,
+                version,
+            } => NodeOp::SetData {
+                path,
+                data,
+                version: *version,
+            },
+            Self::Check { path, version } => NodeOp::Check {
+                path,
+                version: *version,
+            },
+        }
+    }
+
     /// The node the operation names.
     #[must_use]
     pub fn path(&self) -> &str {
@@ -1031,13 +1088,13 @@ impl Replica {
                 time_ms,
             } => {
                 self.held_by(*session, *owner)?;
-                let op = MultiOp::Create {
-                    path: path.clone(),
-                    data: data.clone(),
+                let op = NodeOp::Create {
+                    path,
+                    data,
                     mode: *mode,
-                    acl: acl.clone(),
+                    acl,
                 };
-                self.apply_op(*session, &op, auth, zxid, *time_ms, changes)
+                self.apply_op(*session, op, auth, zxid, *time_ms, changes)
             }
             Txn::DeleteNode {
                 session,
@@ -1047,11 +1104,11 @@ impl Replica {
                 auth,
             } => {
                 self.held_by(*session, *owner)?;
-                let op = MultiOp::Delete {
-                    path: path.clone(),
+                let op = NodeOp::Delete {
+                    path,
                     version: *version,
                 };
-                self.apply_op(*session, &op, auth, zxid, 0, changes)
+                self.apply_op(*session, op, auth, zxid, 0, changes)
             }
             Txn::SetData {
                 session,
@@ -1063,12 +1120,12 @@ impl Replica {
                 time_ms,
             } => {
                 self.held_by(*session, *owner)?;
-                let op = MultiOp::SetData {
-                    path: path.clone(),
-                    data: data.clone(),
+                let op = NodeOp::SetData {
+                    path,
+                    data,
                     version: *version,
                 };
-                self.apply_op(*session, &op, auth, zxid, *time_ms, changes)
+                self.apply_op(*session, op, auth, zxid, *time_ms, changes)
             }
             Txn::SetAcl {
                 session,
@@ -1096,7 +1153,7 @@ impl Replica {
                 self.tree.begin();
                 let mut results = Vec::with_capacity(ops.len());
                 for (index, op) in ops.iter().enumerate() {
-                    match self.apply_op(*session, op, auth, zxid, *time_ms, changes) {
+                    match self.apply_op(*session, op.as_node_op(), auth, zxid, *time_ms, changes) {
                         Ok(outcome) => results.push(outcome),
                         Err(error) => {
                             self.tree.rollback();
@@ -1124,14 +1181,14 @@ impl Replica {
     fn apply_op(
         &mut self,
         session: SessionId,
-        op: &MultiOp,
+        op: NodeOp<'_>,
         auth: &[Id],
         zxid: u64,
         time_ms: i64,
         changes: &mut Vec<Change>,
     ) -> Result<Outcome, TxnError> {
         match op {
-            MultiOp::Create {
+            NodeOp::Create {
                 path,
                 data,
                 mode,
@@ -1142,7 +1199,7 @@ impl Replica {
                     path,
                     data.clone(),
                     acl,
-                    *mode,
+                    mode,
                     session.as_u64(),
                     zxid,
                     time_ms,
@@ -1157,16 +1214,16 @@ impl Replica {
                     stat,
                 })
             }
-            MultiOp::Delete { path, version } => {
+            NodeOp::Delete { path, version } => {
                 validate_path(path).map_err(TreeError::from)?;
                 if path != "/" {
                     self.permit(parent_of(path), perms::DELETE, auth)?;
                 }
-                let written = self.tree.delete(path, *version, zxid)?;
+                let written = self.tree.delete(path, version, zxid)?;
                 changes.extend(written.changes);
                 Ok(Outcome::NodeDeleted)
             }
-            MultiOp::SetData {
+            NodeOp::SetData {
                 path,
                 data,
                 version,
@@ -1174,15 +1231,15 @@ impl Replica {
                 self.permit(path, perms::WRITE, auth)?;
                 let written = self
                     .tree
-                    .set_data(path, data.clone(), *version, zxid, time_ms)?;
+                    .set_data(path, data.clone(), version, zxid, time_ms)?;
                 changes.extend(written.changes);
                 Ok(Outcome::DataSet {
                     stat: written.value,
                 })
             }
-            MultiOp::Check { path, version } => {
+            NodeOp::Check { path, version } => {
                 self.permit(path, perms::READ, auth)?;
-                self.tree.check_version(path, *version)?;
+                self.tree.check_version(path, version)?;
                 Ok(Outcome::Checked)
             }
         }
