@@ -205,7 +205,8 @@ pub enum MultiOp {
         data: Bytes,
         /// The mode.
         mode: CreateMode,
-        /// The access control list.
+        /// The access control list (fixed up in a [`Txn::Multi`], where an
+        /// empty list is the open one, as in [`Txn::CreateNode::acl`]).
         acl: Vec<Acl>,
     },
     /// Delete a node.
@@ -389,7 +390,9 @@ pub enum Txn {
         data: Bytes,
         /// The mode.
         mode: CreateMode,
-        /// The access control list, fixed up.
+        /// The access control list, fixed up; empty for the open list (a
+        /// fixed-up list is never empty, and most nodes are open: the log
+        /// does not repeat `world:anyone` for each).
         acl: Vec<Acl>,
         /// The ids the permission checks of apply use: the connection's,
         /// or none when the lists that mattered at prepare were open to
@@ -1195,15 +1198,22 @@ impl Replica {
                 acl,
             } => {
                 self.permit(parent_of(path), perms::CREATE, auth)?;
-                let written = self.tree.create_with_acl(
-                    path,
-                    data.clone(),
-                    acl,
-                    mode,
-                    session.as_u64(),
-                    zxid,
-                    time_ms,
-                )?;
+                let owner = session.as_u64();
+                // An empty list in a transaction is the open one.
+                let written = if acl.is_empty() {
+                    self.tree
+                        .create(path, data.clone(), mode, owner, zxid, time_ms)?
+                } else {
+                    self.tree.create_with_acl(
+                        path,
+                        data.clone(),
+                        acl,
+                        mode,
+                        owner,
+                        zxid,
+                        time_ms,
+                    )?
+                };
                 let stat = self
                     .tree
                     .stat(&written.value)
@@ -1322,6 +1332,16 @@ fn parent_of(path: &str) -> &str {
     }
 }
 
+/// A fixed-up list as a create transaction carries it: empty for the open
+/// list (see [`Txn::CreateNode::acl`]).
+fn compact(acl: Vec<Acl>) -> Vec<Acl> {
+    if acl.len() == 1 && acl[0] == Acl::new(perms::ALL, Id::anyone()) {
+        Vec::new()
+    } else {
+        acl
+    }
+}
+
 /// Checks what one operation of a multi can be checked for before the
 /// operations ahead of it are applied: path syntax and length, data size,
 /// the access control list asked for. The rest is apply's.
@@ -1342,7 +1362,7 @@ fn prepare_multi_op(op: MultiOp, ctx: &Context<'_>) -> Result<MultiOp, TxnError>
             }
             limits.check_data(&path, data.len())?;
             MultiOp::Create {
-                acl: fixup_acl(&acl, ctx.auth)?,
+                acl: compact(fixup_acl(&acl, ctx.auth)?),
                 path,
                 data,
                 mode,
@@ -1457,7 +1477,7 @@ pub fn prepare(replica: &Replica, op: Op, ctx: &Context<'_>) -> Result<Option<Tx
             acl,
         } => {
             replica.held_by(session, ctx.server)?;
-            let acl = fixup_acl(&acl, ctx.auth)?;
+            let acl = compact(fixup_acl(&acl, ctx.auth)?);
             let auth = replica.needed_auth(parent_of(&path), perms::CREATE, ctx)?;
             replica
                 .tree
