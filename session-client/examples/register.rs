@@ -1,12 +1,17 @@
-//! Service registration: an ephemeral, sequential node under `/services` that
-//! lives exactly as long as this process's session, and a watch on the members.
+//! Service registration with the `Membership` recipe: this process is the
+//! member `/services/web/web-<pid>`, an ephemeral node that lives exactly
+//! as long as its session, and it prints every member that joins or leaves.
 //!
 //! Start a server (`cargo run -p session-server`), then run this example in
 //! several terminals: `cargo run -p session-client --example register`.
+//! Stop one (Ctrl-C): once its 6 s session timeout has passed, the others
+//! print that it left.
 
 use std::time::Duration;
 
-use session_client::{Client, CreateMode, Error};
+use futures_util::StreamExt;
+use session_client::recipes::{MemberEvent, Membership};
+use session_client::{Client, Error};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
@@ -15,27 +20,21 @@ async fn main() -> Result<(), Error> {
         .session_timeout(Duration::from_secs(6))
         .connect()
         .await?;
-    match client
-        .create("/services", b"", CreateMode::Persistent)
-        .await
-    {
-        Ok(_) | Err(Error::NodeExists { .. }) => {}
-        Err(err) => return Err(err),
+    let web = Membership::new(&client, "/services/web");
+    let id = format!("web-{}", std::process::id());
+    // Gone when this process dies or is cut off for longer than 6 s; left
+    // at once when `_me` is dropped.
+    let _me = web.join(&id, b"10.0.0.7:8080").await?;
+    println!("registered as {id}");
+    let mut members = web.watch();
+    while let Some(change) = members.next().await {
+        match change? {
+            MemberEvent::Joined(member) => {
+                let address = String::from_utf8_lossy(&member.data);
+                println!("joined: {} at {address}", member.id);
+            }
+            MemberEvent::Left(id) => println!("left: {id}"),
+        }
     }
-    let me = client
-        .create(
-            "/services/web-",
-            b"10.0.0.7:8080",
-            CreateMode::EphemeralSequential,
-        )
-        .await?;
-    println!("registered as {me}");
-    loop {
-        let (members, watch) = client.children_and_watch("/services").await?;
-        println!("members: {members:?}");
-        // Fires when a member joins or leaves; a member's node goes when its
-        // process dies or is cut off for longer than its session timeout.
-        let event = watch.await?;
-        println!("{} {}", event.kind, event.path);
-    }
+    Ok(())
 }

@@ -1,28 +1,28 @@
 //! The [`Client`] handle and its [`ClientBuilder`].
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use session_core::{
-    Acl, ClientConfig, ClientSession, ConnectString, Id, SessionId, SessionPassword, WatchKind,
-    WatcherType,
-};
+use session_core::{Acl, ConnectString, Id, SessionId, SessionPassword, WatchKind, WatcherType};
 use session_wire::v1::{self as wire, reply, request};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::driver::{Command, Credential, Driver, Extra, Shared, WatchOn, terminal_error};
+use crate::driver::{
+    Command, Credential, Driver, DriverOptions, Extra, Shared, WatchOn, new_session, terminal_error,
+};
 use crate::ops::{self, create_request, op_error, op_outcome, read_outcome};
+use crate::protected::{protect, random_uuid};
+use crate::retry::random_u64;
 use crate::types::{
-    Registration, acl_from_wire, acl_to_wire, id_from_wire, opt_stat, stat_from_wire,
+    ForgetWatch, Registration, acl_from_wire, acl_to_wire, id_from_wire, opt_stat, stat_from_wire,
     watcher_type_to_wire,
 };
 use crate::{
     CreateMode, CreateOptions, Error, MultiError, Op, OpOutcome, PersistentWatch, ReadOp,
-    ReadOutcome, Stat, State, StateEvents, Watch,
+    ReadOutcome, Renewals, RetryPolicy, Stat, State, StateEvents, Watch,
 };
 
 /// The session timeout asked for when none is set: 10 s.
@@ -30,6 +30,9 @@ pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`ClientBuilder::connect`] waits for a session when no deadline
 /// is set: 15 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long [`Client::close`] tries to reach a server when none is set: 5 s
+/// (and never past the session's own expiry, 4/3·T without a server).
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Sets up a [`Client`]; from [`Client::builder`].
 ///
@@ -42,15 +45,28 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 ///     .servers("127.0.0.1:7181,127.0.0.1:7281/app")
 ///     .session_timeout(Duration::from_secs(6))
 ///     .connect_timeout(Duration::from_secs(3))
+///     .request_timeout(Duration::from_secs(2))
 ///     .connect()
 ///     .await?;
 /// # Ok(()) }
 /// ```
+///
+/// Every option has a default: `127.0.0.1:7181`, a 10 s session, 15 s to
+/// connect, no per-request deadline (a request ends with its answer or with
+/// the connection, which the client drops after 2/3·T of silence), a random
+/// seed, reconnect jitter under `min(1 s, T/10)`, 5 s for `close()` to reach
+/// a server, [`RetryPolicy::default`] for protected creates, no automatic
+/// renewal.
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
     servers: String,
     session_timeout: Duration,
     connect_timeout: Duration,
+    request_timeout: Option<Duration>,
+    close_timeout: Duration,
+    max_jitter: Option<Duration>,
+    retry_policy: RetryPolicy,
+    auto_renew: bool,
     rng_seed: Option<u64>,
     resume: Option<(SessionId, SessionPassword)>,
 }
@@ -61,6 +77,11 @@ impl Default for ClientBuilder {
             servers: "127.0.0.1:7181".to_owned(),
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: None,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            max_jitter: None,
+            retry_policy: RetryPolicy::default(),
+            auto_renew: false,
             rng_seed: None,
             resume: None,
         }
@@ -93,6 +114,100 @@ impl ClientBuilder {
         self
     }
 
+    /// A deadline for every request's answer (none by default): a request
+    /// unanswered after `timeout` fails with [`Error::RequestTimeout`], and
+    /// the connection and session carry on. [`Client::with_timeout`] sets
+    /// another for some calls.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), session_client::Error> {
+    /// use std::time::Duration;
+    /// use session_client::Client;
+    ///
+    /// let client = Client::builder()
+    ///     .request_timeout(Duration::from_millis(500))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
+    /// How long [`Client::close`] may try to reach a server (default 5 s):
+    /// when the client is suspended it reconnects only to send the close.
+    /// The close never waits past the session's own expiry (4/3·T without a
+    /// server).
+    #[must_use]
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Bounds the random wait before each reconnection attempt (exclusive;
+    /// `Duration::ZERO` for none). By default it is under
+    /// `min(1 s, T/10)` with `T` the negotiated session timeout. The first
+    /// attempt after losing a connection never waits, and after a full
+    /// round of failed attempts over every server the client pauses
+    /// `min(1 s, T/10)` whatever this says.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), session_client::Error> {
+    /// use std::time::Duration;
+    /// use session_client::Client;
+    ///
+    /// // Thousands of clients behind one load balancer: spread them wider.
+    /// let client = Client::builder()
+    ///     .session_timeout(Duration::from_secs(30))
+    ///     .reconnect_jitter(Duration::from_secs(2))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn reconnect_jitter(mut self, max: Duration) -> Self {
+        self.max_jitter = Some(max);
+        self
+    }
+
+    /// The retry policy of [`Client::create_protected`] (default
+    /// [`RetryPolicy::default`]).
+    #[must_use]
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry_policy = policy;
+        self
+    }
+
+    /// Opens a new session by itself when the session expires (off by
+    /// default). The state goes `Expired`, then `Connecting` and
+    /// `Connected` with a new [`Client::session_id`]; calls in between fail
+    /// with [`Error::SessionExpired`] or [`Error::ConnectionLoss`]. Every
+    /// ephemeral node and watch of the old session is gone: owners of
+    /// ephemerals create them again on each [`Client::renewals`] event.
+    /// Credentials given to [`Client::add_auth`] are sent again.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), session_client::Error> {
+    /// use futures_util::StreamExt;
+    /// use session_client::{Client, CreateMode};
+    ///
+    /// let client = Client::builder().auto_renew(true).connect().await?;
+    /// let mut renewals = client.renewals();
+    /// client.create("/services/me", b"", CreateMode::Ephemeral).await?;
+    /// while let Some(session) = renewals.next().await {
+    ///     println!("new session {session}: registering again");
+    ///     client.create("/services/me", b"", CreateMode::Ephemeral).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn auto_renew(mut self, renew: bool) -> Self {
+        self.auto_renew = renew;
+        self
+    }
+
     /// Seeds the host shuffle and the delays between attempts, so a run can
     /// be replayed (random by default).
     #[must_use]
@@ -121,14 +236,28 @@ impl ClientBuilder {
     /// established within the connect timeout.
     pub async fn connect(self) -> Result<Client, Error> {
         let servers = Arc::new(ConnectString::parse(&self.servers)?);
-        let seed = self
-            .rng_seed
-            .unwrap_or_else(|| RandomState::new().build_hasher().finish());
-        let config = ClientConfig::new(&servers, self.session_timeout, seed);
+        let options = DriverOptions {
+            session_timeout: self.session_timeout,
+            rng_seed: self.rng_seed.unwrap_or_else(random_u64),
+            max_jitter: self.max_jitter,
+            close_timeout: self.close_timeout,
+            auto_renew: self.auto_renew,
+        };
         let now = tokio::time::Instant::now().into_std();
         let session = match self.resume {
-            Some((id, password)) => ClientSession::resume(config, id, password, now),
-            None => ClientSession::new(config, now),
+            Some((id, password)) => {
+                let config = session_core::ClientConfig::new(
+                    &servers,
+                    options.session_timeout,
+                    options.rng_seed,
+                );
+                let session = session_core::ClientSession::resume(config, id, password, now);
+                match options.max_jitter {
+                    Some(max) => session.with_max_jitter(max),
+                    None => session,
+                }
+            }
+            None => new_session(&servers, &options, 0, now),
         };
         let (state_tx, mut state) = watch::channel(session.state());
         let (commands, commands_rx) = mpsc::unbounded_channel();
@@ -136,6 +265,7 @@ impl ClientBuilder {
         let driver = Driver::new(
             session,
             Arc::clone(&servers),
+            options,
             commands_rx,
             state_tx,
             Arc::clone(&shared),
@@ -148,7 +278,11 @@ impl ClientBuilder {
             if current == State::Connected {
                 break;
             }
-            if let Some(error) = terminal_error(current) {
+            // With auto-renew an expired (resumed) session is followed by a
+            // new one.
+            if let Some(error) =
+                terminal_error(current).filter(|_| !(self.auto_renew && current == State::Expired))
+            {
                 return Err(error);
             }
             match tokio::time::timeout_at(deadline, state.changed()).await {
@@ -165,20 +299,17 @@ impl ClientBuilder {
                 }
             }
         }
-        let (session_id, password) = shared
-            .info()
-            .session
-            .expect("invariant: the session is known once connected");
         Ok(Client {
             inner: Arc::new(Inner {
                 commands,
                 state,
                 servers,
                 shared,
-                session_id,
-                password,
+                auto_renew: self.auto_renew,
+                retry_policy: self.retry_policy,
                 next_watch_id: AtomicU64::new(1),
             }),
+            request_timeout: self.request_timeout,
         })
     }
 }
@@ -189,8 +320,8 @@ struct Inner {
     state: watch::Receiver<State>,
     servers: Arc<ConnectString>,
     shared: Arc<Shared>,
-    session_id: SessionId,
-    password: SessionPassword,
+    auto_renew: bool,
+    retry_policy: RetryPolicy,
     /// Names each `PersistentWatch` handle for the task.
     next_watch_id: AtomicU64,
 }
@@ -208,6 +339,8 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// This handle's deadline for answers.
+    request_timeout: Option<Duration>,
 }
 
 impl Client {
@@ -217,17 +350,194 @@ impl Client {
         ClientBuilder::default()
     }
 
-    /// The session's id.
+    /// The session's id (a new one after an automatic renewal, see
+    /// [`ClientBuilder::auto_renew`]).
     #[must_use]
     pub fn session_id(&self) -> SessionId {
-        self.inner.session_id
+        self.session().0
     }
 
     /// The session's password: with [`session_id`](Self::session_id), what
     /// [`ClientBuilder::session`] needs to reattach from another process.
     #[must_use]
     pub fn password(&self) -> SessionPassword {
-        self.inner.password
+        self.session().1
+    }
+
+    fn session(&self) -> (SessionId, SessionPassword) {
+        self.inner
+            .shared
+            .info()
+            .session
+            .expect("invariant: the session is known once connected")
+    }
+
+    /// A handle on the same session whose requests fail with
+    /// [`Error::RequestTimeout`] when unanswered after `timeout`, instead of
+    /// the builder's [`request_timeout`](ClientBuilder::request_timeout).
+    /// The connection and the session are not affected by a request that
+    /// timed out.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let (config, _) = client.with_timeout(Duration::from_millis(200)).get("/config").await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_timeout(&self, timeout: Duration) -> Client {
+        Client {
+            inner: Arc::clone(&self.inner),
+            request_timeout: Some(timeout),
+        }
+    }
+
+    /// This handle's deadline for answers, if any.
+    #[must_use]
+    pub fn request_timeout(&self) -> Option<Duration> {
+        self.request_timeout
+    }
+
+    /// Waits until the client is `Connected` (at once if it is).
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// use std::time::Duration;
+    ///
+    /// client.wait_connected(Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when not connected within `timeout` (its
+    /// `last_error` says why the last attempt failed); the terminal errors
+    /// (`SessionExpired` unless [`auto_renew`](ClientBuilder::auto_renew)
+    /// is on, `AuthFailed`, `Closed`) as soon as the session ends.
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<(), Error> {
+        let mut state = self.inner.state.clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let current = *state.borrow_and_update();
+            if current == State::Connected {
+                return Ok(());
+            }
+            if let Some(error) = terminal_error(current)
+                .filter(|_| !(self.inner.auto_renew && current == State::Expired))
+            {
+                return Err(error);
+            }
+            match tokio::time::timeout_at(deadline, state.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(self.gone()),
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        after: timeout,
+                        last_error: self.inner.shared.info().last_error.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs `operation` until it succeeds, fails with an error not worth
+    /// retrying, or `policy` gives up; returns its last outcome.
+    ///
+    /// Retried: exactly the errors for which [`Error::is_retryable`] holds,
+    /// [`ConnectionLoss`](Error::ConnectionLoss) (the connection dropped,
+    /// or the client is suspended and reconnecting),
+    /// [`RequestTimeout`](Error::RequestTimeout),
+    /// [`Unavailable`](Error::Unavailable) and [`System`](Error::System).
+    /// Before each retry the client waits the policy's back-off, then until
+    /// it is connected again. Not retried: everything else, the terminal
+    /// errors (`SessionExpired`, `AuthFailed`, `Closed`) included.
+    ///
+    /// Use it for idempotent operations (reads, versioned writes, deletes
+    /// that treat `NoNode` as done): after a `ConnectionLoss` a write may
+    /// have been applied. For sequential creates use
+    /// [`create_protected`](Self::create_protected).
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// use session_client::RetryPolicy;
+    ///
+    /// let (config, _) = client
+    ///     .retry(&RetryPolicy::default(), || client.get("/config"))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The operation's last error: one not retried, or a retried one when
+    /// the policy's deadline or attempt limit is reached; a terminal error
+    /// if the session ends while waiting to reconnect.
+    pub async fn retry<T, F, Fut>(&self, policy: &RetryPolicy, mut operation: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + policy.timeout();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match operation().await {
+                Err(error) if error.is_retryable() => {
+                    self.before_retry(policy, deadline, attempts, error).await?;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// Waits before the next attempt: the back-off, then until connected.
+    /// `Err(error)` when the policy gives up, or the session's end.
+    async fn before_retry(
+        &self,
+        policy: &RetryPolicy,
+        deadline: tokio::time::Instant,
+        attempts: u32,
+        error: Error,
+    ) -> Result<(), Error> {
+        if !policy.allows_another(attempts) {
+            return Err(error);
+        }
+        let pause = (tokio::time::Instant::now() + policy.wait_after(attempts)).min(deadline);
+        tokio::time::sleep_until(pause).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(error);
+        }
+        match self.wait_connected(left).await {
+            Ok(()) => Ok(()),
+            Err(Error::Timeout { .. }) => Err(error),
+            Err(ended) => Err(ended),
+        }
+    }
+
+    /// Every automatic renewal from now on: the new session's id, once it is
+    /// connected (and the credentials sent again). Only with
+    /// [`ClientBuilder::auto_renew`]; the stream ends when the client ends.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// use futures_util::StreamExt;
+    /// use session_client::CreateMode;
+    ///
+    /// let mut renewals = client.renewals();
+    /// while let Some(session) = renewals.next().await {
+    ///     // The old session's ephemerals are gone: create them again.
+    ///     client.create("/workers/w-1", b"", CreateMode::Ephemeral).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn renewals(&self) -> Renewals {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let mut info = self.inner.shared.info();
+        if !info.finished {
+            info.renewal_subscribers.push(sender);
+        }
+        Renewals { receiver }
     }
 
     /// The address of the server the session is (or was last) connected
@@ -255,7 +565,23 @@ impl Client {
     }
 
     /// Every state change from now on, in order, never the same state twice
-    /// in a row; the stream ends after a terminal state.
+    /// in a row; the stream ends after a terminal state (with
+    /// [`auto_renew`](ClientBuilder::auto_renew), `Expired` is followed by
+    /// the new session's `Connecting` and `Connected`).
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) {
+    /// use futures_util::StreamExt;
+    /// use session_client::State;
+    ///
+    /// let mut events = client.events();
+    /// while let Some(state) = events.next().await {
+    ///     if state == State::Suspended {
+    ///         println!("do not trust locks until Connected again");
+    ///     }
+    /// }
+    /// # }
+    /// ```
     #[must_use]
     pub fn events(&self) -> StateEvents {
         let (sender, receiver) = mpsc::unbounded_channel();
@@ -267,9 +593,20 @@ impl Client {
     }
 
     /// Closes the session: the server deletes its ephemeral nodes and drops
-    /// its watches. Returns once the server has answered (or the connection
-    /// is gone). Later calls fail with [`Error::Closed`]; closing twice, or
-    /// after expiry, does nothing.
+    /// its watches. Returns once a server has acknowledged it. When the
+    /// client is suspended it goes on reconnecting, only to send the close,
+    /// so that the session's ephemerals (its locks) go as soon as a server
+    /// answers rather than after the session timeout; it gives up after the
+    /// [`close_timeout`](ClientBuilder::close_timeout) (5 s by default) or
+    /// when the session expires, whichever comes first. Later calls fail
+    /// with [`Error::Closed`]; closing twice, or after expiry, does nothing.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) {
+    /// client.close().await;
+    /// assert_eq!(*client.state().borrow(), session_client::State::Closed);
+    /// # }
+    /// ```
     pub async fn close(&self) {
         let (done, closed) = oneshot::channel();
         if self.inner.commands.send(Command::Close(done)).is_ok() {
@@ -342,6 +679,96 @@ impl Client {
                 Ok((self.client_path(&created.path), opt_stat(created.stat)))
             }
             other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Creates a node whose last path component is protected, Curator's
+    /// layout: `/locks/lock-` becomes `/locks/_c_<uuid>-lock-0000000007`
+    /// (with a sequential mode; `_c_<uuid>-lock-` without), `<uuid>` a new
+    /// random UUID for each call. Returns the path created.
+    ///
+    /// A create whose answer is lost ([`Error::ConnectionLoss`], or
+    /// [`Error::RequestTimeout`]) may have been applied: an
+    /// ephemeral-sequential node owned by this live session then blocks
+    /// every other contender for a lock. So on those errors the client
+    /// waits until it is connected again, lists the parent's children and
+    /// returns the node bearing the uuid if there is one, or creates it
+    /// again, under the builder's
+    /// [`retry_policy`](ClientBuilder::retry_policy). The name layout is
+    /// described in [`protected_id`](crate::protected_id); sort contenders
+    /// by the sequence number, the last 10 digits.
+    ///
+    /// ```no_run
+    /// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+    /// use session_client::{CreateMode, strip_protected_prefix};
+    ///
+    /// let me = client
+    ///     .create_protected("/locks/job-7/lock-", b"", CreateMode::EphemeralSequential)
+    ///     .await?;
+    /// let mut contenders = client.children("/locks/job-7").await?;
+    /// contenders.sort_by_key(|name| name[name.len() - 10..].to_owned());
+    /// let first = strip_protected_prefix(&contenders[0]);
+    /// println!("{me}; first in line: {first}");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`create_with`](Self::create_with); `ConnectionLoss` or
+    /// `RequestTimeout` when the retry policy gave up without learning
+    /// whether the node exists; `SessionExpired` when the session ended
+    /// meanwhile (an ephemeral node is gone with it).
+    pub async fn create_protected(
+        &self,
+        path: &str,
+        data: &[u8],
+        options: impl Into<CreateOptions>,
+    ) -> Result<String, Error> {
+        let options = options.into();
+        let (parent, name) = split_last(path)?;
+        let protected_name = protect(&random_uuid(), name);
+        let protected_path = if parent == "/" {
+            format!("/{protected_name}")
+        } else {
+            format!("{parent}/{protected_name}")
+        };
+        let policy = self.inner.retry_policy;
+        let deadline = tokio::time::Instant::now() + policy.timeout();
+        let mut attempts = 0;
+        let mut sent = false;
+        loop {
+            attempts += 1;
+            if sent {
+                // The last create may have been applied: look for it first.
+                match self.children(parent).await {
+                    Ok(children) => {
+                        if let Some(found) = children
+                            .iter()
+                            .find(|child| child.starts_with(&protected_name))
+                        {
+                            return Ok(if parent == "/" {
+                                format!("/{found}")
+                            } else {
+                                format!("{parent}/{found}")
+                            });
+                        }
+                    }
+                    Err(error) if error.is_retryable() => {
+                        self.before_retry(&policy, deadline, attempts, error)
+                            .await?;
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            sent = true;
+            match self.create_with(&protected_path, data, &options).await {
+                Ok((created, _)) => return Ok(created),
+                Err(error) if error.is_retryable() => {
+                    self.before_retry(&policy, deadline, attempts, error)
+                        .await?;
+                }
+                Err(error) => return Err(error),
+            }
         }
     }
 
@@ -991,9 +1418,17 @@ impl Client {
                     request::Op::GetChildren(children) => children.path.clone(),
                     _ => String::new(),
                 };
+                let forget = ForgetWatch {
+                    commands: self.inner.commands.downgrade(),
+                    group: on.group(),
+                    server_path: server_path.clone(),
+                };
                 (
                     Extra::Watch(on, server_path, sender),
-                    Some(Watch { receiver }),
+                    Some(Watch {
+                        receiver,
+                        forget: Some(forget),
+                    }),
                 )
             }
             None => (Extra::None, None),
@@ -1021,11 +1456,32 @@ impl Client {
         if self.inner.commands.send(command).is_err() {
             return Err(self.gone());
         }
-        match replied.await {
+        let answer = match self.request_timeout {
+            // The task keeps the request: its late answer is absorbed there.
+            Some(after) => tokio::time::timeout(after, replied)
+                .await
+                .map_err(|_| Error::RequestTimeout { after })?,
+            None => replied.await,
+        };
+        match answer {
             Ok(Ok((result, _zxid))) => Ok(result),
             Ok(Err(error)) => Err(error),
             Err(_) => Err(self.gone()),
         }
+    }
+}
+
+/// The parent of `path` and its last component, for a protected create.
+fn split_last(path: &str) -> Result<(&str, &str), Error> {
+    let invalid = |detail: &str| Error::InvalidPath {
+        path: path.to_owned(),
+        detail: detail.to_owned(),
+    };
+    match path.rfind('/') {
+        Some(0) if path.len() == 1 => Err(invalid("the root has no name to protect")),
+        Some(0) => Ok(("/", &path[1..])),
+        Some(at) => Ok((&path[..at], &path[at + 1..])),
+        None => Err(invalid("a path starts with '/'")),
     }
 }
 

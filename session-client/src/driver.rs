@@ -4,19 +4,25 @@
 //! credentials and then the watches again. Every decision about when to
 //! connect, ping, give up on a server or declare the session lost is the
 //! state machine's.
+//!
+//! One event loop owns the socket's reads, its writes and the timers: a
+//! request is encoded into a buffer that the loop writes as the socket
+//! takes it, so a write that cannot finish (a partition, a peer advertising
+//! a zero window) never keeps the loop from noticing `2/3·T` of silence.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::StreamExt;
 use session_core::{
-    Action, ClientEvent, ClientSession, ConnectString, EventKind, HostPort, Refusal, SessionId,
-    SessionPassword, WatchKind, WatcherType, watch_kind_for_exists,
+    Action, ClientConfig, ClientEvent, ClientSession, ConnectString, EventKind, HostPort, Refusal,
+    SessionId, SessionPassword, WatchKind, WatcherType, watch_kind_for_exists,
 };
 use session_wire::v1::{
     self as wire, ClientMessage, CloseSession, ErrorCode, Ping, RefusalReason, ServerMessage,
@@ -26,16 +32,17 @@ use session_wire::{
     ClientCodec, CodecError, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
     XidCounter,
 };
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Encoder, FramedRead};
 use tracing::{debug, info, warn};
 
 use crate::types::{event_kind_from_wire, watcher_type_to_wire};
 use crate::watches::{EventSender, SET_WATCHES_BATCH_BYTES, WatchRegistry, WatchSender};
 use crate::{Error, State, WatchedEvent};
 
-type Transport = Framed<TcpStream, ClientCodec>;
 type Opening = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 pub(crate) type ReplySender = oneshot::Sender<Result<(reply::Result, u64), Error>>;
 
@@ -63,6 +70,17 @@ pub(crate) enum WatchOn {
     Exists,
     /// `children`: a child watch.
     Children,
+}
+
+impl WatchOn {
+    /// The watcher type that removes this watch from the server: `Data`
+    /// takes data and exist watches, `Children` child watches.
+    pub(crate) fn group(self) -> WatcherType {
+        match self {
+            Self::Get | Self::Exists => WatcherType::Data,
+            Self::Children => WatcherType::Children,
+        }
+    }
 }
 
 /// What a request does besides its answer, for the task to keep track of.
@@ -118,8 +136,30 @@ pub(crate) enum Command {
         id: u64,
         done: Option<ReplySender>,
     },
+    /// A one-shot [`Watch`](crate::Watch) was dropped before it fired:
+    /// forget it, and remove the server's watch of that type on the path
+    /// when no other watch of the client needs it.
+    ForgetWatch {
+        /// `Data` (data and exist watches) or `Children`.
+        group: WatcherType,
+        server_path: String,
+    },
     /// Close the session; the sender is dropped when the task ends.
     Close(oneshot::Sender<()>),
+}
+
+/// How the task runs, from the builder.
+#[derive(Debug, Clone)]
+pub(crate) struct DriverOptions {
+    /// The session timeout to request, for a renewed session too.
+    pub(crate) session_timeout: Duration,
+    pub(crate) rng_seed: u64,
+    /// `None`: session-core's `min(1 s, T/10)`.
+    pub(crate) max_jitter: Option<Duration>,
+    /// How long a close may try to reach a server.
+    pub(crate) close_timeout: Duration,
+    /// Open a new session when this one expires.
+    pub(crate) auto_renew: bool,
 }
 
 /// What the session looks like from outside the task.
@@ -131,6 +171,8 @@ pub(crate) struct SessionInfo {
     pub(crate) server: Option<std::net::SocketAddr>,
     pub(crate) last_error: Option<String>,
     pub(crate) subscribers: Vec<mpsc::UnboundedSender<State>>,
+    /// Told the new session's id after each automatic renewal.
+    pub(crate) renewal_subscribers: Vec<mpsc::UnboundedSender<SessionId>>,
     /// Set when the task has ended: no state change will come.
     pub(crate) finished: bool,
 }
@@ -187,13 +229,79 @@ struct Pending {
     purpose: Purpose,
 }
 
+/// An open connection: frames are read as they come; frames to send are
+/// encoded into `out`, which the event loop writes as the socket takes it.
+struct Connection {
+    reader: FramedRead<OwnedReadHalf, ClientCodec>,
+    writer: OwnedWriteHalf,
+    out: BytesMut,
+    codec: ClientCodec,
+    peer: Option<SocketAddr>,
+}
+
+impl Connection {
+    fn new(stream: TcpStream) -> Self {
+        let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().ok();
+        let (read, writer) = stream.into_split();
+        Self {
+            reader: FramedRead::new(read, ClientCodec::new()),
+            writer,
+            out: BytesMut::new(),
+            codec: ClientCodec::new(),
+            peer,
+        }
+    }
+
+    /// Writes what is queued if the socket takes it at once, without
+    /// waiting: the last bytes before the connection is dropped.
+    fn flush_now(&mut self) {
+        while !self.out.is_empty() {
+            match self.writer.try_write(&self.out) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => self.out.advance(n),
+            }
+        }
+    }
+}
+
+/// What happened on the connection.
+enum Io {
+    Frame(Option<Result<ServerMessage, CodecError>>),
+    Wrote(io::Result<usize>),
+}
+
+/// The next frame read, or the next write the socket took; never resolves
+/// without a connection. Both halves are cancel-safe: a frame half read
+/// stays in the reader's buffer, and a write that did not complete wrote
+/// nothing.
+async fn connection_io(connection: &mut Option<Connection>) -> Io {
+    let Some(Connection {
+        reader,
+        writer,
+        out,
+        ..
+    }) = connection
+    else {
+        return std::future::pending().await;
+    };
+    let write = std::future::poll_fn(|cx| Pin::new(&mut *writer).poll_write(cx, out));
+    tokio::select! {
+        frame = reader.next() => Io::Frame(frame),
+        wrote = write, if !out.is_empty() => Io::Wrote(wrote),
+    }
+}
+
 pub(crate) struct Driver {
     session: ClientSession,
     servers: Arc<ConnectString>,
-    transport: Option<Transport>,
+    options: DriverOptions,
+    connection: Option<Connection>,
     opening: Option<Opening>,
     commands: mpsc::UnboundedReceiver<Command>,
     commands_open: bool,
+    /// `close()` was asked for (or every handle is gone).
+    close_requested: bool,
     closers: Vec<oneshot::Sender<()>>,
     state: watch::Sender<State>,
     shared: Arc<Shared>,
@@ -203,23 +311,18 @@ pub(crate) struct Driver {
     credentials: Vec<Credential>,
     xids: XidCounter,
     last_zxid: u64,
+    /// Sessions opened after an expiry (auto-renew).
+    renewals: u64,
+    /// A renewed session is on its way: tell the subscribers once connected.
+    renewing: bool,
 }
 
 /// What woke the task.
 enum Wake {
     Command(Option<Command>),
-    Frame(Option<Result<ServerMessage, CodecError>>),
+    Io(Io),
     Opened(io::Result<TcpStream>),
     Timer,
-}
-
-async fn next_frame(
-    transport: &mut Option<Transport>,
-) -> Option<Result<ServerMessage, CodecError>> {
-    match transport {
-        Some(transport) => transport.next().await,
-        None => std::future::pending().await,
-    }
 }
 
 async fn opened(opening: &mut Option<Opening>) -> io::Result<TcpStream> {
@@ -262,10 +365,29 @@ async fn open(host: HostPort, deadline: std::time::Instant) -> io::Result<TcpStr
     }
 }
 
+/// A new state machine for `options`, renewal `renewals` (its own seed).
+pub(crate) fn new_session(
+    servers: &ConnectString,
+    options: &DriverOptions,
+    renewals: u64,
+    now: std::time::Instant,
+) -> ClientSession {
+    let seed = options.rng_seed.wrapping_add(renewals);
+    let session = ClientSession::new(
+        ClientConfig::new(servers, options.session_timeout, seed),
+        now,
+    );
+    match options.max_jitter {
+        Some(max) => session.with_max_jitter(max),
+        None => session,
+    }
+}
+
 impl Driver {
     pub(crate) fn new(
         session: ClientSession,
         servers: Arc<ConnectString>,
+        options: DriverOptions,
         commands: mpsc::UnboundedReceiver<Command>,
         state: watch::Sender<State>,
         shared: Arc<Shared>,
@@ -273,10 +395,12 @@ impl Driver {
         Self {
             session,
             servers,
-            transport: None,
+            options,
+            connection: None,
             opening: None,
             commands,
             commands_open: true,
+            close_requested: false,
             closers: Vec::new(),
             state,
             shared,
@@ -285,31 +409,39 @@ impl Driver {
             credentials: Vec::new(),
             xids: XidCounter::new(),
             last_zxid: 0,
+            renewals: 0,
+            renewing: false,
         }
     }
 
-    /// Runs until the session is expired, closed or refused.
+    /// Runs until the session is expired (and not renewed), closed or
+    /// refused.
     pub(crate) async fn run(mut self) {
         loop {
-            self.drain_outputs().await;
+            self.drain_outputs();
             if self.session.state().is_terminal() {
+                if self.should_renew() {
+                    self.renew();
+                    continue;
+                }
                 break;
             }
             let wake = self.session.poll_timeout();
             let woke = tokio::select! {
                 command = self.commands.recv(), if self.commands_open => Wake::Command(command),
-                frame = next_frame(&mut self.transport) => Wake::Frame(frame),
+                io = connection_io(&mut self.connection) => Wake::Io(io),
                 result = opened(&mut self.opening) => Wake::Opened(result),
                 () = sleep_until(wake) => Wake::Timer,
             };
             match woke {
-                Wake::Command(Some(command)) => self.command(command).await,
+                Wake::Command(Some(command)) => self.command(command),
                 Wake::Command(None) => {
                     // Every handle is gone: nobody can use the session any more.
                     self.commands_open = false;
-                    self.session.close(now());
+                    self.close();
                 }
-                Wake::Frame(frame) => self.frame(frame),
+                Wake::Io(Io::Frame(frame)) => self.frame(frame),
+                Wake::Io(Io::Wrote(wrote)) => self.wrote(wrote),
                 Wake::Opened(result) => self.opened(result),
                 Wake::Timer => self.session.handle_timeout(now()),
             }
@@ -317,21 +449,43 @@ impl Driver {
         self.finish();
     }
 
+    fn should_renew(&self) -> bool {
+        self.options.auto_renew
+            && self.session.state() == State::Expired
+            && self.commands_open
+            && !self.close_requested
+    }
+
+    /// The session expired and the builder asked for a new one: start over
+    /// with a new session, keeping the credentials (sent again on its first
+    /// connection) and the last zxid seen.
+    fn renew(&mut self) {
+        self.renewals += 1;
+        info!(
+            expired = ?self.session.session_id(),
+            renewal = self.renewals,
+            "session expired: opening a new one"
+        );
+        self.drop_connection();
+        self.session = new_session(&self.servers, &self.options, self.renewals, now());
+        self.renewing = true;
+    }
+
     /// Does every action the state machine asks for, in order, then reports
     /// its state changes; repeats until both are drained.
-    async fn drain_outputs(&mut self) {
+    fn drain_outputs(&mut self) {
         loop {
             if let Some(action) = self.session.poll_action() {
-                self.act(action).await;
+                self.act(action);
             } else if let Some(ClientEvent::StateChanged(state)) = self.session.poll_event() {
-                self.state_changed(state).await;
+                self.state_changed(state);
             } else {
                 return;
             }
         }
     }
 
-    async fn act(&mut self, action: Action) {
+    fn act(&mut self, action: Action) {
         match action {
             Action::Connect { host, deadline } => {
                 let Some(host) = self.servers.hosts().get(host).cloned() else {
@@ -356,21 +510,26 @@ impl Driver {
                     client_name: env!("CARGO_PKG_NAME").to_owned(),
                     client_version: env!("CARGO_PKG_VERSION").to_owned(),
                 };
-                self.send(message.into()).await;
+                self.send(&message.into());
             }
-            Action::SendPing => self.send(Ping {}.into()).await,
-            Action::SendClose => self.send_close().await,
-            Action::DropTransport => self.drop_transport(),
+            Action::SendPing => self.send(&Ping {}.into()),
+            Action::SendClose => self.send(&CloseSession {}.into()),
+            Action::DropTransport => {
+                if let Some(connection) = self.connection.as_mut() {
+                    connection.flush_now();
+                }
+                self.drop_connection();
+            }
         }
     }
 
-    async fn state_changed(&mut self, state: State) {
+    fn state_changed(&mut self, state: State) {
         info!(?state, session = ?self.session.session_id(), "client state changed");
         if state == State::Connected {
             let server = self
-                .transport
+                .connection
                 .as_ref()
-                .and_then(|transport| transport.get_ref().peer_addr().ok());
+                .and_then(|connection| connection.peer);
             let mut info = self.shared.info();
             info.session = self.session.session_id().zip(self.session.password());
             info.negotiated = self.session.negotiated_timeout();
@@ -388,13 +547,20 @@ impl Driver {
         } else if state == State::Connected {
             // Credentials first: the server checks the watches' (and every
             // later request's) access with the connection's identities.
-            self.send_credentials().await;
-            self.reregister_watches().await;
+            self.send_credentials();
+            self.reregister_watches();
+            if std::mem::take(&mut self.renewing) {
+                if let Some(id) = self.session.session_id() {
+                    let mut info = self.shared.info();
+                    info.renewal_subscribers
+                        .retain(|subscriber| subscriber.send(id).is_ok());
+                }
+            }
         }
     }
 
     /// Sends a request of the client's own: its answer is only logged.
-    async fn send_own(&mut self, op: request::Op, purpose: Purpose) {
+    fn send_own(&mut self, op: request::Op, purpose: Purpose) {
         let xid = self.xids.next_xid().get();
         self.pending.insert(
             xid,
@@ -405,12 +571,12 @@ impl Driver {
                 purpose,
             },
         );
-        self.send(wire::Request { xid, op: Some(op) }.into()).await;
+        self.send_request(xid, op);
     }
 
     /// Authenticates the new connection as the previous ones were: the
     /// server keeps identities per connection, not per session.
-    async fn send_credentials(&mut self) {
+    fn send_credentials(&mut self) {
         if !self.credentials.is_empty() {
             debug!(
                 credentials = self.credentials.len(),
@@ -422,13 +588,13 @@ impl Driver {
                 scheme: credential.scheme.clone(),
                 credential: credential.credential.clone(),
             });
-            self.send_own(op, Purpose::AddAuth(credential)).await;
+            self.send_own(op, Purpose::AddAuth(credential));
         }
     }
 
     /// Sets every watch again on the new connection, with the last zxid seen:
     /// the server fires at once those whose node changed meanwhile.
-    async fn reregister_watches(&mut self) {
+    fn reregister_watches(&mut self) {
         self.watches.prune();
         if self.watches.len() == 0 {
             return;
@@ -442,100 +608,116 @@ impl Driver {
             "re-registering watches"
         );
         for batch in batches {
-            self.send_own(request::Op::SetWatches(batch), Purpose::Plain)
-                .await;
+            self.send_own(request::Op::SetWatches(batch), Purpose::Plain);
         }
     }
 
-    async fn command(&mut self, command: Command) {
+    fn command(&mut self, command: Command) {
         match command {
             Command::Close(done) => {
                 self.closers.push(done);
-                self.session.close(now());
+                self.close();
             }
             Command::Request {
                 op,
                 path,
                 extra,
                 reply,
-            } => {
-                let state = self.session.state();
-                if let Some(error) = terminal_error(state) {
-                    let _ = reply.send(Err(error));
-                    return;
-                }
-                if state != State::Connected || self.transport.is_none() {
-                    let _ = reply.send(Err(Error::ConnectionLoss));
-                    return;
-                }
-                let (watch, purpose) = match extra {
-                    Extra::None => (None, Purpose::Plain),
-                    Extra::Watch(on, server_path, sender) => (
-                        Some(PendingWatch {
-                            on,
-                            server_path,
-                            sender,
-                            early: Vec::new(),
-                        }),
-                        Purpose::Plain,
-                    ),
-                    Extra::Listen {
-                        kind,
-                        server_path,
-                        id,
-                        sender,
-                    } => {
-                        // Registered now, so that a handle dropped meanwhile
-                        // on the same path does not remove the server's
-                        // watch after this request set it.
-                        self.watches
-                            .add_persistent(kind, server_path.clone(), id, sender);
-                        (
-                            None,
-                            Purpose::AddWatch {
-                                kind,
-                                server_path,
-                                id,
-                            },
-                        )
-                    }
-                    Extra::RemoveWatches { server_path, kind } => {
-                        (None, Purpose::RemoveWatches { server_path, kind })
-                    }
-                    Extra::AddAuth(credential) => {
-                        // Remembered from now: if the connection drops before
-                        // the answer, the next one gets it too.
-                        if !self.credentials.contains(&credential) {
-                            self.credentials.push(credential.clone());
-                        }
-                        (None, Purpose::AddAuth(credential))
-                    }
-                };
-                let xid = self.xids.next_xid().get();
-                self.pending.insert(
-                    xid,
-                    Pending {
-                        reply: Some(reply),
-                        path,
-                        watch,
-                        purpose,
-                    },
-                );
-                let message = wire::Request { xid, op: Some(op) };
-                self.send(message.into()).await;
-            }
+            } => self.request(op, path, extra, reply),
             Command::Unwatch {
                 kind,
                 server_path,
                 id,
                 done,
-            } => self.unwatch(kind, server_path, id, done).await,
+            } => self.unwatch(kind, server_path, id, done),
+            Command::ForgetWatch { group, server_path } => {
+                self.watches.prune_path(&server_path);
+                self.remove_unused_watch(group, &server_path);
+            }
         }
+    }
+
+    /// Asks the state machine to close the session: it reaches a server
+    /// if one answers before the close timeout.
+    fn close(&mut self) {
+        self.close_requested = true;
+        let now = now();
+        self.session.close(now, now + self.options.close_timeout);
+    }
+
+    fn request(&mut self, op: request::Op, path: String, extra: Extra, reply: ReplySender) {
+        let state = self.session.state();
+        if let Some(error) = terminal_error(state) {
+            let _ = reply.send(Err(error));
+            return;
+        }
+        if self.close_requested {
+            let _ = reply.send(Err(Error::Closed));
+            return;
+        }
+        if state != State::Connected || self.connection.is_none() {
+            let _ = reply.send(Err(Error::ConnectionLoss));
+            return;
+        }
+        let (watch, purpose) = match extra {
+            Extra::None => (None, Purpose::Plain),
+            Extra::Watch(on, server_path, sender) => (
+                Some(PendingWatch {
+                    on,
+                    server_path,
+                    sender,
+                    early: Vec::new(),
+                }),
+                Purpose::Plain,
+            ),
+            Extra::Listen {
+                kind,
+                server_path,
+                id,
+                sender,
+            } => {
+                // Registered now, so that a handle dropped meanwhile on the
+                // same path does not remove the server's watch after this
+                // request set it.
+                self.watches
+                    .add_persistent(kind, server_path.clone(), id, sender);
+                (
+                    None,
+                    Purpose::AddWatch {
+                        kind,
+                        server_path,
+                        id,
+                    },
+                )
+            }
+            Extra::RemoveWatches { server_path, kind } => {
+                (None, Purpose::RemoveWatches { server_path, kind })
+            }
+            Extra::AddAuth(credential) => {
+                // Remembered from now: if the connection drops before the
+                // answer, the next one gets it too.
+                if !self.credentials.contains(&credential) {
+                    self.credentials.push(credential.clone());
+                }
+                (None, Purpose::AddAuth(credential))
+            }
+        };
+        let xid = self.xids.next_xid().get();
+        self.pending.insert(
+            xid,
+            Pending {
+                reply: Some(reply),
+                path,
+                watch,
+                purpose,
+            },
+        );
+        self.send_request(xid, op);
     }
 
     /// Forgets a persistent watch handle; the server's watch goes with the
     /// last handle on it.
-    async fn unwatch(
+    fn unwatch(
         &mut self,
         kind: WatchKind,
         server_path: String,
@@ -543,8 +725,7 @@ impl Driver {
         done: Option<ReplySender>,
     ) {
         let last = self.watches.remove_persistent(kind, &server_path, id);
-        let connected = self.session.state() == State::Connected && self.transport.is_some();
-        if !(last && connected) {
+        if !(last && self.connected()) {
             // Nothing to ask: another handle still uses the watch, or there
             // is no connection (and it will not be set again on the next).
             if let Some(done) = done {
@@ -572,39 +753,89 @@ impl Driver {
                 purpose: Purpose::Plain,
             },
         );
-        self.send(wire::Request { xid, op: Some(op) }.into()).await;
+        self.send_request(xid, op);
     }
 
-    /// Writes one frame; a failure is a lost transport.
-    async fn send(&mut self, message: ClientMessage) {
-        let Some(transport) = self.transport.as_mut() else {
+    /// Removes the server's one-shot watches of `group` on `server_path`
+    /// when no watch of the client needs them any more: none held, and none
+    /// on its way in a request not yet answered (the server would set it
+    /// before this removal, and the removal would take it too).
+    fn remove_unused_watch(&mut self, group: WatcherType, server_path: &str) {
+        if self.watches.holds(group.kinds(), server_path) {
+            return;
+        }
+        let on_its_way = self.pending.values().any(|pending| {
+            pending.watch.as_ref().is_some_and(|watch| {
+                watch.server_path == server_path
+                    && watch.on.group() == group
+                    && !watch.sender.is_closed()
+            })
+        });
+        if on_its_way || !self.connected() {
+            // Without a connection the watch is not set again on the next.
+            return;
+        }
+        debug!(
+            path = server_path,
+            ?group,
+            "removing a dropped watch from the server"
+        );
+        let op = request::Op::RemoveWatches(wire::RemoveWatches {
+            path: server_path.to_owned(),
+            watcher_type: watcher_type_to_wire(group).into(),
+        });
+        self.send_own(op, Purpose::Plain);
+    }
+
+    fn connected(&self) -> bool {
+        self.session.state() == State::Connected && self.connection.is_some()
+    }
+
+    /// Queues one request; one too large for a frame fails alone, the
+    /// connection unharmed.
+    fn send_request(&mut self, xid: i32, op: request::Op) {
+        let message = ClientMessage::from(wire::Request { xid, op: Some(op) });
+        let Some(connection) = self.connection.as_mut() else {
             return;
         };
-        match transport.send(message).await {
-            Ok(()) => self.session.handle_frame_sent(now()),
-            Err(err) => {
-                self.note_error(format!("send failed: {err}"));
-                self.lose_transport();
+        if let Err(err) = connection.codec.encode(&message, &mut connection.out) {
+            if let Some(pending) = self.pending.remove(&xid) {
+                if let Some(reply) = pending.reply {
+                    let _ = reply.send(Err(Error::TooLarge {
+                        detail: err.to_string(),
+                    }));
+                }
             }
         }
     }
 
-    /// Asks the server to close the session and waits (at most the read
-    /// timeout) for its answer, so the session's ephemerals are gone when
-    /// `close()` returns.
-    async fn send_close(&mut self) {
-        self.send(CloseSession {}.into()).await;
-        let deadline = tokio::time::Instant::now() + self.session.timings().read_timeout;
-        while let Some(transport) = self.transport.as_mut() {
-            let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, transport.next()).await
-            else {
-                return;
-            };
-            match message.kind {
-                Some(server_message::Kind::Reply(reply)) => self.reply(reply),
-                Some(server_message::Kind::WatchEvent(event)) => self.watch_event(event),
-                Some(server_message::Kind::Pong(_)) => {}
-                _ => return,
+    /// Queues one frame of the session's own (handshake, ping, close).
+    fn send(&mut self, message: &ClientMessage) {
+        let Some(connection) = self.connection.as_mut() else {
+            return;
+        };
+        if let Err(err) = connection.codec.encode(message, &mut connection.out) {
+            self.note_error(format!("send failed: {err}"));
+            self.lose_transport();
+        }
+    }
+
+    /// The socket took `wrote` bytes of the queue (or failed).
+    fn wrote(&mut self, wrote: io::Result<usize>) {
+        match wrote {
+            Ok(n) if n > 0 => {
+                if let Some(connection) = self.connection.as_mut() {
+                    connection.out.advance(n);
+                }
+                self.session.handle_frame_sent(now());
+            }
+            Ok(_) => {
+                self.note_error("send failed: the connection took no bytes".to_owned());
+                self.lose_transport();
+            }
+            Err(err) => {
+                self.note_error(format!("send failed: {err}"));
+                self.lose_transport();
             }
         }
     }
@@ -613,8 +844,7 @@ impl Driver {
         self.opening = None;
         match result {
             Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                self.transport = Some(Framed::new(stream, ClientCodec::new()));
+                self.connection = Some(Connection::new(stream));
                 self.session.handle_connected(now());
             }
             Err(err) => {
@@ -647,8 +877,10 @@ impl Driver {
         };
         match kind {
             server_message::Kind::HandshakeReply(reply) => self.handshake_reply(reply, now),
-            server_message::Kind::Pong(_) | server_message::Kind::CloseAck(_) => {
+            server_message::Kind::Pong(_) => self.session.handle_frame_received(now),
+            server_message::Kind::CloseAck(_) => {
                 self.session.handle_frame_received(now);
+                self.session.handle_close_acknowledged(now);
             }
             server_message::Kind::Reply(reply) => {
                 self.session.handle_frame_received(now);
@@ -803,6 +1035,11 @@ impl Driver {
                 };
                 let _ = watch.sender.send(Ok(event));
             }
+            // The caller dropped its `Watch` (or gave up on the answer)
+            // before the server set it: remove it there again.
+            None if watch.sender.is_closed() => {
+                self.remove_unused_watch(watch.on.group(), &watch.server_path);
+            }
             None => self.watches.add(kind, watch.server_path, watch.sender),
         }
     }
@@ -839,12 +1076,12 @@ impl Driver {
 
     /// The transport broke: tell the state machine and fail what was in flight.
     fn lose_transport(&mut self) {
-        self.drop_transport();
+        self.drop_connection();
         self.session.handle_transport_lost(now());
     }
 
-    fn drop_transport(&mut self) {
-        self.transport = None;
+    fn drop_connection(&mut self) {
+        self.connection = None;
         self.opening = None;
         self.fail_pending(&Error::ConnectionLoss);
     }
@@ -877,12 +1114,13 @@ impl Driver {
     /// handle, stream and watch know.
     fn finish(&mut self) {
         let error = terminal_error(self.session.state()).unwrap_or(Error::Closed);
-        self.drop_transport();
+        self.drop_connection();
         self.watches.fail_all(&error);
         {
             let mut info = self.shared.info();
             info.finished = true;
             info.subscribers.clear();
+            info.renewal_subscribers.clear();
         }
         self.commands.close();
         while let Ok(command) = self.commands.try_recv() {
@@ -893,7 +1131,9 @@ impl Driver {
                 } => {
                     let _ = reply.send(Err(error.clone()));
                 }
-                Command::Unwatch { done: None, .. } | Command::Close(_) => {}
+                Command::Unwatch { done: None, .. }
+                | Command::ForgetWatch { .. }
+                | Command::Close(_) => {}
             }
         }
         self.closers.clear();

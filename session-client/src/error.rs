@@ -34,14 +34,26 @@ pub enum Error {
     #[error("the client is closed")]
     Closed,
     /// No session was established within the connect deadline
-    /// ([`ClientBuilder::connect_timeout`](crate::ClientBuilder::connect_timeout)).
-    /// Check that a server listens at the given addresses, then retry.
+    /// ([`ClientBuilder::connect_timeout`](crate::ClientBuilder::connect_timeout)),
+    /// or the client was not connected within the time given to
+    /// [`Client::wait_connected`](crate::Client::wait_connected). Check that
+    /// a server listens at the given addresses, then retry.
     #[error("no session established within {after:?}{}", last_error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
     Timeout {
         /// The deadline that passed.
         after: Duration,
         /// The last connection error seen, if any.
         last_error: Option<String>,
+    },
+    /// No answer came within the request's deadline
+    /// ([`ClientBuilder::request_timeout`](crate::ClientBuilder::request_timeout)
+    /// or [`Client::with_timeout`](crate::Client::with_timeout)). The
+    /// connection and the session are unaffected; the request may or may not
+    /// have been applied, as after [`ConnectionLoss`](Self::ConnectionLoss).
+    #[error("no answer within {after:?}; the request may or may not have been applied")]
+    RequestTimeout {
+        /// The deadline that passed.
+        after: Duration,
     },
     /// The connect string cannot be parsed. Fix the configuration.
     #[error("invalid connect string: {0}")]
@@ -189,13 +201,18 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether retrying the same call later may succeed with the same client
-    /// (`ConnectionLoss`, `Unavailable`, `System`).
+    /// Whether retrying the same call later may succeed with the same
+    /// client, and session: `ConnectionLoss`, `RequestTimeout`,
+    /// `Unavailable`, `System`. These are what
+    /// [`Client::retry`](crate::Client::retry) retries.
     #[must_use]
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::ConnectionLoss | Self::Unavailable { .. } | Self::System { .. }
+            Self::ConnectionLoss
+                | Self::RequestTimeout { .. }
+                | Self::Unavailable { .. }
+                | Self::System { .. }
         )
     }
 
@@ -515,6 +532,14 @@ mod tests {
         );
         assert!(Error::ConnectionLoss.is_retryable());
         assert!(Error::SessionExpired.is_terminal());
+        let late = Error::RequestTimeout {
+            after: Duration::from_millis(250),
+        };
+        assert_eq!(
+            late.to_string(),
+            "no answer within 250ms; the request may or may not have been applied"
+        );
+        assert!(late.is_retryable() && !late.is_terminal());
         assert!(
             !Error::NoNode {
                 detail: String::new()

@@ -55,9 +55,33 @@
 //!   fail with [`Error::ConnectionLoss`]; do not trust locks.
 //! - `Expired`: a server said so, or no server answered for 4/3 of the
 //!   timeout. Every call fails with [`Error::SessionExpired`]: build a new
-//!   client.
+//!   client, or let [`ClientBuilder::auto_renew`] open a new session.
 //! - `Closed` after [`Client::close`]; `AuthFailed` when a server refused the
 //!   password.
+//!
+//! One event loop owns the socket's reads, its writes and the timers, so a
+//! write stuck behind a silent peer never delays `Suspended` or `Expired`.
+//! After losing a connection the client tries the next server at once, then
+//! waits a random time under `min(1 s, T/10)` between attempts
+//! ([`ClientBuilder::reconnect_jitter`]).
+//!
+//! # Under faults
+//!
+//! - [`Client::wait_connected`] waits for the connection, with a deadline.
+//! - [`ClientBuilder::request_timeout`] and [`Client::with_timeout`] give
+//!   requests a deadline ([`Error::RequestTimeout`]; the session carries
+//!   on).
+//! - [`Client::retry`] retries idempotent calls on the errors
+//!   [`Error::is_retryable`] names, under a [`RetryPolicy`].
+//! - [`Client::create_protected`] finds its ephemeral-sequential node again
+//!   after a lost answer (Curator's `_c_<uuid>-` names, see
+//!   [`protected_id`]).
+//! - [`Client::close`] reaches a server when one answers within
+//!   [`ClientBuilder::close_timeout`], suspended or not.
+//! - Dropping a [`Watch`] removes it from the server.
+//! - [`ClientBuilder::auto_renew`] opens a new session after expiry;
+//!   [`Client::renewals`] says when, for owners of ephemerals to create them
+//!   again.
 //!
 //! All timing and failover decisions are made by the sans-IO state machine
 //! `session_core::ClientSession`; this crate moves its bytes and time.
@@ -67,16 +91,23 @@ mod client;
 mod driver;
 mod error;
 mod ops;
+mod protected;
+pub mod recipes;
+mod retry;
 mod types;
 mod watches;
 
-pub use client::{Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_SESSION_TIMEOUT};
+pub use client::{
+    Client, ClientBuilder, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_SESSION_TIMEOUT,
+};
 pub use error::{Error, MultiError};
 pub use ops::{CreateOptions, Op, OpOutcome, ReadOp, ReadOutcome};
+pub use protected::{PROTECTED_PREFIX, protected_id, strip_protected_prefix};
+pub use retry::{DEFAULT_RETRY_TIMEOUT, RetryPolicy};
 // Node kinds, node stats, watch event kinds, access control lists and
 // watcher types are session-core's: one definition for the server and the
 // client.
 pub use session_core::{Acl, Id, WatcherType, perms};
 pub use session_core::{CreateMode, EventKind, Stat};
 pub use session_core::{SessionId, SessionPassword};
-pub use types::{PersistentWatch, State, StateEvents, Watch, WatchedEvent};
+pub use types::{PersistentWatch, Renewals, State, StateEvents, Watch, WatchedEvent};

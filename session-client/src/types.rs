@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
-use session_core::{Acl, ClientState, EventKind, Id, Stat, WatchKind, WatcherType};
+use session_core::{Acl, ClientState, EventKind, Id, SessionId, Stat, WatchKind, WatcherType};
 use session_wire::v1 as wire;
 use tokio::sync::{mpsc, oneshot};
 
@@ -119,20 +119,76 @@ pub struct WatchedEvent {
 /// change happened while the client was reconnecting (watches are set again
 /// after a reattach, and the server fires at once those whose node changed
 /// meanwhile). It resolves to `Err(SessionExpired)`, `Err(AuthFailed)` or
-/// `Err(Closed)` when the session ends first. Dropping it forgets the watch.
+/// `Err(Closed)` when the session ends first.
+///
+/// Dropping it before it fired removes the watch from the server too
+/// (ZooKeeper's removeWatches, of the data type for `get_and_watch` and
+/// `exists_and_watch`, of the children type for `children_and_watch`),
+/// unless another `Watch` of the same client still waits on that path for
+/// that type.
+///
+/// ```no_run
+/// # async fn run(client: session_client::Client) -> Result<(), session_client::Error> {
+/// use std::time::Duration;
+/// use session_client::WatcherType;
+///
+/// let (_, _, changed) = client.get_and_watch("/config").await?;
+/// // Wait a minute at most; then the server forgets the watch as well.
+/// let _ = tokio::time::timeout(Duration::from_secs(60), changed).await;
+/// assert!(!client.check_watches("/config", WatcherType::Data).await?);
+/// # Ok(()) }
+/// ```
 #[must_use = "a watch does nothing unless awaited"]
 #[derive(Debug)]
 pub struct Watch {
     pub(crate) receiver: oneshot::Receiver<Result<WatchedEvent, Error>>,
+    /// `None` once it resolved: nothing left to forget.
+    pub(crate) forget: Option<ForgetWatch>,
+}
+
+/// What the driver needs to forget a dropped [`Watch`]. The sender is weak,
+/// so that a watch alone does not keep the session open.
+#[derive(Debug)]
+pub(crate) struct ForgetWatch {
+    pub(crate) commands: mpsc::WeakUnboundedSender<Command>,
+    pub(crate) group: WatcherType,
+    pub(crate) server_path: String,
 }
 
 impl Future for Watch {
     type Output = Result<WatchedEvent, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.receiver)
+        let outcome = Pin::new(&mut self.receiver)
             .poll(cx)
-            .map(|outcome| outcome.unwrap_or(Err(Error::Closed)))
+            .map(|outcome| outcome.unwrap_or(Err(Error::Closed)));
+        if outcome.is_ready() {
+            self.forget = None;
+        }
+        outcome
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let Some(forget) = self.forget.take() else {
+            return;
+        };
+        // Fired (or ended with the session) already: the server holds
+        // nothing for it.
+        if !matches!(
+            self.receiver.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        ) {
+            return;
+        }
+        self.receiver.close();
+        if let Some(commands) = forget.commands.upgrade() {
+            let _ = commands.send(Command::ForgetWatch {
+                group: forget.group,
+                server_path: forget.server_path,
+            });
+        }
     }
 }
 
@@ -278,6 +334,23 @@ impl Stream for StateEvents {
     type Item = State;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<State>> {
+        self.receiver.poll_recv(cx)
+    }
+}
+
+/// The new session's id after each automatic renewal of a client built
+/// with [`ClientBuilder::auto_renew`](crate::ClientBuilder::auto_renew),
+/// once it is connected. From [`Client::renewals`](crate::Client::renewals);
+/// ends when the client ends.
+#[derive(Debug)]
+pub struct Renewals {
+    pub(crate) receiver: mpsc::UnboundedReceiver<SessionId>,
+}
+
+impl Stream for Renewals {
+    type Item = SessionId;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SessionId>> {
         self.receiver.poll_recv(cx)
     }
 }

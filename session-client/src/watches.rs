@@ -227,6 +227,30 @@ impl WatchRegistry {
         }
     }
 
+    /// Forgets the one-shot watches on `server_path` whose `Watch` was
+    /// dropped.
+    pub(crate) fn prune_path(&mut self, server_path: &str) {
+        for watches in &mut self.one_shot {
+            if let Some(senders) = watches.get_mut(server_path) {
+                senders.retain(|sender| !sender.is_closed());
+                if senders.is_empty() {
+                    watches.remove(server_path);
+                }
+            }
+        }
+    }
+
+    /// Whether a one-shot watch of one of `kinds` on `server_path` is held
+    /// for a `Watch` still waiting for it.
+    pub(crate) fn holds(&self, kinds: &[WatchKind], server_path: &str) -> bool {
+        kinds.iter().any(|&kind| {
+            !kind.is_persistent()
+                && self.one_shot[slot(kind)]
+                    .get(server_path)
+                    .is_some_and(|senders| senders.iter().any(|sender| !sender.is_closed()))
+        })
+    }
+
     /// Number of (kind, path) watches held.
     pub(crate) fn len(&self) -> usize {
         self.one_shot.iter().map(BTreeMap::len).sum::<usize>()
@@ -510,6 +534,28 @@ mod tests {
             Err(mpsc::error::TryRecvError::Disconnected)
         );
         assert_eq!(registry.len(), 0);
+    }
+
+    #[test]
+    fn a_dropped_watch_is_forgotten_and_its_path_still_held_by_another() {
+        let (mut registry, mut receivers) = registry_of(&[
+            (WatchKind::Data, "/a"),
+            (WatchKind::Exist, "/a"),
+            (WatchKind::Child, "/a"),
+        ]);
+        let data = [WatchKind::Data, WatchKind::Exist];
+        assert!(registry.holds(&data, "/a"));
+        drop(receivers.remove(0));
+        assert!(registry.holds(&data, "/a"), "the exist watch waits still");
+        drop(receivers.remove(0));
+        assert!(
+            !registry.holds(&data, "/a"),
+            "a closed watch counts for nothing"
+        );
+        registry.prune_path("/a");
+        assert_eq!(registry.len(), 1, "only the child watch is left");
+        assert!(registry.holds(&[WatchKind::Child], "/a"));
+        assert!(!registry.holds(&[WatchKind::Persistent], "/a"));
     }
 
     #[test]

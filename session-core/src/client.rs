@@ -18,9 +18,12 @@
 //! `Suspended` means nothing was heard from the server for 2/3·T (or the
 //! transport broke): the session may still be alive on the servers but locks
 //! are no longer safe (kazoo and Curator's SUSPENDED, Chubby's jeopardy). The
-//! client then tries the next host with the same id and password. After 4/3·T
-//! without hearing any server it declares the session `Expired` on its own
-//! (ZOOKEEPER-4508).
+//! client then tries the next host with the same id and password, the first
+//! time at once. After 4/3·T without hearing any server it declares the
+//! session `Expired` on its own (ZOOKEEPER-4508).
+//!
+//! [`ClientSession::close`] reaches a server if one answers before its
+//! deadline: from `Suspended` it goes on reattaching, only to send the close.
 
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
@@ -29,9 +32,10 @@ use std::time::{Duration, Instant};
 use crate::{ClientTimings, ConnectString, SessionId, SessionPassword};
 
 /// Wait after trying every host once without success, at most; and the
-/// upper bound (exclusive) of the random wait before each attempt but the
-/// first, at most. ZooKeeper's client waits up to a second each time; both
-/// are also bounded by a tenth of the session timeout, so that a client
+/// upper bound (exclusive) of the random wait before an attempt, at most,
+/// unless [`ClientSession::with_max_jitter`] says otherwise. ZooKeeper's
+/// client waits up to a second each time; both are also bounded by a tenth
+/// of the session timeout (the negotiated one once known), so that a client
 /// whose server died keeps trying often enough to be back within 2/3·T while
 /// the others elect a leader (a client with T = 4 s waits at most 400 ms).
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -124,7 +128,8 @@ pub enum Action {
     SendHandshake(Handshake),
     /// Send a ping.
     SendPing,
-    /// Send a close-session request.
+    /// Send a close-session request; report the server's acknowledgement
+    /// with [`ClientSession::handle_close_acknowledged`].
     SendClose,
     /// Close the current transport (after sending anything queued before).
     DropTransport,
@@ -151,12 +156,14 @@ enum Link {
 
 /// The client side of one session: a sans-IO state machine.
 ///
-/// Its methods come in four kinds:
+/// Besides its constructors (and [`with_max_jitter`](Self::with_max_jitter),
+/// applied to a new one), its methods come in four kinds:
 ///
 /// - **getters** (`&self`): [`state`](Self::state), [`session_id`](Self::session_id),
 ///   [`password`](Self::password), [`negotiated_timeout`](Self::negotiated_timeout),
 ///   [`timings`](Self::timings), [`current_host`](Self::current_host),
-///   [`host_order`](Self::host_order);
+///   [`host_order`](Self::host_order), [`max_jitter`](Self::max_jitter),
+///   [`is_closing`](Self::is_closing);
 /// - **inputs** `handle_*(…, now)`: what happened on the transport, and
 ///   [`handle_timeout`](Self::handle_timeout) when [`poll_timeout`](Self::poll_timeout)
 ///   is reached (a spurious call is harmless);
@@ -166,11 +173,13 @@ enum Link {
 ///   drain [`poll_event`](Self::poll_event), then sleep until
 ///   [`poll_timeout`](Self::poll_timeout).
 ///
-/// Hosts are shuffled once with the configured seed and tried round-robin;
-/// each attempt but the very first waits a random 0–999 ms, and one more
-/// second after a full cycle without success. Each attempt may take `T / hosts`
-/// to connect and `2/3·T` to get the handshake reply. While connected, a ping
-/// goes out when nothing was sent for `T/3`.
+/// Hosts are shuffled once with the configured seed and tried round-robin.
+/// The very first attempt, and the first after losing an established
+/// connection, start at once; every other waits a random time under
+/// `min(1 s, T/10)` (the jitter, see [`with_max_jitter`](Self::with_max_jitter)),
+/// and after a full cycle without success `min(1 s, T/10)` more. Each
+/// attempt may take `T / hosts` to connect and `2/3·T` to get the handshake
+/// reply. While connected, a ping goes out when nothing was sent for `T/3`.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -212,7 +221,6 @@ pub struct ClientSession {
     cursor: usize,
     /// Failed attempts since the last success or the last back-off.
     failures_in_cycle: usize,
-    first_attempt: bool,
     state: ClientState,
     link: Link,
     session: Option<(SessionId, SessionPassword)>,
@@ -220,6 +228,10 @@ pub struct ClientSession {
     timings: ClientTimings,
     last_heard: Instant,
     last_sent: Instant,
+    /// The random wait before an attempt is under this; `None`: `min(1 s, T/10)`.
+    max_jitter: Option<Duration>,
+    /// Set by [`close`](Self::close): until when to try to reach a server.
+    closing: Option<Instant>,
     actions: VecDeque<Action>,
     events: VecDeque<ClientEvent>,
 }
@@ -237,7 +249,6 @@ impl ClientSession {
             order,
             cursor: 0,
             failures_in_cycle: 0,
-            first_attempt: true,
             state: ClientState::NotConnected,
             link: Link::Idle { at: Some(now) },
             session: None,
@@ -245,6 +256,8 @@ impl ClientSession {
             timings: ClientTimings::new(config.session_timeout, config.hosts.get()),
             last_heard: now,
             last_sent: now,
+            max_jitter: None,
+            closing: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -270,7 +283,47 @@ impl ClientSession {
         client
     }
 
+    /// Bounds the random wait before each connection attempt (exclusive;
+    /// `Duration::ZERO` for none) instead of the default `min(1 s, T/10)`.
+    /// The pause after a full cycle of failed attempts stays
+    /// `min(1 s, T/10)`, so a client whose every server refuses at once does
+    /// not spin. The first attempt, and the first after losing an
+    /// established connection, never wait.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use session_core::{ClientConfig, ClientSession, ConnectString};
+    ///
+    /// let servers: ConnectString = "a:2181,b:2181".parse()?;
+    /// let config = ClientConfig::new(&servers, Duration::from_secs(6), 7);
+    /// let client = ClientSession::new(config, Instant::now())
+    ///     .with_max_jitter(Duration::from_millis(50));
+    /// assert_eq!(client.max_jitter(), Duration::from_millis(50));
+    /// # Ok::<(), session_core::ConnectStringError>(())
+    /// ```
+    #[must_use]
+    pub fn with_max_jitter(mut self, max: Duration) -> Self {
+        self.max_jitter = Some(max);
+        self
+    }
+
     // ----- getters -----
+
+    /// The bound (exclusive) of the random wait before a connection attempt:
+    /// the one given to [`with_max_jitter`](Self::with_max_jitter), or
+    /// `min(1 s, T/10)` with the negotiated timeout (the requested one
+    /// until a server granted the session).
+    #[must_use]
+    pub fn max_jitter(&self) -> Duration {
+        self.max_jitter.unwrap_or_else(|| self.backoff())
+    }
+
+    /// Whether [`close`](Self::close) was called and the session is not yet
+    /// closed: the client is trying to reach a server to close it.
+    #[must_use]
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_some() && !self.state.is_terminal()
+    }
 
     /// The current state.
     #[must_use]
@@ -368,13 +421,25 @@ impl ClientSession {
         self.link = Link::Established { host };
         self.failures_in_cycle = 0;
         self.last_heard = now;
+        if self.closing.is_some() {
+            // Reattached only to close: the application is done with it.
+            self.last_sent = now;
+            self.actions.push_back(Action::SendClose);
+            return;
+        }
         self.set_state(ClientState::Connected);
     }
 
     /// A server said the session is expired or the password wrong, in the
     /// handshake reply or later. Terminal.
+    /// While closing, a session the servers no longer hold is what the
+    /// close wanted: the state ends in `Closed`.
     pub fn handle_refused(&mut self, refusal: Refusal, _now: Instant) {
         if self.state.is_terminal() {
+            return;
+        }
+        if self.closing.is_some() && refusal == Refusal::Expired {
+            self.finish_close();
             return;
         }
         self.drop_transport();
@@ -389,6 +454,15 @@ impl ClientSession {
     pub fn handle_frame_received(&mut self, now: Instant) {
         if matches!(self.link, Link::Established { .. }) {
             self.last_heard = self.last_heard.max(now);
+        }
+    }
+
+    /// The server acknowledged the close asked for by [`Action::SendClose`]:
+    /// the session is closed on the servers, its ephemerals are gone.
+    /// Ignored unless closing.
+    pub fn handle_close_acknowledged(&mut self, _now: Instant) {
+        if self.is_closing() {
+            self.finish_close();
         }
     }
 
@@ -421,6 +495,10 @@ impl ClientSession {
             self.set_state(ClientState::Expired);
             return;
         }
+        if self.closing.is_some_and(|deadline| now >= deadline) {
+            self.finish_close();
+            return;
+        }
         match self.link {
             Link::Idle { at: Some(at) } if now >= at => self.start_attempt(now),
             Link::Connecting { deadline, .. } | Link::Handshaking { deadline, .. }
@@ -442,18 +520,39 @@ impl ClientSession {
 
     // ----- commands -----
 
-    /// Closes the session: asks the server to close it if connected, drops the
-    /// transport, and ends in `Closed`.
-    pub fn close(&mut self, _now: Instant) {
+    /// Closes the session. With a session granted, the server must hear it:
+    /// when connected the client sends the close and waits for the
+    /// acknowledgement ([`handle_close_acknowledged`](Self::handle_close_acknowledged));
+    /// when not (`Suspended`), it goes on trying servers, the next attempt
+    /// at once, and sends the close on the first that takes the session
+    /// back (without reporting `Connected`). It gives up at `deadline`, or
+    /// when the session expires (4/3·T without a server): the state ends in
+    /// `Closed` either way, or `Expired` for the latter. Without a session
+    /// (still `Connecting`) it is `Closed` at once. A second call can only
+    /// bring the deadline forward.
+    pub fn close(&mut self, now: Instant, deadline: Instant) {
         if self.state.is_terminal() {
             return;
         }
-        if matches!(self.link, Link::Established { .. }) {
-            self.actions.push_back(Action::SendClose);
+        if self.session.is_none() {
+            self.finish_close();
+            return;
         }
-        self.drop_transport();
-        self.link = Link::Idle { at: None };
-        self.set_state(ClientState::Closed);
+        if let Some(earlier) = self.closing {
+            self.closing = Some(earlier.min(deadline));
+            self.handle_timeout(now);
+            return;
+        }
+        self.closing = Some(deadline);
+        match self.link {
+            Link::Established { .. } => {
+                self.last_sent = now;
+                self.actions.push_back(Action::SendClose);
+            }
+            Link::Idle { .. } => self.link = Link::Idle { at: Some(now) },
+            Link::Connecting { .. } | Link::Handshaking { .. } => {}
+        }
+        self.handle_timeout(now);
     }
 
     // ----- outputs -----
@@ -485,21 +584,21 @@ impl ClientSession {
             Link::Established { .. } => {
                 let read = self.last_heard + self.timings.read_timeout;
                 let ping = self.last_sent + self.timings.ping_interval;
-                return Some(read.min(ping));
+                Some(read.min(ping))
             }
         };
-        let expiry = self.session.map(|_| self.last_heard + self.timings.expiry);
-        match (link, expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // While established, the read timeout comes first.
+        let expiry = match self.link {
+            Link::Established { .. } => None,
+            _ => self.session.map(|_| self.last_heard + self.timings.expiry),
+        };
+        [link, expiry, self.closing].into_iter().flatten().min()
     }
 
     // ----- internals -----
 
     fn start_attempt(&mut self, now: Instant) {
         let host = self.order[self.cursor];
-        self.first_attempt = false;
         self.link = Link::Connecting {
             host,
             deadline: now + self.timings.connect_timeout,
@@ -522,25 +621,31 @@ impl ClientSession {
         self.schedule_next(now);
     }
 
-    /// The established server went silent (`drop`) or its transport broke.
+    /// The established server went silent (`drop`) or its transport broke:
+    /// the next host is tried at once, so that a client whose server died
+    /// is back as soon as another answers.
     fn lost_server(&mut self, now: Instant, drop: bool) {
         if drop {
             self.drop_transport();
         }
         self.set_state(ClientState::Suspended);
-        self.schedule_next(now);
+        self.cursor = (self.cursor + 1) % self.order.len();
+        self.link = Link::Idle { at: Some(now) };
+    }
+
+    /// `min(1 s, T/10)`, with the negotiated timeout once known.
+    fn backoff(&self) -> Duration {
+        MAX_BACKOFF.min(self.timings.session_timeout / 10)
     }
 
     fn schedule_next(&mut self, now: Instant) {
         self.cursor = (self.cursor + 1) % self.order.len();
-        let backoff = MAX_BACKOFF.min(self.config.session_timeout / 10);
-        let jitter_ms = u64::try_from(backoff.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let mut delay = if self.first_attempt {
+        let backoff = self.backoff();
+        let jitter_us = u64::try_from(self.max_jitter().as_micros()).unwrap_or(u64::MAX);
+        let mut delay = if jitter_us == 0 {
             Duration::ZERO
         } else {
-            Duration::from_millis(self.rng.u64(0..jitter_ms))
+            Duration::from_micros(self.rng.u64(0..jitter_us))
         };
         if self.failures_in_cycle >= self.order.len() {
             self.failures_in_cycle = 0;
@@ -549,6 +654,13 @@ impl ClientSession {
         self.link = Link::Idle {
             at: Some(now + delay),
         };
+    }
+
+    fn finish_close(&mut self) {
+        self.drop_transport();
+        self.link = Link::Idle { at: None };
+        self.closing = None;
+        self.set_state(ClientState::Closed);
     }
 
     fn drop_transport(&mut self) {
@@ -756,24 +868,166 @@ mod tests {
         c.handle_connected(start);
         c.handle_refused(Refusal::AuthFailed, start);
         c.handle_refused(Refusal::Expired, start);
-        c.close(start);
+        c.close(start, start);
         assert_eq!(c.state(), ClientState::AuthFailed);
         assert_eq!(
             events(&mut c),
             vec![ClientState::Connecting, ClientState::AuthFailed]
         );
 
+        // A deadline already reached: the close is sent, not waited for.
         let mut c = client(1, 0, start);
         let _ = actions(&mut c);
         connect(&mut c, start);
         let _ = actions(&mut c);
-        c.close(start);
+        c.close(start, start);
         assert!(matches!(
             actions(&mut c)[..],
             [Action::SendClose, Action::DropTransport]
         ));
         assert_eq!(c.state(), ClientState::Closed);
         assert_eq!(c.poll_timeout(), None);
+
+        // Otherwise the client waits for the server's acknowledgement.
+        let mut c = client(1, 0, start);
+        let _ = actions(&mut c);
+        connect(&mut c, start);
+        let _ = actions(&mut c);
+        let _ = events(&mut c);
+        c.close(start, start + ms(1000));
+        assert!(matches!(actions(&mut c)[..], [Action::SendClose]));
+        assert!(c.is_closing());
+        assert_eq!(c.state(), ClientState::Connected);
+        assert_eq!(c.poll_timeout(), Some(start + ms(1000)));
+        c.handle_close_acknowledged(start + ms(10));
+        assert!(matches!(actions(&mut c)[..], [Action::DropTransport]));
+        assert_eq!(events(&mut c), vec![ClientState::Closed]);
+        assert!(!c.is_closing());
+
+        // No session yet: nothing to tell a server.
+        let mut c = client(2, 0, start);
+        let _ = actions(&mut c);
+        c.close(start, start + ms(1000));
+        assert_eq!(c.state(), ClientState::Closed);
+    }
+
+    #[test]
+    fn a_close_while_suspended_reattaches_only_to_send_it() {
+        let start = Instant::now();
+        let mut c = client(2, 4, start);
+        let _ = actions(&mut c);
+        connect(&mut c, start);
+        c.handle_transport_lost(start + ms(100));
+        c.handle_timeout(start + ms(100));
+        assert!(matches!(
+            actions(&mut c)[..],
+            [Action::SendHandshake(_), Action::Connect { .. }]
+        ));
+        let _ = events(&mut c);
+        // The immediate retry is under way; the close waits for it.
+        c.close(start + ms(150), start + ms(3000));
+        assert!(actions(&mut c).is_empty());
+        c.handle_connected(start + ms(160));
+        assert!(matches!(actions(&mut c)[..], [Action::SendHandshake(_)]));
+        let id = c.session_id().expect("known");
+        c.handle_handshake_accepted(
+            id,
+            SessionPassword::from_bytes([3; 16]),
+            ms(6000),
+            start + ms(170),
+        );
+        assert!(matches!(actions(&mut c)[..], [Action::SendClose]));
+        assert!(events(&mut c).is_empty(), "Connected is not reported");
+        c.handle_close_acknowledged(start + ms(180));
+        assert_eq!(events(&mut c), vec![ClientState::Closed]);
+
+        // A server that no longer holds the session: closed all the same.
+        let mut c = client(2, 4, start);
+        let _ = actions(&mut c);
+        connect(&mut c, start);
+        c.handle_transport_lost(start + ms(100));
+        let _ = events(&mut c);
+        c.close(start + ms(100), start + ms(3000));
+        c.handle_connected(start + ms(110));
+        c.handle_refused(Refusal::Expired, start + ms(120));
+        assert_eq!(events(&mut c), vec![ClientState::Closed]);
+
+        // The deadline passes first: Closed, the server expires it.
+        let mut c = client(2, 4, start);
+        let _ = actions(&mut c);
+        connect(&mut c, start);
+        c.handle_transport_lost(start + ms(100));
+        let _ = events(&mut c);
+        c.close(start + ms(100), start + ms(500));
+        let mut now = start + ms(100);
+        while let Some(wake) = c.poll_timeout() {
+            now = wake;
+            c.handle_timeout(now);
+            for action in actions(&mut c) {
+                if let Action::Connect { .. } = action {
+                    c.handle_connect_failed(now);
+                }
+            }
+        }
+        assert_eq!(now, start + ms(500));
+        assert_eq!(events(&mut c), vec![ClientState::Closed]);
+    }
+
+    #[test]
+    fn the_first_retry_after_a_loss_is_immediate_and_later_ones_jitter_under_a_tenth_of_t() {
+        // T = 2 s is negotiated although 6 s was asked for: the jitter
+        // follows the negotiated timeout, min(1 s, T/10) = 200 ms.
+        for seed in 0..50 {
+            let start = Instant::now();
+            let mut c = client(3, seed, start);
+            let _ = actions(&mut c);
+            c.handle_connected(start);
+            let id = SessionId::from_u64(0x0100_0000_0000_0001);
+            c.handle_handshake_accepted(id, SessionPassword::from_bytes([3; 16]), ms(2000), start);
+            let _ = actions(&mut c);
+            assert_eq!(c.max_jitter(), ms(200));
+            let lost = start + ms(500);
+            c.handle_transport_lost(lost);
+            assert_eq!(c.poll_timeout(), Some(lost), "seed {seed}: at once");
+            let mut now = lost;
+            for attempt in 1..=6 {
+                c.handle_timeout(now);
+                let Some(Action::Connect { .. }) = c.poll_action() else {
+                    panic!("seed {seed}: attempt {attempt} connects")
+                };
+                c.handle_connect_failed(now);
+                let wake = c.poll_timeout().expect("next attempt");
+                let delay = wake - now;
+                // A full cycle is three failed attempts.
+                let base = if attempt % 3 == 0 { ms(200) } else { ms(0) };
+                assert!(
+                    delay >= base && delay < base + ms(200),
+                    "seed {seed}, attempt {attempt}: {delay:?}"
+                );
+                now = wake;
+            }
+        }
+
+        // The knob bounds the jitter, not the pause after a full cycle.
+        let start = Instant::now();
+        let config = ClientConfig {
+            hosts: NonZeroUsize::new(2).expect("non-zero"),
+            session_timeout: ms(2000),
+            rng_seed: 1,
+        };
+        let mut c = ClientSession::new(config, start).with_max_jitter(Duration::ZERO);
+        let mut now = start;
+        for attempt in 1..=4 {
+            let Some(Action::Connect { .. }) = c.poll_action() else {
+                panic!("attempt {attempt} connects")
+            };
+            c.handle_connect_failed(now);
+            let wake = c.poll_timeout().expect("next attempt");
+            let expected = if attempt % 2 == 0 { ms(200) } else { ms(0) };
+            assert_eq!(wake - now, expected, "attempt {attempt}");
+            now = wake;
+            c.handle_timeout(now);
+        }
     }
 
     #[test]

@@ -145,10 +145,16 @@ impl Harness {
                     }
                 }
                 Action::SendClose => {
-                    if let Some(id) = self.client.session_id() {
-                        let _ = self.tracker.mark_closing(id);
-                        self.tracker.remove(id);
+                    let (Some((host, _)), Some(id)) = (self.link, self.client.session_id()) else {
+                        continue;
+                    };
+                    if !self.reachable(host) {
+                        continue;
                     }
+                    self.client.handle_frame_sent(now);
+                    let _ = self.tracker.mark_closing(id);
+                    self.tracker.remove(id);
+                    self.client.handle_close_acknowledged(now);
                 }
                 Action::DropTransport => self.link = None,
             }
@@ -330,9 +336,81 @@ fn closing_removes_the_session_on_the_server() {
     let mut h = Harness::new(2, 4);
     h.run_until(ms(3000));
     let id = h.client.session_id().expect("connected");
-    h.client.close(h.now);
+    h.client.close(h.now, h.now + T);
     h.drain();
     assert_eq!(h.client.state(), ClientState::Closed);
     assert!(!h.tracker.contains(id));
     assert!(h.link.is_none());
+}
+
+#[test]
+fn a_close_while_suspended_reaches_a_server_once_one_answers() {
+    for seed in 0..20 {
+        let mut h = Harness::new(3, seed);
+        h.run_until(ms(5000));
+        let id = h.client.session_id().expect("connected");
+        // At 10 s the connection breaks and nothing gets through for 1 s.
+        h.partition(ms(10_000), ms(1000));
+        h.run_until(ms(10_000));
+        h.link = None;
+        h.client.handle_transport_lost(h.now);
+        h.drain();
+        assert_eq!(h.client.state(), ClientState::Suspended, "seed {seed}");
+        let asked = h.start + ms(10_500);
+        while h.now < asked {
+            h.step();
+        }
+        h.client.close(asked, asked + T);
+        h.drain();
+        while !h.client.state().is_terminal() {
+            h.step();
+        }
+        assert_eq!(h.client.state(), ClientState::Closed, "seed {seed}");
+        let closed_at = h.now - h.start;
+        assert!(!h.tracker.contains(id), "seed {seed}: the server closed it");
+        assert!(
+            h.expired_on_server.is_empty(),
+            "seed {seed}: closed, not expired"
+        );
+        // Reached once the partition is over: the attempt into it is lost
+        // for the connect timeout (T/3 from 10 s at the latest), then one
+        // more wait under T/10, and T/10 more after a full cycle.
+        assert!(
+            closed_at >= ms(11_000) && closed_at <= ms(10_000) + T / 3 + T / 5,
+            "seed {seed}: closed at {closed_at:?}"
+        );
+        let after_close: Vec<_> = h
+            .states
+            .iter()
+            .filter(|(at, _)| *at >= ms(10_500))
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(
+            after_close,
+            vec![ClientState::Closed],
+            "seed {seed}: no Connected reported while closing"
+        );
+    }
+}
+
+#[test]
+fn a_close_no_server_hears_gives_up_at_its_deadline() {
+    let mut h = Harness::new(2, 1);
+    h.run_until(ms(5000));
+    let id = h.client.session_id().expect("connected");
+    h.partition(ms(6000), ms(60_000));
+    h.run_until(ms(6000));
+    h.link = None;
+    h.client.handle_transport_lost(h.now);
+    h.drain();
+    assert_eq!(h.client.state(), ClientState::Suspended);
+    let asked = h.now;
+    h.client.close(asked, asked + ms(1000));
+    h.drain();
+    while !h.client.state().is_terminal() {
+        h.step();
+    }
+    assert_eq!(h.client.state(), ClientState::Closed);
+    assert_eq!(h.now, asked + ms(1000), "given up at the deadline");
+    assert!(h.tracker.contains(id), "the server will expire it");
 }

@@ -4,15 +4,19 @@
 //! ```text
 //! session-cli create -e /services/web host:8080
 //! session-cli hold /services/web/instance-1 10.0.0.7:8080
+//! session-cli lock /locks/backup -- ./backup.sh
 //! session-cli --json admin sessions
 //! ```
 
-use std::process::ExitCode;
+use std::process::{ExitCode, ExitStatus};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use session_client::recipes::{
+    FencingToken, LeaderElection, Leadership, Lock, LockGuard, NodeLayout,
+};
 use session_client::{Client, CreateMode, Error, SessionId, Stat, State};
 use session_wire::admin::v1::{
     self as admin, SessionEventKind, SessionState, admin_client::AdminClient,
@@ -99,9 +103,64 @@ enum Command {
         /// The node's data (empty if absent).
         data: Option<String>,
     },
+    /// Run a command while holding a lock (a fair queue: Curator's
+    /// InterProcessMutex layout). The command sees its fencing token in
+    /// SESSION_LOCK_TOKEN and its lock node in SESSION_LOCK_NODE; when it
+    /// exits, the lock is released and session-cli exits with its status.
+    /// The moment the session is suspended or the lock node is gone, the
+    /// command is stopped (SIGTERM, SIGKILL after --grace-ms) and
+    /// session-cli exits with status 75, or with --retry waits for the lock
+    /// again and runs the command again. If session-cli dies, even by
+    /// SIGKILL, the command is killed with it (Linux).
+    Lock(Exclusive),
+    /// Run a command while leader of an election (Curator's LeaderLatch
+    /// layout), with the same rules as `lock`.
+    Elect(Exclusive),
     /// Admin calls against --admin.
     #[command(subcommand)]
     Admin(AdminCommand),
+}
+
+/// `--layout`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Layout {
+    Curator,
+    Kazoo,
+}
+
+impl From<Layout> for NodeLayout {
+    fn from(layout: Layout) -> Self {
+        match layout {
+            Layout::Curator => NodeLayout::Curator,
+            Layout::Kazoo => NodeLayout::Kazoo,
+        }
+    }
+}
+
+/// What `lock` and `elect` take.
+#[derive(Debug, Args)]
+struct Exclusive {
+    /// The lock's (or election's) path; its children are the contenders.
+    path: String,
+    /// The data of this contender's node, which the others see (say, a
+    /// host name).
+    #[arg(long, default_value = "")]
+    id: String,
+    /// Whose node names to use: Curator's (`_c_<uuid>-lock-<seq>`,
+    /// `_c_<uuid>-latch-<seq>`) or kazoo's (`<hex>__lock__<seq>`, to share
+    /// a path with kazoo's Lock or Election).
+    #[arg(long, value_enum, default_value_t = Layout::Curator)]
+    layout: Layout,
+    /// After losing the lock, wait for it again and run the command again
+    /// (with a new session if the old one expired).
+    #[arg(long)]
+    retry: bool,
+    /// How long the command has to exit after SIGTERM before SIGKILL.
+    #[arg(long, default_value_t = 5_000)]
+    grace_ms: u64,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +215,8 @@ enum CliError {
     Admin(String),
     #[error("{0}")]
     Usage(String),
+    #[error("command: {0}")]
+    Command(#[from] std::io::Error),
 }
 
 impl From<tonic::Status> for CliError {
@@ -168,7 +229,7 @@ impl From<tonic::Status> for CliError {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("session-cli: error: {err}");
             ExitCode::FAILURE
@@ -176,19 +237,24 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), CliError> {
+async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let json = cli.json;
-    if let Command::Admin(command) = cli.command {
-        return run_admin(&cli.admin, command, json).await;
-    }
-    let client = Client::builder()
+    let connect = Client::builder()
         .servers(cli.servers)
-        .session_timeout(Duration::from_millis(cli.timeout_ms))
-        .connect()
-        .await?;
-    let result = run_client(&client, cli.command, json).await;
-    client.close().await;
-    result
+        .session_timeout(Duration::from_millis(cli.timeout_ms));
+    match cli.command {
+        Command::Admin(command) => run_admin(&cli.admin, command, json)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Lock(args) => exclusive::run(connect, Contest::Lock, args).await,
+        Command::Elect(args) => exclusive::run(connect, Contest::Election, args).await,
+        command => {
+            let client = connect.connect().await?;
+            let result = run_client(&client, command, json).await;
+            client.close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
+    }
 }
 
 async fn run_client(client: &Client, command: Command, json: bool) -> Result<(), CliError> {
@@ -244,8 +310,10 @@ async fn run_client(client: &Client, command: Command, json: bool) -> Result<(),
         },
         Command::Watch { path } => watch(client, &path, json).await?,
         Command::Hold { path, data } => hold(client, &path, data, json).await?,
-        Command::Admin(_) => {
-            return Err(CliError::Usage("admin commands need no session".into()));
+        Command::Admin(_) | Command::Lock(_) | Command::Elect(_) => {
+            return Err(CliError::Usage(
+                "admin, lock and elect make their own sessions".into(),
+            ));
         }
     }
     Ok(())
@@ -621,6 +689,350 @@ async fn run_admin(address: &str, command: AdminCommand, json: bool) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Which recipe `lock` and `elect` run a command under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Contest {
+    Lock,
+    Election,
+}
+
+/// A held lock or leadership.
+#[derive(Debug)]
+enum Held {
+    Lock(LockGuard),
+    Leader(Leadership),
+}
+
+impl Held {
+    fn token(&self) -> FencingToken {
+        match self {
+            Held::Lock(guard) => guard.token(),
+            Held::Leader(leadership) => leadership.token(),
+        }
+    }
+
+    fn node(&self) -> &str {
+        match self {
+            Held::Lock(guard) => guard.node(),
+            Held::Leader(leadership) => leadership.node(),
+        }
+    }
+
+    fn is_valid(&self) -> bool {
+        match self {
+            Held::Lock(guard) => guard.is_valid(),
+            Held::Leader(leadership) => leadership.is_valid(),
+        }
+    }
+
+    async fn lost(&self) {
+        match self {
+            Held::Lock(guard) => guard.lost().await,
+            Held::Leader(leadership) => leadership.lost().await,
+        }
+    }
+
+    async fn release(self) -> Result<(), Error> {
+        match self {
+            Held::Lock(guard) => guard.release().await,
+            Held::Leader(leadership) => leadership.resign().await,
+        }
+    }
+}
+
+/// `lock` and `elect`: a command run while a lock or leadership is held,
+/// and never without it.
+mod exclusive {
+    use super::*;
+
+    /// The exit status when the lock was lost (EX_TEMPFAIL: try again).
+    const LOST: u8 = 75;
+
+    pub(super) async fn run(
+        connect: session_client::ClientBuilder,
+        contest: Contest,
+        args: Exclusive,
+    ) -> Result<ExitCode, CliError> {
+        let what = match contest {
+            Contest::Lock => "the lock",
+            Contest::Election => "the leadership",
+        };
+        let grace = Duration::from_millis(args.grace_ms);
+        let mut stopped = std::pin::pin!(stop_signal());
+        // The client of the last turn, for the next one.
+        let mut kept: Option<Client> = None;
+        loop {
+            let live = kept
+                .take()
+                .filter(|client| !client.state().borrow().is_terminal());
+            let client = match live {
+                Some(client) => client,
+                None => {
+                    let connected = tokio::select! {
+                        connected = connect.clone().connect() => connected,
+                        signal = &mut stopped => return Ok(signalled(signal)),
+                    };
+                    match connected {
+                        Ok(client) => client,
+                        Err(err) if args.retry => {
+                            eprintln!("session-cli: {err}; trying again");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                        Err(err) => return Err(err.into()),
+                    }
+                }
+            };
+            let acquiring = async {
+                match contest {
+                    Contest::Lock => Lock::new(&client, args.path.as_str())
+                        .data(args.id.clone())
+                        .layout(args.layout.into())
+                        .acquire()
+                        .await
+                        .map(Held::Lock),
+                    Contest::Election => LeaderElection::new(&client, args.path.as_str())
+                        .id(args.id.clone())
+                        .layout(args.layout.into())
+                        .campaign()
+                        .await
+                        .map(Held::Leader),
+                }
+            };
+            let acquired = tokio::select! {
+                acquired = acquiring => acquired,
+                signal = &mut stopped => {
+                    client.close().await;
+                    return Ok(signalled(signal));
+                }
+            };
+            let held = match acquired {
+                Ok(held) => held,
+                Err(err) if err.is_terminal() && args.retry => continue,
+                Err(err) => {
+                    client.close().await;
+                    return Err(err.into());
+                }
+            };
+            let token = held.token();
+            eprintln!(
+                "session-cli: holding {what} at {} (token {token})",
+                held.node()
+            );
+            let mut child = if held.is_valid() {
+                Some(spawn(&args.command, token, held.node())?)
+            } else {
+                None
+            };
+            // Kept: once the child is reaped, `Child::id` is gone.
+            let group = child.as_ref().and_then(tokio::process::Child::id);
+            let outcome = match child.as_mut() {
+                None => Outcome::Lost,
+                Some(child) => tokio::select! {
+                    biased;
+                    () = held.lost() => Outcome::Lost,
+                    status = child.wait() => Outcome::Exited(status?),
+                    signal = &mut stopped => Outcome::Signalled(signal),
+                },
+            };
+            if let Some(child) = child.as_mut() {
+                if !matches!(outcome, Outcome::Exited(_)) {
+                    stop(child, group, grace).await;
+                }
+            }
+            // What the command left running in its process group: nothing
+            // runs on without the lock.
+            signal_group(group, Signal::Kill);
+            match outcome {
+                Outcome::Exited(status) => {
+                    let released = held.release().await;
+                    client.close().await;
+                    released?;
+                    return Ok(exit_code(status));
+                }
+                Outcome::Signalled(signal) => {
+                    let _ = held.release().await;
+                    client.close().await;
+                    return Ok(signalled(signal));
+                }
+                Outcome::Lost => {
+                    eprintln!(
+                        "session-cli: lost {what} at {} (session {:?}): stopped the command",
+                        held.node(),
+                        *client.state().borrow()
+                    );
+                    if !args.retry {
+                        client.close().await;
+                        return Ok(ExitCode::from(LOST));
+                    }
+                    // Gone with the session, or deleted once connected again.
+                    let releasing = held.release();
+                    tokio::select! {
+                        _ = releasing => {}
+                        signal = &mut stopped => {
+                            client.close().await;
+                            return Ok(signalled(signal));
+                        }
+                    }
+                    eprintln!("session-cli: waiting for {what} again");
+                    kept = Some(client);
+                }
+            }
+        }
+    }
+
+    enum Outcome {
+        Exited(ExitStatus),
+        Lost,
+        Signalled(i32),
+    }
+
+    /// The exit code of a command: its own, or 128 + the signal that
+    /// killed it, as a shell reports it.
+    fn exit_code(status: ExitStatus) -> ExitCode {
+        #[cfg(unix)]
+        if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
+            return signalled(signal);
+        }
+        match status.code() {
+            Some(code) => ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)),
+            None => ExitCode::FAILURE,
+        }
+    }
+
+    fn signalled(signal: i32) -> ExitCode {
+        ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
+    }
+
+    /// Starts the command with its token, in a process group of its own
+    /// (so that stopping it stops what it started), killed if session-cli
+    /// dies.
+    fn spawn(
+        command: &[String],
+        token: FencingToken,
+        node: &str,
+    ) -> Result<tokio::process::Child, CliError> {
+        let (program, args) = command
+            .split_first()
+            .ok_or_else(|| CliError::Usage("no command given after --".into()))?;
+        let mut child = tokio::process::Command::new(program);
+        child
+            .args(args)
+            .env("SESSION_LOCK_TOKEN", token.to_string())
+            .env("SESSION_LOCK_NODE", node)
+            .kill_on_drop(true);
+        #[cfg(unix)]
+        child.process_group(0);
+        #[cfg(target_os = "linux")]
+        die_with_parent(&mut child);
+        child.spawn().map_err(|err| {
+            CliError::Command(std::io::Error::new(
+                err.kind(),
+                format!("cannot run {program}: {err}"),
+            ))
+        })
+    }
+
+    /// Makes the kernel send SIGKILL to the child when session-cli dies,
+    /// however it dies (PR_SET_PDEATHSIG): a command must never run on
+    /// without the lock. The parent, for the kernel, is the thread that
+    /// spawns the child: the main thread, on which the runtime's
+    /// `block_on` polls `run` (not a worker thread, which may exit).
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)]
+    fn die_with_parent(command: &mut tokio::process::Command) {
+        let parent = std::process::id();
+        // SAFETY: the closure runs in the child between fork and exec, so it
+        // must only make async-signal-safe calls: prctl and getppid are
+        // system calls, and it allocates nothing (last_os_error and
+        // from_raw_os_error build an error without allocating).
+        unsafe {
+            command.pre_exec(move || {
+                let signal = libc::SIGKILL as libc::c_ulong;
+                if libc::prctl(libc::PR_SET_PDEATHSIG, signal, 0, 0, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent died before the prctl: nobody would kill us.
+                if u32::try_from(libc::getppid()) != Ok(parent) {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Signal {
+        Terminate,
+        Kill,
+    }
+
+    /// Sends `signal` to the process group `group` (the command's pid):
+    /// the kernel does not reuse a pid while a group of that id has
+    /// members.
+    #[cfg(unix)]
+    #[allow(unsafe_code)]
+    fn signal_group(group: Option<u32>, signal: Signal) {
+        let Some(pid) = group.and_then(|pid| i32::try_from(pid).ok()) else {
+            return;
+        };
+        let signal = match signal {
+            Signal::Terminate => libc::SIGTERM,
+            Signal::Kill => libc::SIGKILL,
+        };
+        // SAFETY: kill(2) takes plain integers and touches no memory of
+        // ours; a group already gone is ESRCH, ignored.
+        unsafe {
+            libc::kill(-pid, signal);
+        }
+    }
+
+    /// Elsewhere the child alone is killed, by `stop`.
+    #[cfg(not(unix))]
+    fn signal_group(_group: Option<u32>, _signal: Signal) {}
+
+    /// SIGTERM to the command's group, SIGKILL after `grace`.
+    async fn stop(child: &mut tokio::process::Child, group: Option<u32>, grace: Duration) {
+        signal_group(group, Signal::Terminate);
+        if tokio::time::timeout(grace, child.wait()).await.is_err() {
+            signal_group(group, Signal::Kill);
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Resolves with the signal's number on SIGINT, SIGTERM or SIGHUP (on
+    /// Ctrl-C elsewhere). The handlers are installed when this is called.
+    fn stop_signal() -> impl Future<Output = i32> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut handlers: Vec<_> = [
+                SignalKind::interrupt(),
+                SignalKind::terminate(),
+                SignalKind::hangup(),
+            ]
+            .into_iter()
+            .filter_map(|kind| Some((kind.as_raw_value(), signal(kind).ok()?)))
+            .collect();
+            async move {
+                let waits = handlers.iter_mut().map(|(number, handler)| {
+                    Box::pin(async move {
+                        handler.recv().await;
+                        *number
+                    })
+                });
+                futures_util::future::select_all(waits).await.0
+            }
+        }
+        #[cfg(not(unix))]
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            2
+        }
+    }
 }
 
 /// Resolves on Ctrl-C. The handler is installed when this is called, not when

@@ -321,3 +321,235 @@ async fn json_watch_prints_the_event_names_scripts_read() {
     );
     assert!(watch.interrupt().await.success());
 }
+
+/// `session-cli` with `args` left running against `servers` (a proxy, say).
+fn spawn_against(servers: &str, args: &[&str]) -> Running {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_session-cli"))
+        .args(["--servers", servers, "--timeout-ms", "1000"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("session-cli starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    Running { child, lines }
+}
+
+impl Running {
+    /// Its exit status, within `PATIENCE`.
+    async fn status(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(crate::support::PATIENCE, self.child.wait())
+            .await
+            .expect("exits in time")
+            .expect("exit status")
+    }
+
+    /// The number after `word` on the next line of the command's output.
+    async fn number_after(&mut self, word: &str) -> u64 {
+        let line = self.line().await;
+        line.split_whitespace()
+            .skip_while(|w| *w != word)
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no number after {word:?} in {line:?}"))
+    }
+}
+
+/// Whether process `pid` runs (a zombie, dead and not yet reaped by its new
+/// parent, does not).
+#[cfg(target_os = "linux")]
+fn running(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// Waits until process `pid` no longer runs, at most `bound`; how long.
+#[cfg(target_os = "linux")]
+async fn gone_within(pid: u64, bound: std::time::Duration) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    while running(pid) {
+        assert!(
+            started.elapsed() < bound,
+            "process {pid} still runs after {bound:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+/// A shell command printing `pid <its pid> token <its token>`, then
+/// sleeping as that same process.
+const PID_TOKEN_SLEEP: &str = r#"echo pid $$ token "$SESSION_LOCK_TOKEN"; exec sleep 600"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_runs_the_command_with_its_token_and_passes_its_status_on() {
+    let server = start().await;
+    let script = r#"echo token "$SESSION_LOCK_TOKEN" node "$SESSION_LOCK_NODE"; exit 3"#;
+    let output = cli(&server, &["lock", "/locks/job", "--", "sh", "-c", script]).await;
+    assert_eq!(output.status.code(), Some(3), "the command's status");
+    let out = String::from_utf8_lossy(&output.stdout);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let first: u64 = words[1]
+        .parse()
+        .unwrap_or_else(|_| panic!("a token: {out}"));
+    assert!(first > 0);
+    assert!(
+        words[3].starts_with("/locks/job/_c_") && words[3].contains("-lock-"),
+        "{out}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("(token {first})")), "{stderr}");
+
+    // The lock was released: the next run gets it at once, with a higher
+    // token; an election's runs too.
+    let output = cli(&server, &["lock", "/locks/job", "--", "sh", "-c", script]).await;
+    let out = String::from_utf8_lossy(&output.stdout);
+    let second: u64 = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|t| t.parse().ok())
+        .expect("token");
+    assert!(second > first, "{second} after {first}");
+    let output = cli(&server, &["elect", "/election", "--", "sh", "-c", script]).await;
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("-latch-"));
+    let output = cli(&server, &["elect", "/election", "--", "true"]).await;
+    assert!(output.status.success());
+    let client = connect(&server).await;
+    assert!(
+        client
+            .children("/locks/job")
+            .await
+            .map_or(true, |children| children.is_empty())
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_runs_the_command_only_once_the_holder_released() {
+    let server = start().await;
+    let client = connect(&server).await;
+    let guard = session_client::recipes::Lock::new(&client, "/locks/job")
+        .acquire()
+        .await
+        .expect("the lock");
+    let servers = server.local_addr().to_string();
+    let mut waiting = spawn_against(
+        &servers,
+        &[
+            "lock",
+            "/locks/job",
+            "--",
+            "sh",
+            "-c",
+            r#"echo token "$SESSION_LOCK_TOKEN""#,
+        ],
+    );
+    assert!(
+        tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            waiting.lines.next_line()
+        )
+        .await
+        .is_err(),
+        "the command waits for the lock"
+    );
+    let held = guard.token().get();
+    guard.release().await.expect("release");
+    assert!(waiting.number_after("token").await > held);
+    assert!(waiting.status().await.success());
+    server.shutdown().await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lock_stops_the_command_and_exits_75() {
+    let server = start().await;
+    let proxy = crate::support::Proxy::start(server.local_addr()).await;
+    let mut cli = spawn_against(
+        &proxy.addr().to_string(),
+        &[
+            "lock",
+            "--grace-ms",
+            "500",
+            "/locks/job",
+            "--",
+            "sh",
+            "-c",
+            PID_TOKEN_SLEEP,
+        ],
+    );
+    let pid = cli.number_after("pid").await;
+    assert!(running(pid));
+    // The connection breaks: the session is suspended, the lock in doubt.
+    proxy.cut();
+    let stopped = gone_within(pid, crate::support::PATIENCE).await;
+    assert_eq!(cli.status().await.code(), Some(75));
+    println!("command stopped {stopped:?} after the cut");
+    server.shutdown().await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_retry_runs_the_command_again_once_it_has_the_lock_again() {
+    let server = start().await;
+    let proxy = crate::support::Proxy::start(server.local_addr()).await;
+    let mut cli = spawn_against(
+        &proxy.addr().to_string(),
+        &[
+            "elect",
+            "--retry",
+            "/election",
+            "--",
+            "sh",
+            "-c",
+            PID_TOKEN_SLEEP,
+        ],
+    );
+    let first_pid = cli.number_after("pid").await;
+    proxy.cut();
+    gone_within(first_pid, crate::support::PATIENCE).await;
+    proxy.restore();
+    let line = cli.line().await;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let second_pid: u64 = words[1].parse().expect("a pid");
+    assert_ne!(second_pid, first_pid);
+    assert!(running(second_pid));
+    // Ctrl-C: the command is stopped, the leadership given up.
+    assert_eq!(cli.interrupt().await.code(), Some(130));
+    gone_within(second_pid, crate::support::PATIENCE).await;
+    let client = connect(&server).await;
+    assert!(
+        client
+            .children("/election")
+            .await
+            .map_or(true, |children| children.is_empty()),
+        "resigned"
+    );
+    server.shutdown().await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_session_cli_kills_the_command() {
+    let server = start().await;
+    let servers = server.local_addr().to_string();
+    for command in ["lock", "elect"] {
+        let mut cli = spawn_against(
+            &servers,
+            &[command, "/exclusive", "--", "sh", "-c", PID_TOKEN_SLEEP],
+        );
+        let pid = cli.number_after("pid").await;
+        assert!(running(pid));
+        cli.child.start_kill().expect("SIGKILL"); // kill -9
+        assert!(!cli.status().await.success());
+        let took = gone_within(pid, std::time::Duration::from_secs(2)).await;
+        println!("{command}: the command died {took:?} after session-cli");
+    }
+    server.shutdown().await;
+}

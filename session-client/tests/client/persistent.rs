@@ -287,13 +287,12 @@ async fn the_servers_watch_goes_with_the_last_handle() {
 
 #[tokio::test]
 async fn persistent_watches_are_set_again_after_a_reattach() {
-    let seed = support::seed_with_retry_in(Duration::from_millis(100)..Duration::from_millis(200));
     let server = start().await;
     let proxy = Proxy::start(server.local_addr()).await;
     let client = Client::builder()
         .servers(proxy.addr().to_string())
         .session_timeout(MAX_TIMEOUT)
-        .rng_seed(seed)
+        .rng_seed(support::seed())
         .connect()
         .await
         .expect("connect through the proxy");

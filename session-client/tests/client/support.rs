@@ -4,15 +4,15 @@
 
 #![allow(dead_code, unreachable_pub)] // each test module uses a different part
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use session_client::{Client, State, StateEvents};
-use session_core::{Action, ClientConfig, ClientSession, SessionId, SessionPassword};
 use session_server::{Server, ServerConfig};
 use session_wire::ServerCodec;
 use session_wire::v1::{ClientMessage, HandshakeReply, ServerMessage, client_message};
@@ -26,8 +26,82 @@ use tokio_util::codec::Framed;
 pub const TICK: Duration = Duration::from_millis(50);
 /// The largest session timeout test servers grant.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(2);
+/// The smallest session timeout test servers grant: 4 ticks.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(200);
+/// The session timeouts fault tests run with: the smallest and the largest.
+pub const TIMEOUTS: [Duration; 2] = [MIN_TIMEOUT, MAX_TIMEOUT];
 /// How long a test waits for something that should happen promptly.
 pub const PATIENCE: Duration = Duration::from_secs(10);
+/// How much later than the protocol's bound a fault test accepts a state
+/// change or a server-side effect: scheduling on a loaded machine, not the
+/// protocol.
+pub const SLACK: Duration = Duration::from_millis(100);
+
+/// The seed of a test client: `SESSION_TEST_SEED` if set, random otherwise;
+/// printed, so that a failing run can be replayed.
+pub fn seed() -> u64 {
+    let seed = std::env::var("SESSION_TEST_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| RandomState::new().build_hasher().finish());
+    eprintln!("client seed {seed} (SESSION_TEST_SEED={seed} replays it)");
+    seed
+}
+
+/// A client of `servers` with session timeout `timeout` and a logged seed.
+pub async fn client_of(servers: &str, timeout: Duration) -> Client {
+    Client::builder()
+        .servers(servers)
+        .session_timeout(timeout)
+        .connect_timeout(PATIENCE)
+        .rng_seed(seed())
+        .connect()
+        .await
+        .unwrap_or_else(|err| panic!("connect to {servers}: {err}"))
+}
+
+/// A client through `proxy` with session timeout `timeout`.
+pub async fn client_via(proxy: &Proxy, timeout: Duration) -> Client {
+    client_of(&proxy.addr().to_string(), timeout).await
+}
+
+/// Waits until `condition` holds, checking every 5 ms, and asserts that it
+/// did within `bound` of `since`: `what` names the bound in the failure.
+/// Returns when it held, measured from `since`.
+pub async fn within(
+    since: Instant,
+    bound: Duration,
+    what: &str,
+    mut condition: impl AsyncFnMut() -> bool,
+) -> Duration {
+    loop {
+        if condition().await {
+            let took = since.elapsed();
+            assert!(took <= bound, "{what}: after {took:?}, bound {bound:?}");
+            return took;
+        }
+        assert!(
+            since.elapsed() <= bound,
+            "{what}: not within the bound {bound:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The next state from `events`, asserted to come within `bound` of
+/// `since`; returns it and when it came, measured from `since`.
+pub async fn state_within(
+    events: &mut StateEvents,
+    since: Instant,
+    bound: Duration,
+) -> (State, Duration) {
+    let left = bound.saturating_sub(since.elapsed());
+    match tokio::time::timeout(left, events.next()).await {
+        Ok(Some(state)) => (state, since.elapsed()),
+        Ok(None) => panic!("the event stream ended"),
+        Err(_) => panic!("no state change within {bound:?}"),
+    }
+}
 
 /// Every listener on 127.0.0.1 port 0, tick 50 ms, timeouts 200 ms ..= 2 s.
 pub fn test_config() -> ServerConfig {
@@ -61,14 +135,7 @@ pub async fn start_on(addr: SocketAddr) -> Server {
 }
 
 pub async fn connect_to(servers: &str, timeout: Duration) -> Client {
-    Client::builder()
-        .servers(servers)
-        .session_timeout(timeout)
-        .connect_timeout(PATIENCE)
-        .rng_seed(1)
-        .connect()
-        .await
-        .unwrap_or_else(|err| panic!("connect to {servers}: {err}"))
+    client_of(servers, timeout).await
 }
 
 pub async fn connect(server: &Server) -> Client {
@@ -104,67 +171,43 @@ pub async fn dead_addr() -> SocketAddr {
     addr
 }
 
-/// Replays session-core's state machine to learn what a client with `seed`
-/// does: the host order, and the delay before its first reattach attempt
-/// after losing an established connection.
-pub fn plan(hosts: usize, seed: u64) -> (Vec<usize>, Duration) {
-    let start = Instant::now();
-    let config = ClientConfig {
-        hosts: NonZeroUsize::new(hosts).expect("at least one host"),
-        session_timeout: MAX_TIMEOUT,
-        rng_seed: seed,
-    };
-    let mut session = ClientSession::new(config, start);
-    let order = session.host_order().to_vec();
-    while session.poll_action().is_some() {}
-    session.handle_connected(start);
-    while session.poll_action().is_some() {}
-    session.handle_handshake_accepted(
-        SessionId::from_u64(1 << 56),
-        SessionPassword::from_bytes([1; 16]),
-        MAX_TIMEOUT,
-        start,
-    );
-    session.handle_transport_lost(start);
-    let retry = session.poll_timeout().expect("a retry is scheduled") - start;
-    assert!(!matches!(
-        session.poll_action(),
-        Some(Action::Connect { .. })
-    ));
-    (order, retry)
-}
-
-/// A seed whose first reattach attempt waits within `range`.
-pub fn seed_with_retry_in(range: std::ops::Range<Duration>) -> u64 {
-    (0..1000)
-        .find(|&seed| range.contains(&plan(1, seed).1))
-        .expect("some seed in 0..1000 fits")
-}
-
 /// A TCP proxy in front of a server; `cut` closes every connection through
 /// it and refuses new ones until `restore`; `hold` stops every byte from the
 /// server to the client (requests still reach the server, no answer comes
-/// back) until the connections are cut.
+/// back) until the connections are cut; `stall` stops forwarding both ways
+/// with every socket left open (new connections are accepted and stalled
+/// too) until `restore`.
 pub struct Proxy {
     addr: SocketAddr,
     cut: Arc<AtomicBool>,
     generation: watch::Sender<u64>,
     hold: watch::Sender<bool>,
+    stall: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 /// Copies `from` to `to` until either end closes. While `hold` is true (when
 /// given) nothing is written to `to`: bytes read meanwhile are dropped, so
 /// that no answer the server sent after `hold` ever reaches the client.
+/// While `stall` is true nothing is read from `from` (nor written to `to`):
+/// the bytes wait in the sockets' buffers, both ends stay open, and a writer
+/// on the far side eventually blocks, as behind a partition or a zero window.
 async fn forward(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     mut hold: Option<watch::Receiver<bool>>,
+    mut stall: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0; 64 * 1024];
     loop {
+        if stall.wait_for(|stalled| !*stalled).await.is_err() {
+            return;
+        }
         let read = match hold.as_mut() {
-            None => from.read(&mut buf).await,
+            None => tokio::select! {
+                read = from.read(&mut buf) => read,
+                _ = stall.wait_for(|stalled| *stalled) => continue,
+            },
             Some(hold) => {
                 if hold.wait_for(|held| !*held).await.is_err() {
                     return;
@@ -172,6 +215,7 @@ async fn forward(
                 tokio::select! {
                     read = from.read(&mut buf) => read,
                     _ = hold.wait_for(|held| *held) => continue,
+                    _ = stall.wait_for(|stalled| *stalled) => continue,
                 }
             }
         };
@@ -181,6 +225,10 @@ async fn forward(
         };
         if hold.as_ref().is_some_and(|hold| *hold.borrow()) {
             continue;
+        }
+        // Read just before a stall began: kept until it ends, not lost.
+        if stall.wait_for(|stalled| !*stalled).await.is_err() {
+            return;
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
@@ -195,10 +243,12 @@ impl Proxy {
         let cut = Arc::new(AtomicBool::new(false));
         let (generation, _) = watch::channel(0u64);
         let (hold, _) = watch::channel(false);
+        let (stall, _) = watch::channel(false);
         let task = {
             let cut = Arc::clone(&cut);
             let generation = generation.clone();
             let hold = hold.clone();
+            let stall = stall.clone();
             tokio::spawn(async move {
                 while let Ok((inbound, _)) = listener.accept().await {
                     if cut.load(Ordering::SeqCst) {
@@ -207,6 +257,7 @@ impl Proxy {
                     }
                     let mut cuts = generation.subscribe();
                     let held = hold.subscribe();
+                    let stalled = stall.subscribe();
                     tokio::spawn(async move {
                         let Ok(outbound) = TcpStream::connect(target).await else {
                             return;
@@ -217,8 +268,8 @@ impl Proxy {
                         let (server_read, server_write) = outbound.into_split();
                         // Either end closing, or a cut, closes both.
                         tokio::select! {
-                            () = forward(client_read, server_write, None) => {}
-                            () = forward(server_read, client_write, Some(held)) => {}
+                            () = forward(client_read, server_write, None, stalled.clone()) => {}
+                            () = forward(server_read, client_write, Some(held), stalled) => {}
                             _ = cuts.changed() => {}
                         }
                     });
@@ -230,6 +281,7 @@ impl Proxy {
             cut,
             generation,
             hold,
+            stall,
             task,
         }
     }
@@ -251,9 +303,19 @@ impl Proxy {
         self.hold.send_replace(true);
     }
 
-    /// Lets connections through again (and ends a `hold`).
+    /// From now on nothing is forwarded either way, and nothing is closed:
+    /// both peers' writes pile up in the socket buffers until they block,
+    /// and neither hears the other (a partition that drops packets, or a
+    /// peer advertising a zero window). New connections are accepted and
+    /// stalled as well. Lasts until `restore`.
+    pub fn stall(&self) {
+        self.stall.send_replace(true);
+    }
+
+    /// Lets connections through again (and ends a `hold` or a `stall`).
     pub fn restore(&self) {
         self.hold.send_replace(false);
+        self.stall.send_replace(false);
         self.cut.store(false, Ordering::SeqCst);
     }
 }
