@@ -2,6 +2,9 @@
 //! ([`NodeLayout`]), the random part that finds a node again after a
 //! connection loss, and the sequence number every contender is ordered by.
 
+use crate::protected::protect;
+pub(crate) use crate::protected::random_uuid;
+
 /// Whose node names a [`Lock`](super::Lock) or a
 /// [`LeaderElection`](super::LeaderElection) gives its nodes, so that
 /// Curator's or kazoo's recipes on the same path take part in the same
@@ -65,10 +68,11 @@ impl Queue {
     /// child starting with it after a connection loss is the node that
     /// attempt created.
     pub(crate) fn fresh_prefix(self, layout: NodeLayout) -> String {
-        let bytes = random_bytes();
+        let uuid = random_uuid();
         match layout {
-            NodeLayout::Curator => format!("_c_{}-{}", uuid_v4(bytes), self.marker(layout)),
-            NodeLayout::Kazoo => format!("{}{}", hex(&bytes), self.marker(layout)),
+            NodeLayout::Curator => protect(&uuid, self.marker(layout)),
+            // Python's uuid4().hex.
+            NodeLayout::Kazoo => format!("{}{}", uuid.replace('-', ""), self.marker(layout)),
         }
     }
 
@@ -102,48 +106,6 @@ impl Queue {
 
 /// ZooKeeper's sequential suffix: 10 decimal digits.
 const SEQUENCE_DIGITS: usize = 10;
-
-/// 16 random bytes from the operating system; should it fail, from the
-/// standard library's per-process random hash keys, which differ on every
-/// call.
-fn random_bytes() -> [u8; 16] {
-    let mut bytes = [0; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        use std::hash::{BuildHasher, Hasher};
-        for half in bytes.chunks_mut(8) {
-            let random = std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish();
-            half.copy_from_slice(&random.to_le_bytes());
-        }
-    }
-    bytes
-}
-
-/// A fresh random UUID, in its canonical text form.
-pub(crate) fn random_uuid() -> String {
-    uuid_v4(random_bytes())
-}
-
-/// A random (version 4) UUID in its canonical text form, as Java's
-/// `UUID.toString()` writes it and Curator checks it.
-fn uuid_v4(mut bytes: [u8; 16]) -> String {
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = hex(&bytes);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
 
 /// `dir/name`, for a `dir` that may be `/`.
 pub(crate) fn child_path(dir: &str, name: &str) -> String {

@@ -110,9 +110,18 @@ struct Worker {
     fault: Mutex<Option<Fault>>,
 }
 
+/// A fault, once over: on which worker, which, from when to when.
+#[derive(Debug, Clone, Copy)]
+struct FaultRecord {
+    worker: usize,
+    started: Instant,
+    ended: Instant,
+}
+
 struct Run {
     workers: Vec<Worker>,
     intervals: Mutex<Vec<Interval>>,
+    faults: Mutex<Vec<FaultRecord>>,
     counts: Counts,
     stop: watch::Sender<bool>,
 }
@@ -243,7 +252,13 @@ impl Run {
             let run = Arc::clone(self);
             faults.push(tokio::spawn(async move {
                 *run.workers[target].fault.lock().expect("fault lock") = Some(fault);
+                let started = Instant::now();
                 run.fault(target, fault, length, seed).await;
+                run.faults.lock().expect("faults lock").push(FaultRecord {
+                    worker: target,
+                    started,
+                    ended: Instant::now(),
+                });
                 *run.workers[target].fault.lock().expect("fault lock") = None;
                 run.workers[target].faulted.store(false, Ordering::SeqCst);
             }));
@@ -343,6 +358,7 @@ async fn lock_chaos() {
     let run = Arc::new(Run {
         workers,
         intervals: Mutex::new(Vec::new()),
+        faults: Mutex::new(Vec::new()),
         counts: Counts::default(),
         stop,
     });
@@ -380,7 +396,17 @@ async fn lock_chaos() {
     intervals.sort_by_key(|interval| interval.acquired);
     // From the moment a holder stopped to the next holder's start, by what
     // stopped it.
-    let mut gaps: Vec<(End, Option<Fault>, Duration)> = Vec::new();
+    // Whether the next holder started while the lost one was still cut off
+    // (its node then went with its expired session, not by its own delete).
+    let faults = run.faults.lock().expect("faults lock").clone();
+    let cut_off_until = |before: &Interval, after: &Interval| {
+        faults.iter().any(|fault| {
+            fault.worker == before.worker
+                && fault.started <= before.ended
+                && after.acquired <= fault.ended
+        })
+    };
+    let mut gaps: Vec<(End, Option<Fault>, bool, Duration)> = Vec::new();
     for pair in intervals.windows(2) {
         let (before, after) = (pair[0], pair[1]);
         assert!(
@@ -391,7 +417,12 @@ async fn lock_chaos() {
             before.token < after.token,
             "tokens not increasing: {before:?} then {after:?}"
         );
-        gaps.push((before.end, before.fault, after.acquired - before.ended));
+        gaps.push((
+            before.end,
+            before.fault,
+            cut_off_until(&before, &after),
+            after.acquired - before.ended,
+        ));
     }
     let ended = |end| intervals.iter().filter(|i| i.end == end).count();
     let counts = &run.counts;
@@ -413,30 +444,36 @@ async fn lock_chaos() {
         count(&counts.faults_on_holders),
         count(&counts.errors),
     );
-    let gap_line = |what: &str, keep: &dyn Fn(End, Option<Fault>) -> bool| {
+    let gap_line = |what: &str, keep: &dyn Fn(End, Option<Fault>, bool) -> bool| {
         let kept: Vec<Duration> = gaps
             .iter()
-            .filter(|(end, fault, _)| keep(*end, *fault))
-            .map(|(_, _, gap)| *gap)
+            .filter(|(end, fault, cut_off, _)| keep(*end, *fault, *cut_off))
+            .map(|(_, _, _, gap)| *gap)
             .collect();
         match (kept.iter().min(), kept.iter().max()) {
             (Some(min), Some(max)) => println!(
-                "lock_chaos: next holder after {what}: {} handovers, gap min {min:.1?} max {max:.1?}",
+                "lock_chaos: next holder {what}: {} handovers, gap min {min:.1?} max {max:.1?}",
                 kept.len()
             ),
-            _ => println!("lock_chaos: next holder after {what}: none"),
+            _ => println!("lock_chaos: next holder {what}: none"),
         }
     };
-    gap_line("a release", &|end, _| end == End::Released);
+    gap_line("after a release", &|end, _, _| end == End::Released);
     for fault in Fault::ALL {
-        gap_line(&format!("a holder's loss under {fault:?}"), &|end, f| {
-            end != End::Released && f == Some(fault)
-        });
+        gap_line(
+            &format!("after a loss under {fault:?}, the old holder still cut off"),
+            &|end, f, cut_off| end != End::Released && f == Some(fault) && cut_off,
+        );
+        gap_line(
+            &format!("after a loss under {fault:?}, once the fault was over"),
+            &|end, f, cut_off| end != End::Released && f == Some(fault) && !cut_off,
+        );
     }
-    gap_line("a holder's loss as its fault ended", &|end, f| {
-        end != End::Released && f.is_none()
-    });
-    gap_line("any holder's loss", &|end, _| end != End::Released);
+    gap_line(
+        "after any loss, the old holder still cut off (its session expired)",
+        &|end, _, cut_off| end != End::Released && cut_off,
+    );
+    gap_line("after any loss", &|end, _, _| end != End::Released);
     let per_worker: Vec<usize> = (0..CLIENTS)
         .map(|index| intervals.iter().filter(|i| i.worker == index).count())
         .collect();
