@@ -86,8 +86,11 @@ impl Membership {
     /// Joins the group as `id` (one path component, unique in the group)
     /// with `data`: creates the ephemeral node `<path>/<id>`. It stays
     /// while the session lives (through connection losses) and until the
-    /// [`Registration`] is dropped or [`leave`](Registration::leave)s; once
-    /// the session has expired, join again with a new client.
+    /// [`Registration`] is dropped or [`leave`](Registration::leave)s. When
+    /// the session expires, the member is gone; with the client's opt-in
+    /// auto-renew (`ClientBuilder::auto_renew`) the registration joins again
+    /// under the new session, on its own. Without it, join again with a new
+    /// client.
     ///
     /// # Errors
     /// `NodeExists` when another session is a member with this id,
@@ -128,6 +131,11 @@ impl Membership {
             }
         }
         Ok(Registration {
+            rejoin: tokio::spawn(rejoin_on_renewal(
+                client.clone(),
+                path.clone(),
+                Bytes::copy_from_slice(data),
+            )),
             client: client.clone(),
             path,
             left: false,
@@ -274,6 +282,46 @@ pub struct Registration {
     client: Client,
     path: String,
     left: bool,
+    /// Creates the node again under each new session of an auto-renewing
+    /// client; stopped when the member leaves.
+    rejoin: JoinHandle<()>,
+}
+
+/// Re-creates a member's node after each automatic renewal of the client's
+/// session (its old session's ephemerals went with it). A node that exists
+/// under another session is another member's: left alone, and logged.
+async fn rejoin_on_renewal(client: Client, path: String, data: Bytes) {
+    use futures_util::StreamExt;
+    let mut renewals = client.renewals();
+    while let Some(session) = renewals.next().await {
+        let mut tries = 0;
+        loop {
+            match client.create(&path, &data, CreateMode::Ephemeral).await {
+                Ok(_) => break,
+                Err(Error::NodeExists { .. }) => {
+                    let owner = client.exists(&path).await.ok().flatten();
+                    if owner.is_some_and(|stat| stat.ephemeral_owner != session.as_u64()) {
+                        tracing::warn!(path, "cannot rejoin: another session holds the member id");
+                    }
+                    break;
+                }
+                Err(Error::NoNode { .. }) => {
+                    let parent = path.rsplit_once('/').map_or("/", |(parent, _)| parent);
+                    let _ = ensure_path(&client, parent, CreateMode::Container).await;
+                }
+                Err(error) if error.is_retryable() && tries < 10 => {
+                    let _ = client
+                        .wait_connected(std::time::Duration::from_secs(5))
+                        .await;
+                }
+                Err(error) => {
+                    tracing::warn!(path, %error, "could not rejoin after the session was renewed");
+                    break;
+                }
+            }
+            tries += 1;
+        }
+    }
 }
 
 impl Registration {
@@ -290,6 +338,7 @@ impl Registration {
     /// The server's errors other than `NoNode`; the node is deleted in the
     /// background all the same.
     pub async fn leave(mut self) -> Result<(), Error> {
+        self.rejoin.abort();
         let outcome = delete_until_gone(&self.client, &self.path).await;
         self.left = outcome.is_ok();
         outcome
@@ -298,6 +347,7 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        self.rejoin.abort();
         if !self.left {
             delete_path_in_background(&self.client, self.path.clone());
         }

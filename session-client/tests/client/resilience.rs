@@ -551,3 +551,54 @@ async fn auto_renew_opens_a_new_session_after_expiry() {
     assert_eq!(client.wait_connected(Duration::ZERO).await, Ok(()));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_auto_renewed_client_joins_its_membership_again() {
+    let timeout = MIN_TIMEOUT;
+    let server = start().await;
+    let proxy = Proxy::start(server.local_addr()).await;
+    let client = builder_via(&proxy, timeout)
+        .auto_renew(true)
+        .connect()
+        .await
+        .expect("connect");
+    let direct = connect(&server).await;
+    let group = session_client::recipes::Membership::new(&client, "/svc");
+    let _registration = group.join("me", b"10.0.0.1:80").await.expect("joined");
+    let mut renewals = client.renewals();
+
+    client.exists("/").await.expect("round trip");
+    let heard = Instant::now();
+    proxy.cut();
+    // The server expires the old session: the member is gone.
+    within(
+        heard,
+        timeout + TICK + SLACK,
+        "the member goes with the old session: T + a tick after the last frame",
+        async || direct.exists("/svc/me").await == Ok(None),
+    )
+    .await;
+    proxy.restore();
+    let renewed = tokio::time::timeout(timeout * 2 + SLACK, renewals.next())
+        .await
+        .expect("renewed in time")
+        .expect("a new session id");
+    // Joined again, under the new session, without being asked.
+    let back = Instant::now();
+    within(
+        back,
+        SLACK,
+        "the registration joins again under the renewed session",
+        async || {
+            direct
+                .exists("/svc/me")
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|stat| stat.ephemeral_owner == renewed.as_u64())
+        },
+    )
+    .await;
+    let (data, _) = direct.get("/svc/me").await.expect("read");
+    assert_eq!(&data[..], b"10.0.0.1:80");
+}
