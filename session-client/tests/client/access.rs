@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use session_client::{Acl, Client, CreateMode, CreateOptions, Error, Id, State, perms};
 
-use crate::support::{self, MAX_TIMEOUT, Proxy, connect, next_state, start};
+use crate::support::{MAX_TIMEOUT, Proxy, client_via, connect, next_state, start};
 
 /// ZooKeeper's digest of `super:test` (its documentation's example):
 /// `base64(SHA-1("super:test"))`.
@@ -30,13 +30,7 @@ async fn reconnect(client: &Client, proxy: &Proxy) {
 async fn a_digest_acl_refuses_strangers_and_admits_the_authenticated_after_a_reconnect() {
     let server = start().await;
     let proxy = Proxy::start(server.local_addr()).await;
-    let alice = Client::builder()
-        .servers(proxy.addr().to_string())
-        .session_timeout(MAX_TIMEOUT)
-        .rng_seed(support::seed())
-        .connect()
-        .await
-        .expect("connect through the proxy");
+    let alice = client_via(&proxy, MAX_TIMEOUT).await;
     let stranger = connect(&server).await;
 
     let before = alice.who_am_i().await.expect("who am I");

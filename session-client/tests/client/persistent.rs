@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use session_client::{Client, CreateMode, Error, EventKind, PersistentWatch, State, WatcherType};
+use session_client::{CreateMode, Error, EventKind, PersistentWatch, State, WatcherType};
 
-use crate::support::{self, MAX_TIMEOUT, PATIENCE, Proxy, connect, eventually, next_state, start};
+use crate::support::{
+    MAX_TIMEOUT, PATIENCE, Proxy, client_via, connect, eventually, next_state, start,
+};
 
 /// The next event of `watch`, within `PATIENCE`.
 async fn next_event(watch: &mut PersistentWatch) -> (EventKind, String) {
@@ -289,13 +291,7 @@ async fn the_servers_watch_goes_with_the_last_handle() {
 async fn persistent_watches_are_set_again_after_a_reattach() {
     let server = start().await;
     let proxy = Proxy::start(server.local_addr()).await;
-    let client = Client::builder()
-        .servers(proxy.addr().to_string())
-        .session_timeout(MAX_TIMEOUT)
-        .rng_seed(support::seed())
-        .connect()
-        .await
-        .expect("connect through the proxy");
+    let client = client_via(&proxy, MAX_TIMEOUT).await;
     let writer = connect(&server).await;
     let mut recursive = client.add_watch("/a", true).await.expect("add watch");
     let mut plain = client.add_watch("/b", false).await.expect("add watch");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use session_client::{
-    Client, ClientBuilder, CreateMode, Error, RetryPolicy, State, WatcherType, protected_id,
+    ClientBuilder, CreateMode, Error, RetryPolicy, State, WatcherType, protected_id,
     strip_protected_prefix,
 };
 
@@ -26,11 +26,7 @@ fn retry_bound(timeout: Duration) -> Duration {
 }
 
 fn builder_via(proxy: &Proxy, timeout: Duration) -> ClientBuilder {
-    Client::builder()
-        .servers(proxy.addr().to_string())
-        .session_timeout(timeout)
-        .connect_timeout(PATIENCE)
-        .rng_seed(support::seed())
+    support::builder_of(&proxy.addr().to_string(), timeout)
 }
 
 /// Lets connections through `proxy` again after `after`.

@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use session_client::{Client, CreateMode, Error, State};
+use session_client::{CreateMode, Error, State};
 
-use crate::support::{Proxy, connect, next_state, start};
+use crate::support::{Proxy, client_via, connect, next_state, start};
 
 /// The session timeout of these tests.
 const T: Duration = Duration::from_millis(1500);
@@ -24,12 +24,7 @@ async fn a_stalled_write_delays_neither_suspended_nor_expired() {
     // the client is busy writing.
     let server = start().await;
     let proxy = Proxy::start(server.local_addr()).await;
-    let client = Client::builder()
-        .servers(proxy.addr().to_string())
-        .session_timeout(T)
-        .connect()
-        .await
-        .expect("connect through the proxy");
+    let client = client_via(&proxy, T).await;
     assert_eq!(client.negotiated_timeout(), T);
     let direct = connect(&server).await;
     client

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use session_client::{Client, State, StateEvents};
+use session_client::{Client, ClientBuilder, State, StateEvents};
 use session_server::{Server, ServerConfig};
 use session_wire::ServerCodec;
 use session_wire::v1::{ClientMessage, HandshakeReply, ServerMessage, client_message};
@@ -48,13 +48,19 @@ pub fn seed() -> u64 {
     seed
 }
 
-/// A client of `servers` with session timeout `timeout` and a logged seed.
-pub async fn client_of(servers: &str, timeout: Duration) -> Client {
+/// A builder for a client of `servers` with session timeout `timeout` and
+/// a logged seed.
+pub fn builder_of(servers: &str, timeout: Duration) -> ClientBuilder {
     Client::builder()
         .servers(servers)
         .session_timeout(timeout)
         .connect_timeout(PATIENCE)
         .rng_seed(seed())
+}
+
+/// A client of `servers` with session timeout `timeout` and a logged seed.
+pub async fn client_of(servers: &str, timeout: Duration) -> Client {
+    builder_of(servers, timeout)
         .connect()
         .await
         .unwrap_or_else(|err| panic!("connect to {servers}: {err}"))

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zookeeper_client as zk;
 
-use crate::support::{self, PATIENCE, free_port, fresh_port};
+use crate::support::{self, PATIENCE, Scratch, fresh_port};
 
 /// Awaits `future`, failing the test if it takes longer than `PATIENCE`.
 async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
@@ -87,28 +87,6 @@ fn monitor_values(text: &str) -> BTreeMap<String, String> {
             (key.to_owned(), value.to_owned())
         })
         .collect()
-}
-
-/// A directory removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "session-four-letter-{name}-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[tokio::test]
@@ -384,7 +362,7 @@ async fn envi_reports_a_version_kazoo_parses_as_zookeeper_3() {
 
 #[tokio::test]
 async fn conf_and_dirs_describe_the_configuration_and_the_data_directory() {
-    let scratch = Scratch::new("conf");
+    let scratch = Scratch::new("four-letter-conf");
     let server = support::start_with(|config| {
         config.storage = Storage::Disk(scratch.0.clone());
     })
@@ -454,7 +432,7 @@ async fn words_zookeeper_knows_but_this_server_does_not_carry_out_get_the_whitel
 
 #[tokio::test]
 async fn a_server_without_a_leader_answers_only_ruok_isro_and_envi() {
-    let scratch = Scratch::new("unavailable");
+    let scratch = Scratch::new("four-letter-unavailable");
     // One member of three, the others never started: no leader, ever.
     let peers: BTreeMap<u8, u16> = (1..=3).map(|id| (id, fresh_port())).collect();
     let server = support::start_with(|config| {

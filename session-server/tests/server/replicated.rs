@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use session_server::{ClusterConfig, Server, ServerConfig, Storage};
@@ -18,34 +17,10 @@ use session_wire::admin::v1::{
 use session_wire::v1::{self as wire, ErrorCode, Handshake, SessionGranted};
 use tokio::time::{Instant, sleep, timeout};
 
-use crate::support::{
-    PATIENCE, Raw, code, free_port, fresh_port, granted, new_session, test_config,
-};
+use crate::support::{PATIENCE, Raw, Scratch, code, fresh_port, granted, new_session, test_config};
 
 /// The session timeout of the tests' sessions.
 const T: Duration = Duration::from_secs(2);
-
-/// A directory removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "session-replicated-{name}-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The configuration of server `id` of a cluster whose peer listeners are
 /// `peers`.
@@ -178,7 +153,7 @@ async fn shutdown(servers: Vec<Server>) {
 /// zookeeper-sessions.md, "unified view"; replication.md §3, "Reads").
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_through_any_server_are_read_back_there_and_after_sync_everywhere() {
-    let scratch = Scratch::new("rw");
+    let scratch = Scratch::new("replicated-rw");
     let (servers, _) = three(&scratch).await;
     let (leader, followers) = roles(&servers).await;
     let (mut writer, _) = open_when_ready(servers[followers[0]].local_addr()).await;
@@ -232,7 +207,7 @@ async fn writes_through_any_server_are_read_back_there_and_after_sync_everywhere
 /// ZooKeeper's are: its leader checks every write).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_write_through_one_server_is_seen_by_a_write_through_another_at_once() {
-    let scratch = Scratch::new("linear");
+    let scratch = Scratch::new("replicated-linear");
     let (servers, _) = three(&scratch).await;
     let (leader, followers) = roles(&servers).await;
     let (mut first, _) = open_when_ready(servers[followers[0]].local_addr()).await;
@@ -275,7 +250,7 @@ async fn a_write_through_one_server_is_seen_by_a_write_through_another_at_once()
 /// zookeeper-sessions.md, "session migration").
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_session_reattached_on_another_server_moves_there_with_its_ephemerals() {
-    let scratch = Scratch::new("move");
+    let scratch = Scratch::new("replicated-move");
     let (servers, _) = three(&scratch).await;
     let (_, followers) = roles(&servers).await;
     let (mut first, session) = open_when_ready(servers[followers[0]].local_addr()).await;
@@ -325,7 +300,7 @@ async fn a_session_reattached_on_another_server_moves_there_with_its_ephemerals(
 /// server; an unknown session is refused as expired everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_session_closed_through_a_follower_is_gone_everywhere() {
-    let scratch = Scratch::new("close");
+    let scratch = Scratch::new("replicated-close");
     let (servers, _) = three(&scratch).await;
     let (leader, followers) = roles(&servers).await;
     let (mut client, session) = open_when_ready(servers[followers[0]].local_addr()).await;
@@ -355,7 +330,7 @@ async fn a_session_closed_through_a_follower_is_gone_everywhere() {
 /// member is removed; the cluster status shows each step, from any server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_admin_adds_a_learner_promotes_it_and_removes_a_member() {
-    let scratch = Scratch::new("members");
+    let scratch = Scratch::new("replicated-members");
     let (servers, mut peers) = three(&scratch).await;
     let (leader, followers) = roles(&servers).await;
     let (mut client, _) = open_when_ready(servers[followers[0]].local_addr()).await;
@@ -476,7 +451,7 @@ async fn the_admin_adds_a_learner_promotes_it_and_removes_a_member() {
 /// client").
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_behind_the_client_refuses_it_after_a_bounded_wait() {
-    let scratch = Scratch::new("ahead");
+    let scratch = Scratch::new("replicated-ahead");
     let (servers, _) = three(&scratch).await;
     let (_, followers) = roles(&servers).await;
     let (mut client, session) = open_when_ready(servers[followers[0]].local_addr()).await;
@@ -518,7 +493,7 @@ async fn a_server_behind_the_client_refuses_it_after_a_bounded_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn multi_acls_watches_and_containers_replicate() {
     use zookeeper_client as zk;
-    let scratch = Scratch::new("zk-ops");
+    let scratch = Scratch::new("replicated-zk-ops");
     let peers: BTreeMap<u8, u16> = (1..=3).map(|id| (id, fresh_port())).collect();
     let interval = Duration::from_millis(100);
     let starts = (1..=3).map(|id| {

@@ -640,6 +640,29 @@ pub fn server_binary() -> std::path::PathBuf {
     )
 }
 
+/// A directory under the system's temp dir, removed when dropped; `name`
+/// (with the process id and a free port) keeps concurrent tests apart.
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "session-{name}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A port free a moment ago (a binary is told it; port 0 would leave the
 /// test without the address).
 pub fn free_port() -> u16 {
