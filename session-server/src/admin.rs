@@ -24,24 +24,97 @@ use tracing::{info, warn};
 use crate::metrics::OpKind;
 use crate::raft::{MembershipChange, MembershipRefusal};
 use crate::server::{SessionEvent, SessionEventKind, Shared, stopped};
+use crate::tls::{Caller, Pick, Quiet};
 
-/// Serves the admin service on `listener` until `shutdown` resolves.
+/// Serves the admin service on `listener` until `shutdown` resolves: over
+/// TLS when the server has certificates (requiring client certificates
+/// when it has a client authority), and, with `token`, only to calls that
+/// carry it (`authorization: Bearer TOKEN`).
 pub(crate) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
+    token: Option<String>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let pick: Pick = |material| Some(Arc::clone(&material.admin));
+    let incoming = crate::tls::incoming(
+        listener,
+        shared.tls.clone().map(|tls| (tls, pick)),
+        "admin",
+        Arc::clone(&shared.metrics),
+    );
+    let guard = TokenGuard {
+        digest: token.as_deref().map(digest),
+        shared: Arc::clone(&shared),
+        quiet: Arc::new(Quiet::default()),
+    };
     let service = AdminService {
         shared,
         shutdown: shutdown.clone(),
     };
     let result = tonic::transport::Server::builder()
-        .add_service(AdminServer::new(service))
+        .add_service(AdminServer::with_interceptor(service, move |request| {
+            guard.check(request)
+        }))
         .serve_with_incoming_shutdown(incoming, async move { stopped(&mut shutdown).await })
         .await;
     if let Err(err) = result {
         warn!(error = %err, "admin service stopped");
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// Lets through only the calls that carry the admin token, when there is
+/// one. Tokens are compared by their SHA-256 digests, so the comparison's
+/// time tells nothing of the token.
+#[derive(Clone)]
+struct TokenGuard {
+    digest: Option<[u8; 32]>,
+    shared: Arc<Shared>,
+    quiet: Arc<Quiet>,
+}
+
+impl TokenGuard {
+    fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(expected) = &self.digest else {
+            return Ok(request);
+        };
+        let given = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        if given.is_some_and(|token| digest(token.trim()) == *expected) {
+            return Ok(request);
+        }
+        self.shared.metrics.admin_calls_refused.inc();
+        let remote = request.extensions().get::<Caller>().map(|caller| caller.remote);
+        if remote.is_none_or(|remote| self.quiet.should_log(remote)) {
+            warn!(remote = ?remote, token_given = given.is_some(),
+                "refusing an admin call: no valid bearer token");
+        }
+        Err(Status::unauthenticated(
+            "this admin needs a bearer token: send authorization: Bearer TOKEN",
+        ))
+    }
+}
+
+/// Who made an admin call, for the log of calls that change state: its
+/// address, and how it proved itself (a certificate's fingerprint, the
+/// token, or nothing on a loopback admin).
+fn who<T>(request: &Request<T>) -> String {
+    let caller = request.extensions().get::<Caller>();
+    let remote = caller.map_or_else(|| "unknown".to_owned(), |caller| caller.remote.to_string());
+    let token = request.metadata().contains_key("authorization");
+    match (caller.and_then(Caller::fingerprint), token) {
+        (Some(fingerprint), true) => format!("{remote} (certificate {fingerprint}, token)"),
+        (Some(fingerprint), false) => format!("{remote} (certificate {fingerprint})"),
+        (None, true) => format!("{remote} (token)"),
+        (None, false) => remote,
     }
 }
 
@@ -149,13 +222,14 @@ impl AdminService {
     async fn change(
         &self,
         change: MembershipChange,
+        caller: String,
     ) -> Result<Response<MembershipResponse>, Status> {
         let Some(cluster) = self.shared.engine.cluster() else {
             return Err(Status::failed_precondition(
                 "this server keeps its state in memory only (--in-memory): it cannot form a cluster",
             ));
         };
-        info!(?change, "membership change asked by the admin");
+        info!(?change, caller, "membership change asked by the admin");
         match cluster.change(change).await {
             Ok(view) => Ok(Response::new(MembershipResponse {
                 voters: view.voters.iter().map(|&id| id as u32).collect(),
@@ -198,6 +272,7 @@ impl Admin for AdminService {
         &self,
         request: Request<AddLearnerRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
+        let caller = who(&request);
         let request = request.into_inner();
         let node = node_id(request.node_id)?;
         let address = request.peer_address.trim().to_owned();
@@ -209,7 +284,7 @@ impl Admin for AdminService {
                 "peer address {address:?} is not HOST:PORT"
             )));
         }
-        self.change(MembershipChange::AddLearner { node, address })
+        self.change(MembershipChange::AddLearner { node, address }, caller)
             .await
     }
 
@@ -217,16 +292,20 @@ impl Admin for AdminService {
         &self,
         request: Request<PromoteLearnerRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
+        let caller = who(&request);
         let node = node_id(request.into_inner().node_id)?;
-        self.change(MembershipChange::Promote { node }).await
+        self.change(MembershipChange::Promote { node }, caller)
+            .await
     }
 
     async fn remove_member(
         &self,
         request: Request<RemoveMemberRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
+        let caller = who(&request);
         let node = node_id(request.into_inner().node_id)?;
-        self.change(MembershipChange::Remove { node }).await
+        self.change(MembershipChange::Remove { node }, caller)
+            .await
     }
 
     async fn list_sessions(
@@ -259,11 +338,12 @@ impl Admin for AdminService {
         &self,
         request: Request<ExpireSessionRequest>,
     ) -> Result<Response<ExpireSessionResponse>, Status> {
+        let caller = who(&request);
         let id = session_id(request.into_inner().session_id)?;
         if !self.shared.expire_now(id) {
             return Err(Status::not_found(format!("no session {id}")));
         }
-        info!(session = %id, "session expired by the admin");
+        info!(session = %id, caller, "session expired by the admin");
         Ok(Response::new(ExpireSessionResponse {}))
     }
 

@@ -77,6 +77,35 @@ pub enum ConfigError {
     /// A cluster was asked for with the state in memory only.
     #[error("a cluster (peers) needs its state on disk: give data-dir, not in-memory")]
     ClusterInMemory,
+    /// A TLS setting was given without one it needs.
+    #[error("{given} needs {missing} as well")]
+    TlsIncomplete {
+        /// The flag given.
+        given: &'static str,
+        /// The flag missing.
+        missing: &'static str,
+    },
+    /// A cluster with TLS has no authority to check its peers' certificates
+    /// against: servers talk to each other only over mutual TLS.
+    #[error(
+        "a cluster with TLS needs the authority its members' certificates chain to: give --peer-tls-ca FILE (or --tls-client-ca FILE)"
+    )]
+    PeerTlsNeedsCa,
+    /// `--peer-tls-name` does not contain `{id}`.
+    #[error("--peer-tls-name {given:?} must contain {{id}}, which is replaced by a member's id")]
+    PeerTlsName {
+        /// What was given.
+        given: String,
+    },
+    /// The admin listens beyond loopback with nothing to authenticate its
+    /// callers.
+    #[error(
+        "the admin listens on {addr}, beyond loopback, without authentication: give --admin-token-file FILE, or --tls-client-ca FILE (with --tls-cert and --tls-key) so callers need a certificate, or listen on a loopback address"
+    )]
+    AdminExposed {
+        /// The admin's address.
+        addr: SocketAddr,
+    },
     /// The election timeout is too short for the heartbeat.
     #[error(
         "election-timeout-ms ({election_ms}) must be at least twice heartbeat-ms ({heartbeat_ms})"
@@ -198,6 +227,92 @@ pub struct ServerConfig {
     /// (ZooKeeper's `DigestAuthenticationProvider.superDigest`). Default:
     /// none.
     pub super_digest: Option<String>,
+    /// TLS on every listener (client, ZooKeeper, admin, peer). Default:
+    /// none, plain TCP.
+    pub tls: Option<TlsConfig>,
+    /// A file holding the bearer token every admin call must carry
+    /// (`authorization: Bearer TOKEN`), read at start. Default: none.
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// Certificates for TLS on every listener; re-read when the files change and
+/// on [`Server::reload_tls`](crate::Server::reload_tls) (SIGHUP for the
+/// binary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// This server's certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// The authorities client certificates must chain to (PEM). When given,
+    /// every client listener and the admin require a client certificate.
+    pub client_ca: Option<PathBuf>,
+    /// The certificate this server shows its peers, if not `cert`.
+    pub peer_cert: Option<PathBuf>,
+    /// The key of `peer_cert`.
+    pub peer_key: Option<PathBuf>,
+    /// The authorities peer certificates chain to, if not `client_ca`.
+    pub peer_ca: Option<PathBuf>,
+    /// The DNS name member N's certificate must carry, with `{id}` standing
+    /// for N. Default `server-{id}`.
+    pub peer_name: String,
+    /// How often the files are looked at for changes. Default 1 s.
+    pub poll: Duration,
+}
+
+impl TlsConfig {
+    /// TLS with this certificate and key, no client certificates asked,
+    /// and the defaults for the rest.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> TlsConfig {
+        TlsConfig {
+            cert: cert.into(),
+            key: key.into(),
+            client_ca: None,
+            peer_cert: None,
+            peer_key: None,
+            peer_ca: None,
+            peer_name: DEFAULT_PEER_TLS_NAME.to_owned(),
+            poll: Duration::from_millis(DEFAULT_TLS_POLL_MS),
+        }
+    }
+
+    /// The name member `id`'s certificate must carry.
+    pub fn peer_name_of(&self, id: u64) -> String {
+        self.peer_name.replace("{id}", &id.to_string())
+    }
+}
+
+/// The name a member's certificate carries, by default.
+pub const DEFAULT_PEER_TLS_NAME: &str = "server-{id}";
+const DEFAULT_TLS_POLL_MS: u64 = 1000;
+
+impl ServerConfig {
+    /// Checks what the flags cannot check one by one: TLS for a cluster
+    /// has an authority for peers, and an admin beyond loopback
+    /// authenticates its callers. [`Server::start`](crate::Server::start)
+    /// calls it too.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if let Some(tls) = &self.tls {
+            if self.cluster.is_cluster() && tls.peer_ca.is_none() && tls.client_ca.is_none() {
+                return Err(ConfigError::PeerTlsNeedsCa);
+            }
+            if !tls.peer_name.contains("{id}") {
+                return Err(ConfigError::PeerTlsName {
+                    given: tls.peer_name.clone(),
+                });
+            }
+        }
+        if let Some(addr) = self.admin_listen {
+            let certificates = self
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.client_ca.is_some());
+            if !addr.ip().is_loopback() && !certificates && self.admin_token_file.is_none() {
+                return Err(ConfigError::AdminExposed { addr });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServerConfig {
@@ -217,6 +332,8 @@ impl Default for ServerConfig {
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             reap_interval: Duration::from_millis(DEFAULT_REAP_INTERVAL_MS),
             super_digest: None,
+            tls: None,
+            admin_token_file: None,
         }
     }
 }
@@ -502,6 +619,39 @@ pub struct Args {
     /// super:test) [default: none].
     #[arg(long, value_name = "ID")]
     pub super_digest: Option<String>,
+    /// TLS: this server's certificate chain (PEM) for every listener
+    /// (client, ZooKeeper, admin, peer) [default: none, plain TCP].
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: the private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// TLS: the authority client certificates must chain to (PEM); when
+    /// given, every client and admin caller needs a certificate.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// TLS: the certificate shown to peers [default: --tls-cert].
+    #[arg(long, value_name = "FILE")]
+    pub peer_tls_cert: Option<PathBuf>,
+    /// TLS: the key of --peer-tls-cert [default: --tls-key].
+    #[arg(long, value_name = "FILE")]
+    pub peer_tls_key: Option<PathBuf>,
+    /// TLS: the authority peer certificates chain to [default:
+    /// --tls-client-ca].
+    #[arg(long, value_name = "FILE")]
+    pub peer_tls_ca: Option<PathBuf>,
+    /// TLS: the DNS name member N's certificate must carry, {id} standing
+    /// for N [default: server-{id}].
+    #[arg(long, value_name = "TEMPLATE")]
+    pub peer_tls_name: Option<String>,
+    /// TLS: milliseconds between two looks at the certificate files for
+    /// changes [default: 1000].
+    #[arg(long, value_name = "MS")]
+    pub tls_poll_ms: Option<u64>,
+    /// A file holding the bearer token every admin call must carry
+    /// (authorization: Bearer TOKEN) [default: none].
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Log line format; the RUST_LOG variable sets the filter [default: text].
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -566,6 +716,15 @@ impl Args {
             snapshot_every: self.snapshot_every.or(base.snapshot_every),
             reap_interval_ms: self.reap_interval_ms.or(base.reap_interval_ms),
             super_digest: self.super_digest.or(base.super_digest),
+            tls_cert: self.tls_cert.or(base.tls_cert),
+            tls_key: self.tls_key.or(base.tls_key),
+            tls_client_ca: self.tls_client_ca.or(base.tls_client_ca),
+            peer_tls_cert: self.peer_tls_cert.or(base.peer_tls_cert),
+            peer_tls_key: self.peer_tls_key.or(base.peer_tls_key),
+            peer_tls_ca: self.peer_tls_ca.or(base.peer_tls_ca),
+            peer_tls_name: self.peer_tls_name.or(base.peer_tls_name),
+            tls_poll_ms: self.tls_poll_ms.or(base.tls_poll_ms),
+            admin_token_file: self.admin_token_file.or(base.admin_token_file),
             log_format: self.log_format.or(base.log_format),
         }
     }
@@ -578,6 +737,7 @@ impl Args {
     /// Resolves the settings against the defaults and validates them.
     pub fn into_config(self) -> Result<ServerConfig, ConfigError> {
         let defaults = ServerConfig::default();
+        let tls = self.tls()?;
         let server_id = match self.server_id {
             None => defaults.server_id,
             Some(raw) => ServerId::new(u64::from(raw))?,
@@ -702,7 +862,7 @@ impl Args {
             });
         }
         cluster.peer_listen_addr(server_id)?;
-        Ok(ServerConfig {
+        let config = ServerConfig {
             listen: self.listen.unwrap_or(defaults.listen),
             admin_listen: self.admin_listen.or(defaults.admin_listen),
             metrics_listen: self.metrics_listen.or(defaults.metrics_listen),
@@ -716,7 +876,52 @@ impl Args {
             snapshot_every,
             reap_interval,
             super_digest: self.super_digest,
-        })
+            tls,
+            admin_token_file: self.admin_token_file,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The TLS settings, if TLS was asked for; refuses half of a pair.
+    fn tls(&self) -> Result<Option<TlsConfig>, ConfigError> {
+        let incomplete = |given, missing| Err(ConfigError::TlsIncomplete { given, missing });
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+            (Some(_), None) => return incomplete("--tls-cert", "--tls-key"),
+            (None, Some(_)) => return incomplete("--tls-key", "--tls-cert"),
+            (None, None) => {
+                let dependent = [
+                    (self.tls_client_ca.is_some(), "--tls-client-ca"),
+                    (self.peer_tls_cert.is_some(), "--peer-tls-cert"),
+                    (self.peer_tls_key.is_some(), "--peer-tls-key"),
+                    (self.peer_tls_ca.is_some(), "--peer-tls-ca"),
+                    (self.peer_tls_name.is_some(), "--peer-tls-name"),
+                ];
+                return match dependent.iter().find(|(given, _)| *given) {
+                    Some((_, flag)) => incomplete(flag, "--tls-cert and --tls-key"),
+                    None => Ok(None),
+                };
+            }
+        };
+        match (&self.peer_tls_cert, &self.peer_tls_key) {
+            (Some(_), None) => return incomplete("--peer-tls-cert", "--peer-tls-key"),
+            (None, Some(_)) => return incomplete("--peer-tls-key", "--peer-tls-cert"),
+            _ => {}
+        }
+        let defaults = TlsConfig::new(cert, key);
+        Ok(Some(TlsConfig {
+            client_ca: self.tls_client_ca.clone(),
+            peer_cert: self.peer_tls_cert.clone(),
+            peer_key: self.peer_tls_key.clone(),
+            peer_ca: self.peer_tls_ca.clone(),
+            peer_name: self
+                .peer_tls_name
+                .clone()
+                .unwrap_or(defaults.peer_name.clone()),
+            poll: positive_ms(self.tls_poll_ms, defaults.poll, "tls-poll-ms")?,
+            ..defaults
+        }))
     }
 }
 

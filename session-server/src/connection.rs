@@ -21,9 +21,10 @@
 //! - the close lingers so the last message (a refusal, a disconnect notice)
 //!   reaches the client instead of being destroyed by a TCP reset.
 //!
-//! The socket is used through readiness (`readable`/`try_read`,
-//! `writable`/`try_write`), so reading and writing never wait on each other
-//! and an idle connection holds no buffer but a small read buffer.
+//! The socket ([`Socket`]: plain TCP, or TLS driven over it) is used
+//! through readiness (`readable`/`try_read`, `writable`/`try_write`), so
+//! reading and writing never wait on each other and an idle connection
+//! holds no buffer but a small read buffer.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -33,9 +34,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use session_core::{Context, Id, Op, Outcome, SessionId, TouchError, Txn, TxnError};
-use tokio::io::AsyncReadExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
@@ -49,6 +47,7 @@ use crate::frontend::{
 use crate::metrics::{CloseReason, OpKind};
 use crate::server::{ConnectionHandle, Notice, SessionEvent, SessionEventKind, Shared};
 use crate::state::{Role, txn_error};
+use crate::transport::{Socket, TLS_HANDSHAKE_RECORD, TlsFailure};
 
 /// Read buffers start this small and grow only for large frames, so an idle
 /// connection costs little; after a large frame they shrink back.
@@ -65,7 +64,7 @@ const SYNC_WAIT: Duration = Duration::from_secs(5);
 /// Serves one accepted connection to its end.
 pub(crate) async fn run<F: Frontend>(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: Socket,
     remote: SocketAddr,
     frontend: F,
     mut shutdown: watch::Receiver<bool>,
@@ -138,7 +137,7 @@ pub(crate) async fn run<F: Frontend>(
 
 /// The socket, its buffers and the protocol spoken on it.
 struct Io<F> {
-    stream: TcpStream,
+    stream: Socket,
     /// Bytes read and not yet decoded.
     input: BytesMut,
     /// Bytes encoded and not yet written.
@@ -169,6 +168,10 @@ impl<F: Frontend> Io<F> {
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(err) => return Err(err),
             }
+        }
+        match self.stream.flush_pending() {
+            Err(err) if err.kind() != std::io::ErrorKind::WouldBlock => return Err(err),
+            _ => {}
         }
         if self.output.is_empty() && self.output.capacity() > KEEP_BUFFER {
             self.output = BytesMut::new();
@@ -203,9 +206,9 @@ impl<F: Frontend> Io<F> {
         const LINGER: Duration = Duration::from_secs(1);
         const DISCARD: usize = 256 * 1024;
         let deadline = Instant::now() + LINGER;
-        while !self.output.is_empty() {
+        while !self.output.is_empty() || self.stream.wants_write() {
             let writable = tokio::time::timeout_at(deadline, self.stream.writable()).await;
-            if !matches!(writable, Ok(Ok(()))) || !matches!(self.write_now(), Ok(n) if n > 0) {
+            if !matches!(writable, Ok(Ok(()))) || self.write_now().is_err() {
                 return;
             }
         }
@@ -217,8 +220,13 @@ impl<F: Frontend> Io<F> {
         let mut scratch = vec![0u8; 4096];
         let mut discarded = 0;
         while discarded < DISCARD {
-            match tokio::time::timeout_at(deadline, self.stream.read(&mut scratch)).await {
-                Ok(Ok(read)) if read > 0 => discarded += read,
+            let readable = tokio::time::timeout_at(deadline, self.stream.readable()).await;
+            if !matches!(readable, Ok(Ok(()))) {
+                return;
+            }
+            match self.stream.try_discard(&mut scratch) {
+                Ok(read) if read > 0 => discarded += read,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
                 _ => return,
             }
         }
@@ -244,6 +252,11 @@ async fn handshake<F: Frontend>(
     let started = Instant::now();
     let deadline = started + limits.handshake_timeout;
     let handshake = loop {
+        if !io.stream.is_tls() && io.input.first() == Some(&TLS_HANDSHAKE_RECORD) {
+            shared.metrics.count_close(CloseReason::tls_on_plain_port);
+            warn!(%remote, "closing connection: a TLS handshake on a plain-text port");
+            return None;
+        }
         // Answered instead of a handshake, unframed; the caller's linger
         // writes the answer, then closes.
         if let Some(word) = io.frontend.command(&io.input) {
@@ -277,6 +290,13 @@ async fn handshake<F: Frontend>(
                     "closing connection: no handshake in time");
                 return None;
             }
+            // TLS's own handshake messages, when the socket did not take
+            // them at once.
+            ready = io.stream.writable(), if io.stream.wants_write() => {
+                if ready.is_err() || io.write_now().is_err() {
+                    return None;
+                }
+            }
             ready = io.stream.readable() => {
                 if ready.is_err() {
                     return None;
@@ -287,7 +307,10 @@ async fn handshake<F: Frontend>(
                         shared.metrics.bytes_in.inc_by(read as u64);
                     }
                     Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return None,
+                    Err(err) => {
+                        read_failed(shared, remote, &err);
+                        return None;
+                    }
                 }
             }
         }
@@ -333,6 +356,23 @@ async fn handshake<F: Frontend>(
         timeout,
         mailbox,
     })
+}
+
+/// Counts and logs a read that failed for TLS's reasons (plain text on a
+/// TLS port, a refused certificate, a corrupt record); other failures are
+/// the client going away.
+fn read_failed(shared: &Shared, remote: SocketAddr, err: &std::io::Error) {
+    match TlsFailure::of(err) {
+        Some(TlsFailure::Plaintext(_)) => {
+            shared.metrics.count_close(CloseReason::plaintext_on_tls_port);
+            warn!(%remote, error = %err, "closing connection: plain text on a TLS port");
+        }
+        Some(TlsFailure::Tls(_)) => {
+            shared.metrics.count_close(CloseReason::tls_failed);
+            warn!(%remote, error = %err, "closing connection: TLS failed");
+        }
+        None => debug!(%remote, error = %err, "connection read failed"),
+    }
 }
 
 fn refuse<F: Frontend>(shared: &Shared, io: &mut Io<F>, remote: SocketAddr, violation: Violation) {
@@ -559,7 +599,7 @@ impl<F: Frontend> Connection<'_, F> {
         }
         loop {
             let reading = self.can_take_requests();
-            let writing = !self.io.output.is_empty();
+            let writing = !self.io.output.is_empty() || self.io.stream.wants_write();
             let stall = self.stall.as_mut();
             let stalled = stall.is_some();
             let result = tokio::select! {
@@ -659,7 +699,10 @@ impl<F: Frontend> Connection<'_, F> {
                 }
             }
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
-            Err(_) => Err(None),
+            Err(err) => {
+                read_failed(self.shared, self.remote, &err);
+                Err(None)
+            }
         }
     }
 
@@ -797,7 +840,7 @@ impl<F: Frontend> Connection<'_, F> {
     /// Writes what the socket takes now, retires the replies fully written,
     /// and arms or disarms the stall timer.
     fn flush(&mut self) -> Result<(), End> {
-        if self.io.output.is_empty() {
+        if self.io.output.is_empty() && !self.io.stream.wants_write() {
             return Ok(());
         }
         let written = self.io.write_now().map_err(|_| None)?;
@@ -1130,7 +1173,7 @@ mod tests {
         let frontend = crate::frontend::v1::V1::new(1024 * 1024, 1);
         let future = super::run(
             server.shared_for_tests(),
-            stream,
+            super::Socket::Plain(stream),
             remote,
             frontend,
             shutdown,

@@ -42,11 +42,14 @@ mod metrics;
 mod raft;
 mod server;
 mod state;
+mod tls;
+mod transport;
 
 pub use config::{
-    Args, ClusterConfig, ConfigError, Limits, ListenAddr, LogFormat, ServerConfig, Storage,
-    parse_peers,
+    Args, ClusterConfig, ConfigError, DEFAULT_PEER_TLS_NAME, Limits, ListenAddr, LogFormat,
+    ServerConfig, Storage, TlsConfig, parse_peers,
 };
+pub use tls::TlsError;
 pub use metrics::{CloseReason, Metrics, OpKind};
 pub use raft::{SnapshotError, StorageError};
 pub use server::Server;

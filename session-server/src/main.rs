@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         // the server starts (a supervisor stopping it at once) is kept, and
         // shuts the server down cleanly once it is up, instead of killing it.
         let stop = shutdown_signal();
+        let mut hangups = hangups();
         let server = match Server::start(config).await {
             Ok(server) => server,
             Err(err) => {
@@ -44,7 +45,15 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        stop.await;
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                // SIGHUP: read the TLS certificates again (a bad one is
+                // refused and logged; the ones in use stay).
+                () = hangups.next() => { let _ = server.reload_tls(); }
+            }
+        }
         // Bounded by the configured grace period, whatever clients do.
         server.shutdown().await;
         ExitCode::SUCCESS
@@ -67,6 +76,33 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Every SIGHUP, on Unix; never elsewhere.
+struct Hangups(#[cfg(unix)] Option<tokio::signal::unix::Signal>);
+
+impl Hangups {
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.0 {
+            if signal.recv().await.is_some() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
+fn hangups() -> Hangups {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        Hangups(signal(SignalKind::hangup()).ok())
+    }
+    #[cfg(not(unix))]
+    {
+        Hangups()
     }
 }
 

@@ -162,11 +162,18 @@ pub enum CloseReason {
     /// A ZooKeeper four-letter word (`ruok`, `srvr`, `mntr`, ...) was
     /// answered: its connection closes after the answer, as ZooKeeper's do.
     four_letter_word,
+    /// Plain text (no TLS record) arrived on a TLS listener.
+    plaintext_on_tls_port,
+    /// A TLS handshake arrived on a plain-text listener.
+    tls_on_plain_port,
+    /// The TLS handshake or a TLS record failed: a certificate refused or
+    /// missing, no protocol version or cipher in common, a corrupt record.
+    tls_failed,
 }
 
 impl CloseReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [CloseReason; 13] = [
+    pub const ALL: [CloseReason; 16] = [
         CloseReason::too_many_connections,
         CloseReason::too_many_connections_per_ip,
         CloseReason::handshake_timeout,
@@ -180,6 +187,9 @@ impl CloseReason {
         CloseReason::zxid_ahead,
         CloseReason::unavailable,
         CloseReason::four_letter_word,
+        CloseReason::plaintext_on_tls_port,
+        CloseReason::tls_on_plain_port,
+        CloseReason::tls_failed,
     ];
 }
 
@@ -220,6 +230,16 @@ pub struct Metrics {
     /// Time from handing log entries to the disk until they are fsynced
     /// (group commit: one flush may carry many writes).
     pub log_flush: Histogram,
+    /// Certificate reloads that took effect.
+    pub tls_reloads: Counter,
+    /// Certificate reloads refused (a file missing, unreadable, or a key
+    /// that does not match its certificate): the old ones stay in use.
+    pub tls_reloads_refused: Counter,
+    /// Peer calls refused because the caller's certificate does not name
+    /// the member it claims to be, or names none.
+    pub peer_calls_refused: Counter,
+    /// Admin calls refused for want of a valid bearer token.
+    pub admin_calls_refused: Counter,
     ops: Vec<Counter>,
     latencies: Vec<Histogram>,
     closes: Vec<Counter>,
@@ -312,6 +332,31 @@ impl Metrics {
             log_flush.clone(),
         );
 
+        let tls_reloads = Counter::default();
+        registry.register(
+            "tls_reloads",
+            "Certificate reloads that took effect",
+            tls_reloads.clone(),
+        );
+        let tls_reloads_refused = Counter::default();
+        registry.register(
+            "tls_reloads_refused",
+            "Certificate reloads refused; the old certificates stay in use",
+            tls_reloads_refused.clone(),
+        );
+        let peer_calls_refused = Counter::default();
+        registry.register(
+            "peer_calls_refused",
+            "Peer calls refused: the caller's certificate does not name the member it claims to be",
+            peer_calls_refused.clone(),
+        );
+        let admin_calls_refused = Counter::default();
+        registry.register(
+            "admin_calls_refused",
+            "Admin calls refused for want of a valid bearer token",
+            admin_calls_refused.clone(),
+        );
+
         let op_family = Family::<OpLabels, Counter>::default();
         registry.register("ops", "Client operations by kind", op_family.clone());
         let latency_family = Family::<OpLabels, Histogram>::new_with_constructor(
@@ -357,6 +402,10 @@ impl Metrics {
             snapshot_bytes,
             log_bytes,
             log_flush,
+            tls_reloads,
+            tls_reloads_refused,
+            peer_calls_refused,
+            admin_calls_refused,
             ops,
             latencies,
             closes,

@@ -40,6 +40,8 @@ use crate::frontend::{Code, Frontend};
 use crate::metrics::{CloseReason, Metrics};
 use crate::raft::{ClusterSettings, RaftEngine, Timing};
 use crate::state::StateMachine;
+use crate::tls::{Tls, TlsError};
+use crate::transport::Socket;
 
 /// A running server. Dropping it without [`Server::shutdown`] aborts its tasks.
 #[derive(Debug)]
@@ -123,6 +125,8 @@ pub(crate) struct Shared {
     reaper: crossbeam_channel::Sender<Reap>,
     pub(crate) session_events: broadcast::Sender<SessionEvent>,
     pub(crate) started: Instant,
+    /// The certificates, when the listeners speak TLS.
+    pub(crate) tls: Option<Arc<Tls>>,
 }
 
 impl Shared {
@@ -214,6 +218,20 @@ impl Server {
     ///
     /// Must be called within a tokio runtime (multi-threaded or not).
     pub async fn start(config: ServerConfig) -> std::io::Result<Server> {
+        config
+            .check()
+            .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
+        let metrics = Arc::new(Metrics::new());
+        let tls = match &config.tls {
+            Some(tls) => Some(Tls::load(tls, Arc::clone(&metrics)).map_err(|err| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, err)
+            })?),
+            None => None,
+        };
+        let admin_token = match &config.admin_token_file {
+            Some(path) => Some(read_token(path)?),
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let zk_listener = match config.zk_listen {
@@ -252,7 +270,6 @@ impl Server {
         let started = Instant::now();
         let liveness = Liveness::new(config.timeouts.tick(), started.into_std())
             .map_err(std::io::Error::other)?;
-        let metrics = Arc::new(Metrics::new());
         let mut peer_addr = None;
         let (machine, engine): (Arc<StateMachine>, Box<dyn Engine>) = match &config.storage {
             Storage::InMemory => {
@@ -291,6 +308,7 @@ impl Server {
                         election_timeout: cluster.election_timeout,
                         report_every: config.timeouts.tick(),
                     },
+                    tls: tls.clone(),
                 };
                 let engine = RaftEngine::start(
                     dir,
@@ -327,6 +345,7 @@ impl Server {
             reaper: reaper_tx,
             session_events,
             started,
+            tls: tls.clone(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -346,12 +365,16 @@ impl Server {
                 move || ZooKeeper::new(max_frame),
             ));
         }
+        if let Some(tls) = &tls {
+            tasks.spawn(Arc::clone(tls).watch_files(shutdown_rx.clone()));
+        }
         tasks.spawn(expirer(Arc::clone(&shared), shutdown_rx.clone()));
         tasks.spawn(node_reaper(Arc::clone(&shared), shutdown_rx.clone()));
         if let Some(listener) = admin_listener {
             tasks.spawn(crate::admin::serve(
                 listener,
                 Arc::clone(&shared),
+                admin_token,
                 shutdown_rx.clone(),
             ));
         }
@@ -377,6 +400,7 @@ impl Server {
             admin = ?admin_addr,
             metrics = ?metrics_addr.map(|addr| format!("http://{addr}/metrics")),
             peer = ?peer_addr,
+            tls = tls.is_some(),
             server_id = config.server_id.get(),
             tick_ms = config.timeouts.tick().as_millis() as u64,
             min_timeout_ms = config.timeouts.min().as_millis() as u64,
@@ -420,6 +444,19 @@ impl Server {
     /// The peer (Raft) listener's address, if the server has one.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer_addr
+    }
+
+    /// Reads the TLS certificate and key files again and uses them for new
+    /// connections (client, admin and peer); connections already open keep
+    /// theirs. When a file is missing or invalid, or a key is not its
+    /// certificate's, the error says which, and the certificates in use
+    /// stay. The server also does this by itself when the files change;
+    /// the binary does it on SIGHUP. Without TLS, does nothing.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.shared.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
     }
 
     /// Sessions held right now.
@@ -489,6 +526,25 @@ pub(crate) fn first_session_id(server: ServerId) -> std::io::Result<SessionId> {
         .ok_or_else(|| std::io::Error::other(format!("server id {server} has no session ids left")))
 }
 
+/// The admin's bearer token from `path`: its content without surrounding
+/// white space, which must not be empty.
+fn read_token(path: &std::path::Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        std::io::Error::new(
+            err.kind(),
+            format!("cannot read the admin token file {}: {err}", path.display()),
+        )
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("the admin token file {} is empty", path.display()),
+        ));
+    }
+    Ok(token.to_owned())
+}
+
 /// A fresh password secret from the operating system's generator.
 pub(crate) fn random_secret() -> std::io::Result<PasswordSecret> {
     let mut bytes = [0u8; 32];
@@ -517,6 +573,16 @@ async fn accept_loop<F: Frontend>(
             () = stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
+                    let stream = match &shared.tls {
+                        None => Socket::Plain(stream),
+                        Some(tls) => match Socket::tls(stream, Arc::clone(&tls.current().clients)) {
+                            Ok(socket) => socket,
+                            Err(err) => {
+                                warn!(%remote, error = %err, "cannot start TLS");
+                                continue;
+                            }
+                        },
+                    };
                     let shared = Arc::clone(&shared);
                     let shutdown = shutdown.clone();
                     connections.spawn(crate::connection::run(shared, stream, remote, frontend(), shutdown));

@@ -229,7 +229,7 @@ impl StateMachine {
     }
 
     /// The metrics the state keeps up to date.
-    pub(crate) fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 

@@ -887,6 +887,8 @@ pub(crate) struct ClusterSettings {
     /// Where this server's peer listener binds, if it has one.
     pub(crate) peer_listen: Option<SocketAddr>,
     pub(crate) timing: Timing,
+    /// The certificates, when peers talk over mutual TLS.
+    pub(crate) tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl RaftEngine {
@@ -965,7 +967,7 @@ impl RaftEngine {
                 .validate()
                 .map_err(|err| StorageError::Raft(err.to_string()))?,
         );
-        let peers = Peers::new(cluster.routes.clone());
+        let peers = Peers::new(cluster.routes.clone(), cluster.tls.clone());
         let raft = Raft::new(node_id, config, peers.clone(), log, state_machine)
             .await
             .map_err(|err| StorageError::Raft(err.to_string()))?;
@@ -988,7 +990,11 @@ impl RaftEngine {
         });
         let mut tasks = vec![log_size];
         if let Some(listener) = peer_listener {
-            tasks.push(super::peer::serve(listener, Arc::clone(&inner)));
+            tasks.push(super::peer::serve(
+                listener,
+                Arc::clone(&inner),
+                cluster.tls.clone(),
+            ));
         }
         tasks.push(tokio::spawn(proposer(Arc::clone(&inner), queued)).abort_handle());
         let initialized = raft

@@ -28,6 +28,7 @@ use session_wire::peer::v1::peer_client::PeerClient;
 use tonic::transport::{Channel, Endpoint};
 
 use super::TypeConfig;
+use crate::tls::{PeerDialer, Tls};
 
 /// How long connecting to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -73,16 +74,24 @@ struct PeersInner {
     routes: BTreeMap<u64, String>,
     /// Channels by peer, with the address each was made for.
     channels: Mutex<HashMap<u64, (String, Channel)>>,
+    /// The certificates, when peers talk over mutual TLS.
+    tls: Option<Arc<Tls>>,
 }
 
 impl Peers {
-    pub(crate) fn new(routes: BTreeMap<u64, String>) -> Peers {
+    pub(crate) fn new(routes: BTreeMap<u64, String>, tls: Option<Arc<Tls>>) -> Peers {
         Peers {
             inner: Arc::new(PeersInner {
                 routes,
                 channels: Mutex::new(HashMap::new()),
+                tls,
             }),
         }
+    }
+
+    /// The members this server has a configured route to.
+    pub(crate) fn routed(&self) -> impl Iterator<Item = u64> + '_ {
+        self.inner.routes.keys().copied()
     }
 
     /// Where to reach `node`: its configured route, else the address its
@@ -119,7 +128,15 @@ impl Peers {
                     })?
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true);
-                let channel = endpoint.connect_lazy();
+                // Over mutual TLS, the channel dials through a connector
+                // that takes the certificates in use at each (re)connect.
+                let channel = match &self.inner.tls {
+                    Some(tls) => endpoint.connect_with_connector_lazy(PeerDialer {
+                        tls: Arc::clone(tls),
+                        node,
+                    }),
+                    None => endpoint.connect_lazy(),
+                };
                 channels.insert(node, (address, channel.clone()));
                 channel
             }
@@ -328,7 +345,7 @@ mod tests {
 
     #[test]
     fn a_configured_route_wins_over_the_membership_address() {
-        let peers = Peers::new(BTreeMap::from([(2, "127.0.0.1:9002".to_owned())]));
+        let peers = Peers::new(BTreeMap::from([(2, "127.0.0.1:9002".to_owned())]), None);
         assert_eq!(
             peers.address(2, Some("127.0.0.1:1")).expect("routed"),
             "127.0.0.1:9002"

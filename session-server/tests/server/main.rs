@@ -14,6 +14,7 @@ mod limits;
 mod pipelining;
 mod promises;
 mod replicated;
+mod tls;
 mod watches;
 mod zookeeper;
 mod zookeeper_ops;

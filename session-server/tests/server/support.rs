@@ -53,8 +53,8 @@ pub async fn start_with(change: impl FnOnce(&mut ServerConfig)) -> Server {
 }
 
 /// A connection speaking the protocol frame by frame.
-pub struct Raw {
-    pub framed: Framed<TcpStream, ClientCodec>,
+pub struct Raw<S = TcpStream> {
+    pub framed: Framed<S, ClientCodec>,
     xids: XidCounter,
     /// Watch events received while waiting for replies, in order.
     pub events: Vec<wire::WatchEvent>,
@@ -81,33 +81,7 @@ impl Raw {
     }
 
     fn over(stream: TcpStream) -> Raw {
-        Raw {
-            framed: Framed::new(stream, ClientCodec::new()),
-            xids: XidCounter::new(),
-            events: Vec::new(),
-        }
-    }
-
-    pub async fn send(&mut self, message: impl Into<ClientMessage>) {
-        self.framed.send(message.into()).await.expect("send");
-    }
-
-    /// The next message, or `None` when the server closed the connection.
-    pub async fn recv(&mut self) -> Option<ServerMessage> {
-        match tokio::time::timeout(PATIENCE, self.framed.next()).await {
-            Ok(Some(Ok(message))) => Some(message),
-            Ok(Some(Err(err))) => panic!("undecodable server message: {err}"),
-            Ok(None) => None,
-            Err(_) => panic!("no message from the server within {PATIENCE:?}"),
-        }
-    }
-
-    pub async fn handshake(&mut self, handshake: Handshake) -> HandshakeReply {
-        self.send(handshake).await;
-        match self.recv().await.and_then(|message| message.kind) {
-            Some(server_message::Kind::HandshakeReply(reply)) => reply,
-            other => panic!("expected a handshake reply, got {other:?}"),
-        }
+        Raw::speaking_over(stream)
     }
 
     /// Connects and opens a new session with `timeout`.
@@ -141,6 +115,40 @@ impl Raw {
             })
             .await;
         (raw, reply)
+    }
+
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Raw<S> {
+    /// Speaks the protocol over `stream` (a TLS stream, say).
+    pub fn speaking_over(stream: S) -> Raw<S> {
+        Raw {
+            framed: Framed::new(stream, ClientCodec::new()),
+            xids: XidCounter::new(),
+            events: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, message: impl Into<ClientMessage>) {
+        self.framed.send(message.into()).await.expect("send");
+    }
+
+    /// The next message, or `None` when the server closed the connection.
+    pub async fn recv(&mut self) -> Option<ServerMessage> {
+        match tokio::time::timeout(PATIENCE, self.framed.next()).await {
+            Ok(Some(Ok(message))) => Some(message),
+            Ok(Some(Err(err))) => panic!("undecodable server message: {err}"),
+            Ok(None) => None,
+            Err(_) => panic!("no message from the server within {PATIENCE:?}"),
+        }
+    }
+
+    pub async fn handshake(&mut self, handshake: Handshake) -> HandshakeReply {
+        self.send(handshake).await;
+        match self.recv().await.and_then(|message| message.kind) {
+            Some(server_message::Kind::HandshakeReply(reply)) => reply,
+            other => panic!("expected a handshake reply, got {other:?}"),
+        }
     }
 
     /// Sends one request and returns its result, keeping watch events that
@@ -338,7 +346,10 @@ pub fn refused(reply: HandshakeReply) -> wire::RefusalReason {
 }
 
 /// Keeps a session alive by pinging every third of its timeout.
-pub async fn ping_for(raw: &mut Raw, timeout: Duration, total: Duration) {
+pub async fn ping_for<S>(raw: &mut Raw<S>, timeout: Duration, total: Duration)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let started = tokio::time::Instant::now();
     while started.elapsed() < total {
         tokio::time::sleep(timeout / 3).await;
