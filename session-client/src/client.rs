@@ -10,8 +10,11 @@ use session_core::{Acl, ConnectString, Id, SessionId, SessionPassword, WatchKind
 use session_wire::v1::{self as wire, reply, request};
 use tokio::sync::{mpsc, oneshot, watch};
 
+#[cfg(feature = "tls")]
+use crate::TlsConfig;
+use crate::TlsConfigError;
 use crate::driver::{
-    Command, Credential, Driver, DriverOptions, Extra, Shared, WatchOn, new_session, terminal_error,
+    Command, Credential, Driver, DriverOptions, Extra, Shared, WatchOn, new_session,
 };
 use crate::ops::{self, create_request, op_error, op_outcome, read_outcome};
 use crate::protected::{protect, random_uuid};
@@ -69,6 +72,8 @@ pub struct ClientBuilder {
     auto_renew: bool,
     rng_seed: Option<u64>,
     resume: Option<(SessionId, SessionPassword)>,
+    #[cfg(feature = "tls")]
+    tls: Option<TlsConfig>,
 }
 
 impl Default for ClientBuilder {
@@ -84,6 +89,8 @@ impl Default for ClientBuilder {
             auto_renew: false,
             rng_seed: None,
             resume: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -91,7 +98,9 @@ impl Default for ClientBuilder {
 impl ClientBuilder {
     /// The servers and optional chroot, ZooKeeper style:
     /// `host:port,host:port/chroot` (default `127.0.0.1:7181`). Names are
-    /// resolved again on every connection attempt.
+    /// resolved again on every connection attempt. A `tls://` prefix
+    /// (`tls://host:port,host:port/chroot`) dials every server with TLS,
+    /// which needs [`tls`](Self::tls) to say what to trust.
     #[must_use]
     pub fn servers(mut self, connect_string: impl Into<String>) -> Self {
         self.servers = connect_string.into();
@@ -216,6 +225,31 @@ impl ClientBuilder {
         self
     }
 
+    /// Dials every server with TLS, trusting the CAs of `config` and
+    /// presenting its client certificate if any (a `tls://` connect string
+    /// is not needed then). Off by default. A server whose certificate
+    /// does not verify is skipped, and [`connect`](Self::connect) fails
+    /// with [`Error::Tls`] when every server's does not: see there.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use session_client::{Client, TlsConfig};
+    ///
+    /// let client = Client::builder()
+    ///     .servers("tls://10.0.0.1:7181,10.0.0.2:7181")
+    ///     .tls(TlsConfig::from_ca_file("ca.pem")?)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    #[must_use]
+    pub fn tls(mut self, config: TlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// Reattaches to an existing session (say, one opened before this process
     /// restarted) instead of opening a new one. A wrong password ends in
     /// [`Error::AuthFailed`], a session the servers no longer hold in
@@ -231,17 +265,43 @@ impl ClientBuilder {
     ///
     /// # Errors
     /// [`Error::InvalidConnectString`] at once for a bad connect string;
-    /// [`Error::AuthFailed`] or [`Error::SessionExpired`] at once when a
-    /// server refuses the session; [`Error::Timeout`] when no session is
-    /// established within the connect timeout.
+    /// [`Error::TlsConfig`] at once for a `tls://` connect string without
+    /// [`tls`](Self::tls) (there is no system root store), or a host whose
+    /// name cannot be verified; [`Error::AuthFailed`] or
+    /// [`Error::SessionExpired`] at once when a server refuses the session;
+    /// [`Error::Tls`] as soon as TLS failed with every server of the
+    /// connect string (a certificate that does not verify is not retried);
+    /// [`Error::Timeout`] when no session is established within the connect
+    /// timeout.
     pub async fn connect(self) -> Result<Client, Error> {
-        let servers = Arc::new(ConnectString::parse(&self.servers)?);
+        let (servers, tls_asked) = match self.servers.strip_prefix("tls://") {
+            Some(servers) => (servers, true),
+            None => (self.servers.as_str(), false),
+        };
+        let servers = Arc::new(ConnectString::parse(servers)?);
+        #[cfg(feature = "tls")]
+        let tls = match self.tls {
+            Some(tls) => {
+                for host in servers.hosts() {
+                    tls.server_name_for(&host.host)?;
+                }
+                Some(tls)
+            }
+            None if tls_asked => return Err(TlsConfigError::MissingCa.into()),
+            None => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        if tls_asked {
+            return Err(TlsConfigError::Unsupported.into());
+        }
         let options = DriverOptions {
             session_timeout: self.session_timeout,
             rng_seed: self.rng_seed.unwrap_or_else(random_u64),
             max_jitter: self.max_jitter,
             close_timeout: self.close_timeout,
             auto_renew: self.auto_renew,
+            #[cfg(feature = "tls")]
+            tls,
         };
         let now = tokio::time::Instant::now().into_std();
         let session = match self.resume {
@@ -280,8 +340,9 @@ impl ClientBuilder {
             }
             // With auto-renew an expired (resumed) session is followed by a
             // new one.
-            if let Some(error) =
-                terminal_error(current).filter(|_| !(self.auto_renew && current == State::Expired))
+            if let Some(error) = shared
+                .terminal_error(current)
+                .filter(|_| !(self.auto_renew && current == State::Expired))
             {
                 return Err(error);
             }
@@ -422,7 +483,10 @@ impl Client {
             if current == State::Connected {
                 return Ok(());
             }
-            if let Some(error) = terminal_error(current)
+            if let Some(error) = self
+                .inner
+                .shared
+                .terminal_error(current)
                 .filter(|_| !(self.inner.auto_renew && current == State::Expired))
             {
                 return Err(error);
@@ -1400,7 +1464,11 @@ impl Client {
 
     /// The error a call gets when the task is gone or refuses it.
     fn gone(&self) -> Error {
-        terminal_error(*self.inner.state.borrow()).unwrap_or(Error::Closed)
+        let state = *self.inner.state.borrow();
+        self.inner
+            .shared
+            .terminal_error(state)
+            .unwrap_or(Error::Closed)
     }
 
     async fn call(
@@ -1443,7 +1511,8 @@ impl Client {
         op: request::Op,
         extra: Extra,
     ) -> Result<reply::Result, Error> {
-        if let Some(error) = terminal_error(*self.inner.state.borrow()) {
+        let state = *self.inner.state.borrow();
+        if let Some(error) = self.inner.shared.terminal_error(state) {
             return Err(error);
         }
         let (reply, replied) = oneshot::channel();

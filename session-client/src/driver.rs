@@ -9,13 +9,20 @@
 //! request is encoded into a buffer that the loop writes as the socket
 //! takes it, so a write that cannot finish (a partition, a peer advertising
 //! a zero window) never keeps the loop from noticing `2/3·T` of silence.
+//!
+//! The socket is plain TCP or, with TLS configured, rustls over TCP; the
+//! handshake is part of opening a connection, under the same deadline. A
+//! TLS failure (a certificate that does not verify, ours refused) is not a
+//! lost connection: the server is skipped, and once every server of the
+//! connect string has failed so the client ends with [`Error::Tls`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -29,8 +36,8 @@ use session_wire::v1::{
     handshake_reply, reply, request, server_message,
 };
 use session_wire::{
-    ClientCodec, CodecError, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
-    XidCounter,
+    ClientCodec, CodecError, DecodeError, FrameError, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION, XidCounter,
 };
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
@@ -39,11 +46,17 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::{Encoder, FramedRead};
 use tracing::{debug, info, warn};
 
+#[cfg(feature = "tls")]
+use crate::TlsConfig;
+use crate::tls::is_tls_record_prefix;
 use crate::types::{event_kind_from_wire, watcher_type_to_wire};
 use crate::watches::{EventSender, SET_WATCHES_BATCH_BYTES, WatchRegistry, WatchSender};
-use crate::{Error, State, WatchedEvent};
+use crate::{Error, State, TlsFailure, WatchedEvent};
 
-type Opening = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+#[cfg(feature = "tls")]
+type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+type Opening = Pin<Box<dyn Future<Output = Result<Transport, OpenError>> + Send>>;
 pub(crate) type ReplySender = oneshot::Sender<Result<(reply::Result, u64), Error>>;
 
 /// The current instant on tokio's clock (so paused-time tests work).
@@ -160,6 +173,9 @@ pub(crate) struct DriverOptions {
     pub(crate) close_timeout: Duration,
     /// Open a new session when this one expires.
     pub(crate) auto_renew: bool,
+    /// Dial every server with TLS, with these settings.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<TlsConfig>,
 }
 
 /// What the session looks like from outside the task.
@@ -175,6 +191,9 @@ pub(crate) struct SessionInfo {
     pub(crate) renewal_subscribers: Vec<mpsc::UnboundedSender<SessionId>>,
     /// Set when the task has ended: no state change will come.
     pub(crate) finished: bool,
+    /// Why the session ended, when the state alone does not say it (every
+    /// server failed TLS: the state is `Closed`, the error [`Error::Tls`]).
+    pub(crate) ended_by: Option<Error>,
 }
 
 /// Shared between the task and the handles.
@@ -189,6 +208,14 @@ impl Shared {
         self.info
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What a call gets in `state`: [`terminal_error`], or the error that
+    /// ended the session when it says more.
+    pub(crate) fn terminal_error(&self, state: State) -> Option<Error> {
+        let error = terminal_error(state)?;
+        // Only looked up once terminal: a live session's calls take no lock.
+        Some(self.info().ended_by.clone().unwrap_or(error))
     }
 }
 
@@ -229,37 +256,149 @@ struct Pending {
     purpose: Purpose,
 }
 
+/// A newly opened byte stream to a server.
+enum Transport {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<TlsStream>),
+}
+
+/// Why a connection could not be opened.
+enum OpenError {
+    /// A network failure: the next server is tried as usual.
+    Io(io::Error),
+    /// TLS failed (a certificate did not verify): see [`Driver::tls_failed`].
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Tls(TlsFailure),
+}
+
+/// The reading half of a connection, framed.
+enum Reader {
+    Plain(FramedRead<OwnedReadHalf, ClientCodec>),
+    #[cfg(feature = "tls")]
+    Tls(FramedRead<tokio::io::ReadHalf<TlsStream>, ClientCodec>),
+}
+
+impl Reader {
+    /// The next frame; cancel-safe, as `FramedRead::next` is: a frame half
+    /// read stays in its buffer (and rustls keeps a record half read).
+    async fn next(&mut self) -> Option<Result<ServerMessage, CodecError>> {
+        match self {
+            Self::Plain(reader) => reader.next().await,
+            #[cfg(feature = "tls")]
+            Self::Tls(reader) => reader.next().await,
+        }
+    }
+}
+
+/// The writing half of a connection.
+enum Writer {
+    Plain(OwnedWriteHalf),
+    #[cfg(feature = "tls")]
+    Tls(tokio::io::WriteHalf<TlsStream>),
+}
+
+impl Writer {
+    fn poll_write(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        match self {
+            Self::Plain(writer) => Pin::new(writer).poll_write(cx, bytes),
+            #[cfg(feature = "tls")]
+            Self::Tls(writer) => Pin::new(writer).poll_write(cx, bytes),
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::Plain(writer) => Pin::new(writer).poll_flush(cx),
+            #[cfg(feature = "tls")]
+            Self::Tls(writer) => Pin::new(writer).poll_flush(cx),
+        }
+    }
+}
+
 /// An open connection: frames are read as they come; frames to send are
 /// encoded into `out`, which the event loop writes as the socket takes it.
 struct Connection {
-    reader: FramedRead<OwnedReadHalf, ClientCodec>,
-    writer: OwnedWriteHalf,
+    reader: Reader,
+    writer: Writer,
     out: BytesMut,
+    /// rustls took bytes it has not yet written to the socket all: flush it
+    /// (never set on a plain connection, whose writes go straight out).
+    flush_due: bool,
     codec: ClientCodec,
     peer: Option<SocketAddr>,
+    /// The connect string entry dialed, by index.
+    host: usize,
+    /// Whether a frame came: until then an error reading may be the
+    /// server's refusal of our TLS certificate (TLS 1.3 reports it after
+    /// the client's end of the handshake), or a TLS record on a plain
+    /// connection.
+    heard: bool,
 }
 
 impl Connection {
-    fn new(stream: TcpStream) -> Self {
-        let _ = stream.set_nodelay(true);
-        let peer = stream.peer_addr().ok();
-        let (read, writer) = stream.into_split();
+    fn new(transport: Transport, host: usize) -> Self {
+        let (reader, writer, peer) = match transport {
+            Transport::Plain(stream) => {
+                let _ = stream.set_nodelay(true);
+                let peer = stream.peer_addr().ok();
+                let (read, writer) = stream.into_split();
+                (
+                    Reader::Plain(FramedRead::new(read, ClientCodec::new())),
+                    Writer::Plain(writer),
+                    peer,
+                )
+            }
+            #[cfg(feature = "tls")]
+            Transport::Tls(stream) => {
+                let peer = stream.get_ref().0.peer_addr().ok();
+                let (read, writer) = tokio::io::split(*stream);
+                (
+                    Reader::Tls(FramedRead::new(read, ClientCodec::new())),
+                    Writer::Tls(writer),
+                    peer,
+                )
+            }
+        };
         Self {
-            reader: FramedRead::new(read, ClientCodec::new()),
+            reader,
             writer,
             out: BytesMut::new(),
+            flush_due: false,
             codec: ClientCodec::new(),
             peer,
+            host,
+            heard: false,
         }
+    }
+
+    fn is_tls(&self) -> bool {
+        !matches!(self.writer, Writer::Plain(_))
     }
 
     /// Writes what is queued if the socket takes it at once, without
     /// waiting: the last bytes before the connection is dropped.
     fn flush_now(&mut self) {
-        while !self.out.is_empty() {
-            match self.writer.try_write(&self.out) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => self.out.advance(n),
+        match &mut self.writer {
+            Writer::Plain(writer) => {
+                while !self.out.is_empty() {
+                    match writer.try_write(&self.out) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => self.out.advance(n),
+                    }
+                }
+            }
+            #[cfg(feature = "tls")]
+            Writer::Tls(_) => {
+                // Polled once without a waker: what the socket takes now.
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                while !self.out.is_empty() {
+                    match self.writer.poll_write(&mut cx, &self.out) {
+                        Poll::Ready(Ok(n)) if n > 0 => self.out.advance(n),
+                        _ => break,
+                    }
+                }
+                let _ = self.writer.poll_flush(&mut cx);
             }
         }
     }
@@ -269,26 +408,36 @@ impl Connection {
 enum Io {
     Frame(Option<Result<ServerMessage, CodecError>>),
     Wrote(io::Result<usize>),
+    Flushed(io::Result<()>),
 }
 
-/// The next frame read, or the next write the socket took; never resolves
-/// without a connection. Both halves are cancel-safe: a frame half read
-/// stays in the reader's buffer, and a write that did not complete wrote
-/// nothing.
+/// The next frame read, or the next write (or TLS flush) the socket took;
+/// never resolves without a connection. Both halves are cancel-safe: a
+/// frame half read stays in the reader's buffer, a write that did not
+/// complete wrote nothing (rustls returns `Pending` only when it took no
+/// byte), and a flush not completed is done again.
 async fn connection_io(connection: &mut Option<Connection>) -> Io {
     let Some(Connection {
         reader,
         writer,
         out,
+        flush_due,
         ..
     }) = connection
     else {
         return std::future::pending().await;
     };
-    let write = std::future::poll_fn(|cx| Pin::new(&mut *writer).poll_write(cx, out));
+    let flush_due = *flush_due;
+    let send = std::future::poll_fn(|cx| {
+        if out.is_empty() {
+            writer.poll_flush(cx).map(Io::Flushed)
+        } else {
+            writer.poll_write(cx, out).map(Io::Wrote)
+        }
+    });
     tokio::select! {
         frame = reader.next() => Io::Frame(frame),
-        wrote = write, if !out.is_empty() => Io::Wrote(wrote),
+        io = send, if !out.is_empty() || flush_due => io,
     }
 }
 
@@ -315,17 +464,22 @@ pub(crate) struct Driver {
     renewals: u64,
     /// A renewed session is on its way: tell the subscribers once connected.
     renewing: bool,
+    /// The connect string entry being dialed, by index.
+    dialing: Option<usize>,
+    /// The connect string entries whose last TLS handshake failed; every
+    /// one of them in it ends the session with [`Error::Tls`].
+    tls_failed: HashSet<usize>,
 }
 
 /// What woke the task.
 enum Wake {
     Command(Option<Command>),
     Io(Io),
-    Opened(io::Result<TcpStream>),
+    Opened(Result<Transport, OpenError>),
     Timer,
 }
 
-async fn opened(opening: &mut Option<Opening>) -> io::Result<TcpStream> {
+async fn opened(opening: &mut Option<Opening>) -> Result<Transport, OpenError> {
     match opening {
         Some(opening) => opening.await,
         None => std::future::pending().await,
@@ -340,28 +494,70 @@ async fn sleep_until(wake: Option<std::time::Instant>) {
 }
 
 /// Resolves `host` again (ZOOKEEPER-2184) and connects to the first address
-/// that answers, before `deadline`.
-async fn open(host: HostPort, deadline: std::time::Instant) -> io::Result<TcpStream> {
+/// that answers, then makes the TLS handshake when `tls` is given, all
+/// before `deadline`.
+async fn open(
+    host: HostPort,
+    deadline: std::time::Instant,
+    #[cfg(feature = "tls")] tls: Option<TlsConfig>,
+) -> Result<Transport, OpenError> {
     let attempt = async {
-        let mut last = None;
-        for addr in tokio::net::lookup_host((host.host.as_str(), host.port)).await? {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => return Ok(stream),
-                Err(err) => last = Some(err),
-            }
+        let stream = dial(&host).await.map_err(OpenError::Io)?;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = tls {
+            return handshake(&tls, &host, stream).await;
         }
-        Err(last.unwrap_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address")
-        }))
+        Ok(Transport::Plain(stream))
     };
     let deadline = tokio::time::Instant::from_std(deadline);
     match tokio::time::timeout_at(deadline, attempt).await {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(err)) => Err(io::Error::new(err.kind(), format!("{host}: {err}"))),
-        Err(_) => Err(io::Error::new(
+        Ok(Ok(transport)) => Ok(transport),
+        Ok(Err(OpenError::Io(err))) => Err(OpenError::Io(io::Error::new(
+            err.kind(),
+            format!("{host}: {err}"),
+        ))),
+        Ok(Err(failure @ OpenError::Tls(_))) => Err(failure),
+        Err(_) => Err(OpenError::Io(io::Error::new(
             io::ErrorKind::TimedOut,
             format!("{host}: connect timed out"),
-        )),
+        ))),
+    }
+}
+
+/// A TCP connection to the first address of `host` that answers.
+async fn dial(host: &HostPort) -> io::Result<TcpStream> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host.host.as_str(), host.port)).await? {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address")
+    }))
+}
+
+/// The TLS handshake on `stream`, verifying the certificate against the
+/// configured server name or else `host`'s.
+#[cfg(feature = "tls")]
+async fn handshake(
+    tls: &TlsConfig,
+    host: &HostPort,
+    stream: TcpStream,
+) -> Result<Transport, OpenError> {
+    let _ = stream.set_nodelay(true);
+    let name = tls.server_name_for(&host.host).map_err(|err| {
+        OpenError::Tls(TlsFailure::Handshake {
+            detail: err.to_string(),
+        })
+    })?;
+    match tls.connector().connect(name.clone(), stream).await {
+        Ok(stream) => Ok(Transport::Tls(Box::new(stream))),
+        Err(err) => match crate::tls::tls_failure(&err, tls.has_client_cert()) {
+            Some(failure) => Err(OpenError::Tls(crate::tls::with_name(failure, &name))),
+            None => Err(OpenError::Io(err)),
+        },
     }
 }
 
@@ -411,6 +607,8 @@ impl Driver {
             last_zxid: 0,
             renewals: 0,
             renewing: false,
+            dialing: None,
+            tls_failed: HashSet::new(),
         }
     }
 
@@ -442,6 +640,7 @@ impl Driver {
                 }
                 Wake::Io(Io::Frame(frame)) => self.frame(frame),
                 Wake::Io(Io::Wrote(wrote)) => self.wrote(wrote),
+                Wake::Io(Io::Flushed(flushed)) => self.flushed(flushed),
                 Wake::Opened(result) => self.opened(result),
                 Wake::Timer => self.session.handle_timeout(now()),
             }
@@ -487,14 +686,23 @@ impl Driver {
 
     fn act(&mut self, action: Action) {
         match action {
-            Action::Connect { host, deadline } => {
-                let Some(host) = self.servers.hosts().get(host).cloned() else {
+            Action::Connect {
+                host: index,
+                deadline,
+            } => {
+                let Some(host) = self.servers.hosts().get(index).cloned() else {
                     // The state machine names hosts by index into the same list.
                     self.session.handle_connect_failed(now());
                     return;
                 };
                 debug!(%host, "connecting");
-                self.opening = Some(Box::pin(open(host, deadline)));
+                self.dialing = Some(index);
+                self.opening = Some(Box::pin(open(
+                    host,
+                    deadline,
+                    #[cfg(feature = "tls")]
+                    self.options.tls.clone(),
+                )));
             }
             Action::SendHandshake(handshake) => {
                 let message = wire::Handshake {
@@ -541,7 +749,7 @@ impl Driver {
             info.subscribers
                 .retain(|subscriber| subscriber.send(state).is_ok());
         }
-        if let Some(error) = terminal_error(state) {
+        if let Some(error) = self.shared.terminal_error(state) {
             self.fail_pending(&error);
             self.watches.fail_all(&error);
         } else if state == State::Connected {
@@ -647,7 +855,7 @@ impl Driver {
 
     fn request(&mut self, op: request::Op, path: String, extra: Extra, reply: ReplySender) {
         let state = self.session.state();
-        if let Some(error) = terminal_error(state) {
+        if let Some(error) = self.shared.terminal_error(state) {
             let _ = reply.send(Err(error));
             return;
         }
@@ -826,6 +1034,8 @@ impl Driver {
             Ok(n) if n > 0 => {
                 if let Some(connection) = self.connection.as_mut() {
                     connection.out.advance(n);
+                    // rustls may hold some of it back until flushed.
+                    connection.flush_due = connection.is_tls();
                 }
                 self.session.handle_frame_sent(now());
             }
@@ -840,23 +1050,106 @@ impl Driver {
         }
     }
 
-    fn opened(&mut self, result: io::Result<TcpStream>) {
-        self.opening = None;
-        match result {
-            Ok(stream) => {
-                self.connection = Some(Connection::new(stream));
-                self.session.handle_connected(now());
+    /// rustls wrote out what it held back (or failed to).
+    fn flushed(&mut self, flushed: io::Result<()>) {
+        match flushed {
+            Ok(()) => {
+                if let Some(connection) = self.connection.as_mut() {
+                    connection.flush_due = false;
+                }
             }
             Err(err) => {
-                debug!(error = %err, "connect attempt failed");
-                self.note_error(err.to_string());
-                self.session.handle_connect_failed(now());
+                self.note_error(format!("send failed: {err}"));
+                self.lose_transport();
             }
         }
     }
 
+    fn opened(&mut self, result: Result<Transport, OpenError>) {
+        self.opening = None;
+        let Some(index) = self.dialing.take() else {
+            // Every attempt is dialed by `act`, which names its host.
+            self.session.handle_connect_failed(now());
+            return;
+        };
+        match result {
+            Ok(transport) => {
+                self.connection = Some(Connection::new(transport, index));
+                self.session.handle_connected(now());
+            }
+            Err(OpenError::Io(err)) => {
+                debug!(error = %err, "connect attempt failed");
+                self.note_error(err.to_string());
+                self.session.handle_connect_failed(now());
+            }
+            Err(OpenError::Tls(failure)) => self.tls_failed(index, failure),
+        }
+    }
+
+    /// Whether the connections present a client certificate.
+    fn client_cert(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self
+            .options
+            .tls
+            .as_ref()
+            .is_some_and(TlsConfig::has_client_cert);
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// The connect string entry `index` as `host:port`.
+    fn server_name(&self, index: usize) -> String {
+        self.servers
+            .hosts()
+            .get(index)
+            .map_or_else(String::new, ToString::to_string)
+    }
+
+    /// TLS with connect string entry `index` failed: not a network failure,
+    /// so the server is skipped rather than counted as lost. Once every
+    /// entry's last handshake failed so, retrying cannot help (the
+    /// certificates or the CA are wrong): the session ends with
+    /// [`Error::Tls`], at once if it was never established.
+    fn tls_failed(&mut self, index: usize, reason: TlsFailure) {
+        let server = self.server_name(index);
+        warn!(%server, %reason, "TLS with the server failed");
+        self.note_error(format!("TLS with {server} failed: {reason}"));
+        self.tls_failed.insert(index);
+        let now = now();
+        if self.tls_failed.len() < self.servers.hosts().len() {
+            if self.connection.is_some() {
+                self.lose_transport();
+            } else {
+                self.session.handle_connect_failed(now);
+            }
+            return;
+        }
+        self.shared.info().ended_by = Some(Error::Tls { server, reason });
+        self.drop_connection();
+        // Closed at once: no server is left to send a close to.
+        self.session.close(now, now);
+    }
+
     fn frame(&mut self, frame: Option<Result<ServerMessage, CodecError>>) {
         let now = now();
+        let client_cert = self.client_cert();
+        if let Some(connection) = self.connection.as_mut() {
+            if !connection.heard {
+                let index = connection.host;
+                if let Some(reason) =
+                    first_read_tls_failure(connection.is_tls(), client_cert, &frame)
+                {
+                    self.tls_failed(index, reason);
+                    return;
+                }
+                if matches!(frame, Some(Ok(_))) {
+                    connection.heard = true;
+                    // This server's TLS works (or TLS is off).
+                    self.tls_failed.remove(&index);
+                }
+            }
+        }
         let kind = match frame {
             Some(Ok(ServerMessage { kind: Some(kind) })) => kind,
             Some(Ok(ServerMessage { kind: None })) => {
@@ -870,7 +1163,16 @@ impl Driver {
                 return;
             }
             None => {
-                self.note_error("the server closed the connection".to_owned());
+                let plain_and_unheard = self
+                    .connection
+                    .as_ref()
+                    .is_some_and(|connection| !connection.heard && !connection.is_tls());
+                self.note_error(if plain_and_unheard {
+                    // What a TLS port does to a plain-text handshake.
+                    "the server closed the connection before answering the handshake (is it a TLS port? use tls:// and a CA)".to_owned()
+                } else {
+                    "the server closed the connection".to_owned()
+                });
                 self.lose_transport();
                 return;
             }
@@ -1113,7 +1415,10 @@ impl Driver {
     /// The session is over: answer everything still queued and let every
     /// handle, stream and watch know.
     fn finish(&mut self) {
-        let error = terminal_error(self.session.state()).unwrap_or(Error::Closed);
+        let error = self
+            .shared
+            .terminal_error(self.session.state())
+            .unwrap_or(Error::Closed);
         self.drop_connection();
         self.watches.fail_all(&error);
         {
@@ -1137,5 +1442,28 @@ impl Driver {
             }
         }
         self.closers.clear();
+    }
+}
+
+/// What the first read on a connection says about TLS, if anything: on a
+/// TLS connection, the server's refusal of our certificate (TLS 1.3 sends
+/// it after the client has finished its end of the handshake); on a plain
+/// one, a TLS record (the server's alert at our plain-text handshake) read
+/// as a frame length.
+#[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+fn first_read_tls_failure(
+    tls: bool,
+    client_cert: bool,
+    frame: &Option<Result<ServerMessage, CodecError>>,
+) -> Option<TlsFailure> {
+    match frame {
+        #[cfg(feature = "tls")]
+        Some(Err(CodecError::Io(err))) if tls => crate::tls::tls_failure(err, client_cert),
+        Some(Err(CodecError::Decode(DecodeError::Frame(FrameError::Oversize { len, .. }))))
+            if !tls && is_tls_record_prefix(*len) =>
+        {
+            Some(TlsFailure::ServerRequiresTls)
+        }
+        _ => None,
     }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 use session_core::ConnectStringError;
 use session_wire::v1::{ErrorCode, OpError};
 
+use crate::{TlsConfigError, TlsFailure};
+
 /// Why a client call failed.
 ///
 /// The connection-level variants say what happened to the session; the
@@ -58,6 +60,28 @@ pub enum Error {
     /// The connect string cannot be parsed. Fix the configuration.
     #[error("invalid connect string: {0}")]
     InvalidConnectString(#[from] ConnectStringError),
+    /// TLS cannot be used as configured: a `tls://` connect string without
+    /// a CA to trust, or a build without the `tls` feature. Returned by
+    /// [`ClientBuilder::connect`](crate::ClientBuilder::connect) at once.
+    /// Fix the configuration.
+    #[error("TLS misconfigured: {0}")]
+    TlsConfig(#[from] TlsConfigError),
+    /// TLS with `server` failed: its certificate did not verify (unknown
+    /// issuer, expired, not valid for the name dialed), it refused ours
+    /// (or wanted one and got none), or it does not speak TLS. Not a
+    /// network failure, and not retried as one:
+    /// [`ClientBuilder::connect`](crate::ClientBuilder::connect) returns it
+    /// as soon as every server of the connect string has failed so, and a
+    /// client with a session skips such a server; when every server fails
+    /// so, the session ends (the state becomes `Closed`) and every call
+    /// fails with this error. Fix the certificates or the CA given.
+    #[error("TLS with {server} failed: {reason}")]
+    Tls {
+        /// The server dialed (`host:port` from the connect string).
+        server: String,
+        /// What went wrong.
+        reason: TlsFailure,
+    },
     /// The node does not exist (for `create`, its parent does not). Create it
     /// (or its parent) first, or treat it as absent.
     #[error("no node: {detail}")]
@@ -217,10 +241,13 @@ impl Error {
     }
 
     /// Whether the client can never be used again (`SessionExpired`,
-    /// `AuthFailed`, `Closed`): build a new one.
+    /// `AuthFailed`, `Closed`, `Tls`): build a new one.
     #[must_use]
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Self::SessionExpired | Self::AuthFailed | Self::Closed)
+        matches!(
+            self,
+            Self::SessionExpired | Self::AuthFailed | Self::Closed | Self::Tls { .. }
+        )
     }
 
     /// The error of a failed operation, `path` being the client-side path the

@@ -83,6 +83,14 @@
 //!   [`Client::renewals`] says when, for owners of ephemerals to create them
 //!   again.
 //!
+//! # TLS
+//!
+//! With the `tls` feature (default), `ClientBuilder::tls` and `tls://`
+//! connect strings dial the servers with rustls, trusting only the CAs of
+//! a `TlsConfig`. A certificate that does not verify is
+//! [`Error::Tls`], with a [`TlsFailure`] naming the reason, and is not
+//! retried as a lost connection is.
+//!
 //! All timing and failover decisions are made by the sans-IO state machine
 //! `session_core::ClientSession`; this crate moves its bytes and time.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -94,6 +102,7 @@ mod ops;
 mod protected;
 pub mod recipes;
 mod retry;
+mod tls;
 mod types;
 mod watches;
 
@@ -104,6 +113,10 @@ pub use error::{Error, MultiError};
 pub use ops::{CreateOptions, Op, OpOutcome, ReadOp, ReadOutcome};
 pub use protected::{PROTECTED_PREFIX, protected_id, strip_protected_prefix};
 pub use retry::{DEFAULT_RETRY_TIMEOUT, RetryPolicy};
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use tls::TlsConfig;
+pub use tls::{TlsConfigError, TlsFailure};
 // Node kinds, node stats, watch event kinds, access control lists and
 // watcher types are session-core's: one definition for the server and the
 // client.

@@ -92,7 +92,10 @@ impl TokenGuard {
             return Ok(request);
         }
         self.shared.metrics.admin_calls_refused.inc();
-        let remote = request.extensions().get::<Caller>().map(|caller| caller.remote);
+        let remote = request
+            .extensions()
+            .get::<Caller>()
+            .map(|caller| caller.remote);
         if remote.is_none_or(|remote| self.quiet.should_log(remote)) {
             warn!(remote = ?remote, token_given = given.is_some(),
                 "refusing an admin call: no valid bearer token");
@@ -304,8 +307,7 @@ impl Admin for AdminService {
     ) -> Result<Response<MembershipResponse>, Status> {
         let caller = who(&request);
         let node = node_id(request.into_inner().node_id)?;
-        self.change(MembershipChange::Remove { node }, caller)
-            .await
+        self.change(MembershipChange::Remove { node }, caller).await
     }
 
     async fn list_sessions(

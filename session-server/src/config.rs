@@ -303,10 +303,7 @@ impl ServerConfig {
             }
         }
         if let Some(addr) = self.admin_listen {
-            let certificates = self
-                .tls
-                .as_ref()
-                .is_some_and(|tls| tls.client_ca.is_some());
+            let certificates = self.tls.as_ref().is_some_and(|tls| tls.client_ca.is_some());
             if !addr.ip().is_loopback() && !certificates && self.admin_token_file.is_none() {
                 return Err(ConfigError::AdminExposed { addr });
             }
@@ -1178,5 +1175,103 @@ mod tests {
             .merged()
             .expect_err("missing file");
         assert!(matches!(missing, ConfigError::Read { .. }));
+    }
+
+    #[test]
+    fn tls_flags_come_in_pairs_and_need_the_certificate() {
+        let half = Args {
+            tls_cert: Some(PathBuf::from("server.pem")),
+            ..Args::default()
+        };
+        let err = half.into_config().expect_err("no key");
+        assert!(err.to_string().contains("--tls-key"), "{err}");
+        let orphan = Args {
+            tls_client_ca: Some(PathBuf::from("ca.pem")),
+            ..Args::default()
+        };
+        let err = orphan.into_config().expect_err("no certificate");
+        assert!(
+            err.to_string().contains("--tls-cert and --tls-key"),
+            "{err}"
+        );
+        let peer_half = Args {
+            tls_cert: Some(PathBuf::from("server.pem")),
+            tls_key: Some(PathBuf::from("server.key")),
+            peer_tls_cert: Some(PathBuf::from("peer.pem")),
+            ..Args::default()
+        };
+        let err = peer_half.into_config().expect_err("no peer key");
+        assert!(err.to_string().contains("--peer-tls-key"), "{err}");
+    }
+
+    #[test]
+    fn tls_settings_come_from_the_file_and_default_the_rest() {
+        let path = file_with(
+            "tls",
+            "tls-cert = \"s.pem\"\ntls-key = \"s.key\"\ntls-client-ca = \"ca.pem\"\ntls-poll-ms = 250\n",
+        );
+        let config = Args {
+            config: Some(path),
+            ..Args::default()
+        }
+        .merged()
+        .and_then(Args::into_config)
+        .expect("valid");
+        let tls = config.tls.expect("TLS on");
+        assert_eq!(tls.cert, PathBuf::from("s.pem"));
+        assert_eq!(tls.client_ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(tls.poll, Duration::from_millis(250));
+        assert_eq!(tls.peer_name, "server-{id}");
+        assert_eq!(tls.peer_name_of(3), "server-3");
+    }
+
+    #[test]
+    fn a_tls_cluster_needs_an_authority_for_its_peers() {
+        let args = || Args {
+            server_id: Some(1),
+            peers: Some("1=127.0.0.1:7190,2=127.0.0.1:7290".to_owned()),
+            data_dir: Some(PathBuf::from("data")),
+            tls_cert: Some(PathBuf::from("s.pem")),
+            tls_key: Some(PathBuf::from("s.key")),
+            ..Args::default()
+        };
+        let err = args().into_config().expect_err("no authority");
+        assert!(matches!(err, ConfigError::PeerTlsNeedsCa), "{err}");
+        let with_ca = Args {
+            peer_tls_ca: Some(PathBuf::from("ca.pem")),
+            ..args()
+        };
+        with_ca.into_config().expect("an authority for peers");
+        let bad_name = Args {
+            peer_tls_ca: Some(PathBuf::from("ca.pem")),
+            peer_tls_name: Some("member".to_owned()),
+            ..args()
+        };
+        let err = bad_name.into_config().expect_err("no {id}");
+        assert!(matches!(err, ConfigError::PeerTlsName { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_admin_beyond_loopback_needs_a_token_or_client_certificates() {
+        let exposed = || Args {
+            admin_listen: Some(SocketAddr::from(([0, 0, 0, 0], 7182))),
+            ..Args::default()
+        };
+        let err = exposed().into_config().expect_err("unauthenticated");
+        assert!(matches!(err, ConfigError::AdminExposed { .. }), "{err}");
+        Args {
+            admin_token_file: Some(PathBuf::from("token")),
+            ..exposed()
+        }
+        .into_config()
+        .expect("a token will do");
+        Args {
+            tls_cert: Some(PathBuf::from("s.pem")),
+            tls_key: Some(PathBuf::from("s.key")),
+            tls_client_ca: Some(PathBuf::from("ca.pem")),
+            ..exposed()
+        }
+        .into_config()
+        .expect("client certificates will do");
     }
 }

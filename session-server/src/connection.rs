@@ -364,7 +364,9 @@ async fn handshake<F: Frontend>(
 fn read_failed(shared: &Shared, remote: SocketAddr, err: &std::io::Error) {
     match TlsFailure::of(err) {
         Some(TlsFailure::Plaintext(_)) => {
-            shared.metrics.count_close(CloseReason::plaintext_on_tls_port);
+            shared
+                .metrics
+                .count_close(CloseReason::plaintext_on_tls_port);
             warn!(%remote, error = %err, "closing connection: plain text on a TLS port");
         }
         Some(TlsFailure::Tls(_)) => {

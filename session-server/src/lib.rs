@@ -49,9 +49,9 @@ pub use config::{
     Args, ClusterConfig, ConfigError, DEFAULT_PEER_TLS_NAME, Limits, ListenAddr, LogFormat,
     ServerConfig, Storage, TlsConfig, parse_peers,
 };
-pub use tls::TlsError;
 pub use metrics::{CloseReason, Metrics, OpKind};
 pub use raft::{SnapshotError, StorageError};
 pub use server::Server;
 /// The limits on the data tree, from `session-core` (where the tree lives).
 pub use session_core::TreeLimits;
+pub use tls::TlsError;

@@ -235,9 +235,10 @@ pub struct Metrics {
     /// Certificate reloads refused (a file missing, unreadable, or a key
     /// that does not match its certificate): the old ones stay in use.
     pub tls_reloads_refused: Counter,
-    /// Peer calls refused because the caller's certificate does not name
-    /// the member it claims to be, or names none.
-    pub peer_calls_refused: Counter,
+    /// Peers refused: a call whose caller's certificate does not name the
+    /// member it claims to be (or names none), or a peer dialed whose
+    /// certificate does not verify as the member dialed.
+    pub peers_refused: Counter,
     /// Admin calls refused for want of a valid bearer token.
     pub admin_calls_refused: Counter,
     ops: Vec<Counter>,
@@ -344,11 +345,11 @@ impl Metrics {
             "Certificate reloads refused; the old certificates stay in use",
             tls_reloads_refused.clone(),
         );
-        let peer_calls_refused = Counter::default();
+        let peers_refused = Counter::default();
         registry.register(
-            "peer_calls_refused",
-            "Peer calls refused: the caller's certificate does not name the member it claims to be",
-            peer_calls_refused.clone(),
+            "peers_refused",
+            "Peers refused: a certificate that does not name the member it claims or is dialed as",
+            peers_refused.clone(),
         );
         let admin_calls_refused = Counter::default();
         registry.register(
@@ -404,7 +405,7 @@ impl Metrics {
             log_flush,
             tls_reloads,
             tls_reloads_refused,
-            peer_calls_refused,
+            peers_refused,
             admin_calls_refused,
             ops,
             latencies,

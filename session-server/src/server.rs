@@ -223,9 +223,10 @@ impl Server {
             .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
         let metrics = Arc::new(Metrics::new());
         let tls = match &config.tls {
-            Some(tls) => Some(Tls::load(tls, Arc::clone(&metrics)).map_err(|err| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, err)
-            })?),
+            Some(tls) => Some(
+                Tls::load(tls, Arc::clone(&metrics))
+                    .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?,
+            ),
             None => None,
         };
         let admin_token = match &config.admin_token_file {

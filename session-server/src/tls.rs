@@ -535,6 +535,8 @@ async fn handshake(
 pub(crate) struct PeerDialer {
     pub(crate) tls: Arc<Tls>,
     pub(crate) node: u64,
+    /// Shared by the dialers of one server.
+    pub(crate) quiet: Arc<Quiet<u64>>,
 }
 
 impl tonic::codegen::Service<tonic::codegen::http::Uri> for PeerDialer {
@@ -566,8 +568,11 @@ impl tonic::codegen::Service<tonic::codegen::http::Uri> for PeerDialer {
             {
                 Ok(stream) => Ok(hyper_util::rt::TokioIo::new(stream)),
                 Err(err) => {
-                    warn!(server = dialer.node, address = %uri, expected_name = %expected, error = %err,
-                        "refusing a peer: TLS with it failed");
+                    dialer.tls.metrics.peers_refused.inc();
+                    if dialer.quiet.should_log(dialer.node) {
+                        warn!(server = dialer.node, address = %uri, expected_name = %expected,
+                            error = %err, "refusing a peer: TLS with it failed");
+                    }
                     Err(err)
                 }
             }
@@ -575,16 +580,24 @@ impl tonic::codegen::Service<tonic::codegen::http::Uri> for PeerDialer {
     }
 }
 
-/// Logs at most one line per caller per period, so a peer retrying every
-/// heartbeat does not flood the log.
-#[derive(Debug, Default)]
-pub(crate) struct Quiet {
-    last: Mutex<std::collections::HashMap<SocketAddr, std::time::Instant>>,
+/// Logs at most one line per caller (or peer) per period, so a peer
+/// retrying every heartbeat does not flood the log.
+#[derive(Debug)]
+pub(crate) struct Quiet<K = SocketAddr> {
+    last: Mutex<std::collections::HashMap<K, std::time::Instant>>,
 }
 
-impl Quiet {
+impl<K> Default for Quiet<K> {
+    fn default() -> Self {
+        Quiet {
+            last: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + std::fmt::Debug> Quiet<K> {
     /// Whether to log about `remote` now.
-    pub(crate) fn should_log(&self, remote: SocketAddr) -> bool {
+    pub(crate) fn should_log(&self, remote: K) -> bool {
         const EVERY: Duration = Duration::from_secs(10);
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let now = std::time::Instant::now();
@@ -592,7 +605,7 @@ impl Quiet {
             .get(&remote)
             .is_some_and(|then| now.duration_since(*then) < EVERY)
         {
-            debug!(%remote, "refused again");
+            debug!(?remote, "refused again");
             return false;
         }
         last.retain(|_, then| now.duration_since(*then) < EVERY);

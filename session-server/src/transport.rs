@@ -19,6 +19,10 @@ use tokio::net::TcpStream;
 /// The first byte of every TLS connection: a handshake record.
 pub(crate) const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
+/// The alert record answered to plain text: content type alert (21),
+/// version TLS 1.2, length 2, level fatal (2), protocol_version (70).
+pub(crate) const PLAINTEXT_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 70];
+
 /// Why a TLS connection failed, carried inside the `io::Error` the socket
 /// returns (kind `InvalidData`), for the connection to count and log.
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +212,10 @@ impl TlsSocket {
             if !self.started {
                 self.started = true;
                 if let Some(first) = socket.first.filter(|&byte| byte != TLS_HANDSHAKE_RECORD) {
+                    // A fatal protocol_version alert, in a record any TLS
+                    // library reads: a client that meant to speak TLS
+                    // learns at once that it did not (best effort).
+                    let _ = self.tcp.try_write(&PLAINTEXT_ALERT);
                     return Err(failure(TlsFailure::Plaintext(first)));
                 }
             }

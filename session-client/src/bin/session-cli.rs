@@ -6,35 +6,79 @@
 //! session-cli hold /services/web/instance-1 10.0.0.7:8080
 //! session-cli lock /locks/backup -- ./backup.sh
 //! session-cli --json admin sessions
+//! session-cli --servers tls://server-1:7181 --tls-ca ca.pem get /config
+//! session-cli --admin https://server-1:7182 --tls-ca ca.pem \
+//!     --admin-token-file token admin sessions
 //! ```
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::{ExitCode, ExitStatus};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use futures_util::StreamExt;
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use session_client::recipes::{
     FencingToken, LeaderElection, Leadership, Lock, LockGuard, NodeLayout,
 };
-use session_client::{Client, CreateMode, Error, SessionId, Stat, State};
+use session_client::{
+    Client, CreateMode, Error, SessionId, Stat, State, TlsConfig, TlsConfigError,
+};
 use session_wire::admin::v1::{
     self as admin, SessionEventKind, SessionState, admin_client::AdminClient,
 };
+use tonic::transport::{Channel, Endpoint, Uri};
 
 /// Talk to a session server.
+///
+/// TLS: `--tls-ca FILE` turns TLS on for the session (as a `tls://`
+/// connect string does; `tls://` without `--tls-ca` is refused: there is no
+/// system root store) and for the admin address, unless that address is
+/// given as `http://host:port`. An `https://host:port` admin address needs
+/// `--tls-ca`. `--tls-cert` and `--tls-key` present a client certificate to
+/// servers that require one; `--tls-server-name` verifies the servers'
+/// certificates against that name instead of the host dialed.
 #[derive(Debug, Parser)]
-#[command(name = "session-cli", version, about)]
+#[command(name = "session-cli", version, about, long_about)]
 struct Cli {
-    /// Servers and optional chroot: host:port,host:port/chroot.
+    /// Servers and optional chroot: host:port,host:port/chroot; prefixed
+    /// with tls:// (tls://host:port,host:port) to use TLS, which needs
+    /// --tls-ca.
     #[arg(long, global = true, default_value = "127.0.0.1:7181")]
     servers: String,
     /// Session timeout to ask for, in milliseconds.
     #[arg(long, global = true, default_value_t = 10_000)]
     timeout_ms: u64,
-    /// Admin gRPC address (host:port) for `admin` commands.
+    /// Admin gRPC address for `admin` commands: host:port (TLS when
+    /// --tls-ca is given), http://host:port (plain text) or
+    /// https://host:port (TLS; needs --tls-ca).
     #[arg(long, global = true, default_value = "127.0.0.1:7182")]
     admin: String,
+    /// The CA bundle (PEM) the servers' certificates must chain to: turns
+    /// TLS on for the session and the admin.
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) presented to servers that require one;
+    /// with --tls-key.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Verify the servers' certificates against this name instead of the
+    /// host dialed.
+    #[arg(long, global = true, value_name = "NAME")]
+    tls_server_name: Option<String>,
+    /// A file holding the admin's bearer token: every admin call sends
+    /// `authorization: Bearer TOKEN` (the file's content, trimmed). Without
+    /// it, the token in SESSION_ADMIN_TOKEN is sent, if set.
+    #[arg(long, global = true, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -217,6 +261,8 @@ enum CliError {
     Usage(String),
     #[error("command: {0}")]
     Command(#[from] std::io::Error),
+    #[error("{0}")]
+    Tls(#[from] TlsConfigError),
 }
 
 impl From<tonic::Status> for CliError {
@@ -239,13 +285,21 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let json = cli.json;
-    let connect = Client::builder()
+    let tls = tls_config(&cli)?;
+    let mut connect = Client::builder()
         .servers(cli.servers)
         .session_timeout(Duration::from_millis(cli.timeout_ms));
+    if let Some(tls) = &tls {
+        connect = connect.tls(tls.clone());
+    }
     match cli.command {
-        Command::Admin(command) => run_admin(&cli.admin, command, json)
-            .await
-            .map(|()| ExitCode::SUCCESS),
+        Command::Admin(command) => {
+            let token = admin_token(cli.admin_token_file.as_deref())?;
+            let admin = admin_channel(&cli.admin, tls.as_ref()).await?;
+            run_admin(admin, token, command, json)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
         Command::Lock(args) => exclusive::run(connect, Contest::Lock, args).await,
         Command::Elect(args) => exclusive::run(connect, Contest::Election, args).await,
         command => {
@@ -422,15 +476,162 @@ async fn hold(
     }
 }
 
-async fn run_admin(address: &str, command: AdminCommand, json: bool) -> Result<(), CliError> {
-    let endpoint = if address.contains("://") {
-        address.to_owned()
-    } else {
-        format!("http://{address}")
+/// The TLS settings of `--tls-ca`, `--tls-cert`, `--tls-key` and
+/// `--tls-server-name`; none without `--tls-ca`.
+fn tls_config(cli: &Cli) -> Result<Option<TlsConfig>, CliError> {
+    let Some(ca) = &cli.tls_ca else {
+        if cli.tls_cert.is_some() || cli.tls_server_name.is_some() {
+            return Err(CliError::Usage(
+                "--tls-cert, --tls-key and --tls-server-name need --tls-ca".into(),
+            ));
+        }
+        return Ok(None);
     };
-    let mut admin = AdminClient::connect(endpoint)
+    let mut tls = TlsConfig::from_ca_file(ca)?;
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        tls = tls.client_cert_files(cert, key)?;
+    }
+    if let Some(name) = &cli.tls_server_name {
+        tls = tls.server_name(name.clone())?;
+    }
+    Ok(Some(tls))
+}
+
+/// The admin's bearer token: `--admin-token-file`'s content, else
+/// SESSION_ADMIN_TOKEN's, trimmed; none when neither is given.
+fn admin_token(file: Option<&std::path::Path>) -> Result<Option<String>, CliError> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path).map_err(|err| {
+            CliError::Usage(format!(
+                "cannot read the admin token file {}: {err}",
+                path.display()
+            ))
+        })?,
+        None => match std::env::var("SESSION_ADMIN_TOKEN") {
+            Ok(token) => token,
+            Err(_) => return Ok(None),
+        },
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(CliError::Usage(match file {
+            Some(path) => format!("the admin token file {} is empty", path.display()),
+            None => "SESSION_ADMIN_TOKEN is empty".into(),
+        }));
+    }
+    Ok(Some(token.to_owned()))
+}
+
+/// A channel to the admin at `address`: TLS for `https://`, and for a bare
+/// `host:port` when `tls` is given; plain text for `http://`.
+async fn admin_channel(address: &str, tls: Option<&TlsConfig>) -> Result<Channel, CliError> {
+    let (authority, use_tls) = match address.split_once("://") {
+        Some(("https", rest)) => (rest, true),
+        Some(("http", rest)) => (rest, false),
+        Some((scheme, _)) => {
+            return Err(CliError::Usage(format!(
+                "--admin {address}: unknown scheme {scheme}:// (http:// or https://)"
+            )));
+        }
+        None => (address, tls.is_some()),
+    };
+    let authority = authority.trim_end_matches('/');
+    // Always http:// for tonic: the connector below makes the TLS itself.
+    let endpoint = Endpoint::from_shared(format!("http://{authority}"))
+        .map_err(|err| CliError::Usage(format!("--admin {address}: {err}")))?;
+    let unreachable = |err: tonic::transport::Error| {
+        let detail = std::error::Error::source(&err)
+            .map_or_else(|| err.to_string(), |source| format!("{err}: {source}"));
+        CliError::Admin(format!("cannot reach {address}: {detail}"))
+    };
+    if !use_tls {
+        return endpoint.connect().await.map_err(unreachable);
+    }
+    let Some(tls) = tls else {
+        return Err(CliError::Usage(format!(
+            "--admin {address} asks for TLS: give the CA with --tls-ca"
+        )));
+    };
+    let host = match authority.rsplit_once(':') {
+        Some((host, _port)) => host,
+        None => authority,
+    };
+    let connector = AdminTls::new(tls, host)?;
+    endpoint
+        .connect_with_connector(connector)
         .await
-        .map_err(|err| CliError::Admin(format!("cannot reach {address}: {err}")))?;
+        .map_err(unreachable)
+}
+
+/// Dials the admin over TLS for tonic: TCP, then rustls with the
+/// `--tls-*` settings and ALPN `h2`.
+#[derive(Clone)]
+struct AdminTls {
+    connector: tokio_rustls::TlsConnector,
+    name: tokio_rustls::rustls::pki_types::ServerName<'static>,
+}
+
+impl AdminTls {
+    fn new(tls: &TlsConfig, host: &str) -> Result<AdminTls, CliError> {
+        let mut config = tls.rustls_client_config();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(AdminTls {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            name: tls.server_name_for(host)?,
+        })
+    }
+}
+
+impl tonic::codegen::Service<Uri> for AdminTls {
+    type Response = TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connector = self.connector.clone();
+        let name = self.name.clone();
+        Box::pin(async move {
+            let host = uri.host().unwrap_or("localhost");
+            let host = host
+                .strip_prefix('[')
+                .and_then(|host| host.strip_suffix(']'))
+                .unwrap_or(host);
+            let port = uri.port_u16().unwrap_or(80);
+            let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+            let _ = tcp.set_nodelay(true);
+            let tls = connector.connect(name, tcp).await?;
+            Ok(TokioIo::new(tls))
+        })
+    }
+}
+
+async fn run_admin(
+    channel: Channel,
+    token: Option<String>,
+    command: AdminCommand,
+    json: bool,
+) -> Result<(), CliError> {
+    let bearer = match token {
+        Some(token) => Some(
+            tonic::metadata::MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
+                CliError::Usage("the admin token holds characters a header cannot".into())
+            })?,
+        ),
+        None => None,
+    };
+    let mut admin =
+        AdminClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            if let Some(bearer) = &bearer {
+                request
+                    .metadata_mut()
+                    .insert("authorization", bearer.clone());
+            }
+            Ok(request)
+        });
     match command {
         AdminCommand::Sessions => {
             let sessions = admin

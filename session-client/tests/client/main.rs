@@ -12,3 +12,4 @@ mod recipes;
 mod resilience;
 mod stall;
 mod support;
+mod tls;

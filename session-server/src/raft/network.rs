@@ -28,7 +28,7 @@ use session_wire::peer::v1::peer_client::PeerClient;
 use tonic::transport::{Channel, Endpoint};
 
 use super::TypeConfig;
-use crate::tls::{PeerDialer, Tls};
+use crate::tls::{PeerDialer, Quiet, Tls};
 
 /// How long connecting to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -76,6 +76,8 @@ struct PeersInner {
     channels: Mutex<HashMap<u64, (String, Channel)>>,
     /// The certificates, when peers talk over mutual TLS.
     tls: Option<Arc<Tls>>,
+    /// Keeps the log of failed TLS dials to one line per peer per period.
+    quiet: Arc<Quiet<u64>>,
 }
 
 impl Peers {
@@ -85,6 +87,7 @@ impl Peers {
                 routes,
                 channels: Mutex::new(HashMap::new()),
                 tls,
+                quiet: Arc::default(),
             }),
         }
     }
@@ -134,6 +137,7 @@ impl Peers {
                     Some(tls) => endpoint.connect_with_connector_lazy(PeerDialer {
                         tls: Arc::clone(tls),
                         node,
+                        quiet: Arc::clone(&self.inner.quiet),
                     }),
                     None => endpoint.connect_lazy(),
                 };

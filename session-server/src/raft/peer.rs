@@ -89,7 +89,7 @@ impl PeerService {
         if named.is_some() {
             return Ok(());
         }
-        self.inner.machine.metrics().peer_calls_refused.inc();
+        self.inner.machine.metrics().peers_refused.inc();
         let expected = match claimed {
             Some(node) => tls.peer_name(node),
             None => format!("any member ({})", tls.peer_name_template()),

@@ -68,12 +68,24 @@ async fn start_member(scratch: &Scratch, id: u8, peers: &mut BTreeMap<u8, u16>) 
 /// others only to elect a leader, not to start). If a peer port was taken
 /// meanwhile, the whole cluster starts again on new ports.
 async fn three(scratch: &Scratch) -> (Vec<Server>, BTreeMap<u8, u16>) {
+    three_with(scratch, |_, _| {}).await
+}
+
+/// [`three`], with server `id`'s configuration changed by `change`.
+async fn three_with(
+    scratch: &Scratch,
+    change: impl Fn(u8, &mut ServerConfig),
+) -> (Vec<Server>, BTreeMap<u8, u16>) {
     for attempt in 0..5 {
         let peers: BTreeMap<u8, u16> = (1..=3).map(|id| (id, fresh_port())).collect();
         let dir = scratch.0.join(format!("attempt-{attempt}"));
         let members = Scratch(dir);
         std::fs::create_dir_all(&members.0).expect("attempt dir");
-        let starts = (1..=3).map(|id| Server::start(member_config(&members, id, &peers)));
+        let starts = (1..=3).map(|id| {
+            let mut config = member_config(&members, id, &peers);
+            change(id, &mut config);
+            Server::start(config)
+        });
         let started = futures_util::future::join_all(starts).await;
         if started.iter().all(Result::is_ok) {
             std::mem::forget(members);
@@ -113,6 +125,58 @@ async fn open_when_ready(addr: SocketAddr) -> (Raw, SessionGranted) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let mut raw = Raw::connect(addr).await;
+        let reply = raw.handshake(new_session(T)).await;
+        match reply.outcome {
+            Some(wire::handshake_reply::Outcome::Granted(session)) => return (raw, session),
+            Some(wire::handshake_reply::Outcome::Refused(refusal))
+                if refusal.reason() == wire::RefusalReason::Unavailable
+                    && Instant::now() < deadline =>
+            {
+                sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("no session on {addr}: {other:?}"),
+        }
+    }
+}
+
+/// [`status`] through an admin over TLS, trusting the authority `ca`.
+async fn tls_status(server: &Server, ca: &std::path::Path) -> ClusterStatusResponse {
+    let addr = server.admin_addr().expect("admin listener");
+    let channel = crate::tls::admin_over_tls(addr, crate::tls::client_config(ca, None))
+        .await
+        .expect("admin over TLS");
+    AdminClient::new(channel)
+        .cluster_status(ClusterStatusRequest {})
+        .await
+        .expect("cluster status")
+        .into_inner()
+}
+
+/// The index of the leader among `servers`, once the first of them knows
+/// one (within PATIENCE).
+async fn tls_leader(servers: &[Server], ca: &std::path::Path) -> usize {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let leader = tls_status(&servers[0], ca).await.leader_id;
+        if leader != 0 {
+            return leader as usize - 1;
+        }
+        assert!(Instant::now() < deadline, "no leader within {PATIENCE:?}");
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// [`open_when_ready`] over TLS, trusting the authority `ca`.
+async fn open_tls_when_ready(
+    addr: SocketAddr,
+    ca: &std::path::Path,
+) -> (Raw<crate::tls::TlsClientStream>, SessionGranted) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let stream = crate::tls::dial(addr, crate::tls::client_config(ca, None))
+            .await
+            .expect("TLS handshake");
+        let mut raw = Raw::speaking_over(stream);
         let reply = raw.handshake(new_session(T)).await;
         match reply.outcome {
             Some(wire::handshake_reply::Outcome::Granted(session)) => return (raw, session),
@@ -582,4 +646,145 @@ async fn multi_acls_watches_and_containers_replicate() {
     assert!(reader.check_stat("/q").await.expect("read").is_none());
     drop((writer, reader, on_leader, watch));
     shutdown(servers).await;
+}
+
+/// Each member's TLS settings: its own certificate from `files` (member
+/// `cert_of`'s, to play a member with another's certificate), and the
+/// cluster's authority for peers only (clients need no certificate).
+fn member_tls(files: &session_testkit::ClusterFiles, cert_of: u8) -> session_server::TlsConfig {
+    let own = &files.servers[usize::from(cert_of) - 1];
+    session_server::TlsConfig {
+        peer_ca: Some(files.ca.clone()),
+        ..session_server::TlsConfig::new(&own.cert, &own.key)
+    }
+}
+
+/// Over mutual TLS between members, the cluster elects a leader and
+/// replicates: a session opened on one member (its client over TLS too) is
+/// held by all three within PATIENCE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_over_mutual_tls_replicates_sessions() {
+    let scratch = Scratch::new("replicated-tls");
+    let files = session_testkit::write_cluster(&scratch.0.join("certs"), 3).expect("certs");
+    let (servers, _) = three_with(&scratch, |id, config| {
+        config.tls = Some(member_tls(&files, id));
+    })
+    .await;
+    let leader = tls_leader(&servers, &files.ca).await;
+    let (mut client, _) = open_tls_when_ready(servers[leader].local_addr(), &files.ca).await;
+    let deadline = Instant::now() + PATIENCE;
+    while servers.iter().any(|server| server.session_count() != 1) {
+        assert!(
+            Instant::now() < deadline,
+            "not replicated within {PATIENCE:?}"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    for server in &servers {
+        assert_eq!(server.metrics().peers_refused.get(), 0);
+    }
+    client.ping().await;
+    shutdown(servers).await;
+}
+
+/// A member showing another member's certificate (server 3 with server
+/// 2's) is refused by the others, both ways: its calls claim server 3 with
+/// a certificate that does not name server-3, and dialing it finds a
+/// certificate not valid for server-3. The other two go on: they elect a
+/// leader and order writes, while server 3 stays out (no leader, no
+/// session) for as long as they run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_with_another_members_certificate_is_refused_and_the_cluster_goes_on() {
+    let scratch = Scratch::new("replicated-tls-impostor");
+    let files = session_testkit::write_cluster(&scratch.0.join("certs"), 3).expect("certs");
+    let (servers, _) = three_with(&scratch, |id, config| {
+        let cert_of = if id == 3 { 2 } else { id };
+        config.tls = Some(member_tls(&files, cert_of));
+    })
+    .await;
+    let leader = tls_leader(&servers[..2], &files.ca).await;
+    let (mut client, _) = open_tls_when_ready(servers[leader].local_addr(), &files.ca).await;
+    client
+        .create("/still-working", b"", wire::NodeKind::Persistent)
+        .await
+        .expect("a write is ordered");
+    // Server 3 tried (elections, at least every 500 ms) and was refused.
+    let deadline = Instant::now() + PATIENCE;
+    while servers[..2]
+        .iter()
+        .map(|server| server.metrics().peers_refused.get())
+        .sum::<u64>()
+        == 0
+    {
+        assert!(Instant::now() < deadline, "no call of server 3 refused");
+        sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        tls_status(&servers[2], &files.ca).await.leader_id,
+        0,
+        "server 3 knows no leader"
+    );
+    assert_eq!(
+        servers[2].session_count(),
+        0,
+        "server 3 got nothing replicated"
+    );
+    shutdown(servers).await;
+}
+
+/// The callee's check, call by call: a peer call claiming member 2 is
+/// served only with a certificate naming server-2, and a call that claims
+/// no member (status) only with a certificate naming a member of the
+/// cluster; each refusal is PERMISSION_DENIED and counted.
+#[tokio::test]
+async fn a_peer_call_needs_the_certificate_of_the_member_it_claims() {
+    use session_wire::peer::v1::{StatusRequest, TouchRequest, peer_client::PeerClient};
+    let scratch = Scratch::new("replicated-tls-claims");
+    let files = session_testkit::write_cluster(&scratch.0.join("certs"), 3).expect("certs");
+    let mut peers = BTreeMap::from([(1, fresh_port())]);
+    let mut config = member_config(&scratch, 1, &peers);
+    config.tls = Some(member_tls(&files, 1));
+    let server = match Server::start(config).await {
+        Ok(server) => server,
+        Err(_) => start_member(&scratch, 1, &mut peers).await,
+    };
+    let addr = server.peer_addr().expect("peer listener");
+    let peer_as = |member: usize| {
+        let config = crate::tls::client_config(&files.ca, Some(&files.servers[member - 1]));
+        async move {
+            let channel = crate::tls::admin_over_tls(addr, config)
+                .await
+                .expect("mutual TLS");
+            PeerClient::new(channel)
+        }
+    };
+    let touch = TouchRequest {
+        from_node: 2,
+        session_ids: Vec::new(),
+    };
+    let impostor = peer_as(3)
+        .await
+        .touch(touch.clone())
+        .await
+        .expect_err("server-3's certificate claiming server 2");
+    assert_eq!(impostor.code(), tonic::Code::PermissionDenied);
+    assert!(impostor.message().contains("server-2"), "{impostor:?}");
+    peer_as(2)
+        .await
+        .touch(touch)
+        .await
+        .expect("server-2's certificate claiming server 2");
+    let outsider = peer_as(2)
+        .await
+        .status(StatusRequest {})
+        .await
+        .expect_err("server-2 is not a member of this one-member cluster");
+    assert_eq!(outsider.code(), tonic::Code::PermissionDenied);
+    peer_as(1)
+        .await
+        .status(StatusRequest {})
+        .await
+        .expect("a member's own certificate");
+    assert_eq!(server.metrics().peers_refused.get(), 2);
+    server.shutdown().await;
 }

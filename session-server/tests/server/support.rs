@@ -116,7 +116,6 @@ impl Raw {
             .await;
         (raw, reply)
     }
-
 }
 
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Raw<S> {

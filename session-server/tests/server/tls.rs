@@ -12,8 +12,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use session_server::{CloseReason, Server, TlsConfig};
 use session_testkit::{Authority, Files, Leaf};
-use session_wire::v1::NodeKind;
 use session_wire::admin::v1::{ExpireSessionRequest, StatsRequest, admin_client::AdminClient};
+use session_wire::v1::NodeKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -54,7 +54,7 @@ impl Pki {
     }
 
     fn server(&self) -> Files {
-        self.issue(&Leaf::server(&["server-1", "localhost", "127.0.0.1"]), "server-1")
+        self.issue(&Leaf::server(&["server-1", "localhost"]), "server-1")
     }
 
     fn tls(&self, server: &Files) -> TlsConfig {
@@ -65,8 +65,11 @@ impl Pki {
     }
 }
 
+/// A TLS connection to a server.
+pub(crate) type TlsClientStream = TlsStream<TcpStream>;
+
 /// A rustls client trusting `ca`, showing `identity` if given.
-fn client_config(ca: &Path, identity: Option<&Files>) -> Arc<rustls::ClientConfig> {
+pub(crate) fn client_config(ca: &Path, identity: Option<&Files>) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).expect("ca file") {
         roots.add(cert.expect("ca pem")).expect("ca usable");
@@ -92,13 +95,14 @@ fn client_config(ca: &Path, identity: Option<&Files>) -> Arc<rustls::ClientConfi
     Arc::new(config)
 }
 
-/// Connects to `addr` over TLS, expecting the name `server-1`.
-async fn dial(
+/// Connects to `addr` over TLS, expecting the name `localhost` (which
+/// every server certificate of these tests carries).
+pub(crate) async fn dial(
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
-) -> std::io::Result<TlsStream<TcpStream>> {
+) -> std::io::Result<TlsClientStream> {
     let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("server-1").expect("name");
+    let name = ServerName::try_from("localhost").expect("name");
     tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
@@ -144,7 +148,8 @@ async fn a_session_is_held_over_tls_on_the_v1_port() {
     assert_eq!(session.negotiated_timeout_ms, T.as_millis() as u32);
     ping_for(&mut raw, T, T * 3).await;
     raw.create("/over-tls", b"secret", NodeKind::Persistent)
-        .await.expect("create");
+        .await
+        .expect("create");
     let (data, _) = raw.get("/over-tls", false).await.expect("get");
     assert_eq!(data, b"secret".to_vec());
     assert_eq!(server.session_count(), 1);
@@ -200,19 +205,24 @@ async fn plain_text_on_the_tls_port_is_closed_at_once_and_counted() {
     let server_files = pki.server();
     let server = start_with(|config| config.tls = Some(pki.tls(&server_files))).await;
     for addr in [server.local_addr(), server.zookeeper_addr().expect("zk")] {
-        let mut plain = Raw::connect(addr).await;
+        let mut plain = TcpStream::connect(addr).await.expect("connect");
         let started = Instant::now();
-        plain.send(new_session(T)).await;
-        assert!(plain.recv().await.is_none(), "the connection is closed");
-        assert!(
-            started.elapsed() < AT_ONCE,
-            "closed after {:?}, bound {AT_ONCE:?}",
-            started.elapsed()
-        );
+        let mut hello = bytes::BytesMut::new();
+        crate::support::frame(new_session(T), &mut hello);
+        plain.write_all(&hello).await.expect("write");
+        // A fatal protocol_version alert record, then the end of the stream.
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(AT_ONCE, plain.read_to_end(&mut answer)).await;
+        assert!(matches!(read, Ok(Ok(_))), "closed within {AT_ONCE:?}: {read:?}");
+        assert_eq!(answer, [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 70]);
+        assert!(started.elapsed() < AT_ONCE, "closed after {:?}", started.elapsed());
     }
     let admin = server.admin_addr().expect("admin");
     let mut plain = TcpStream::connect(admin).await.expect("connect");
-    plain.write_all(b"PRI * HTTP/2.0\r\n\r\n").await.expect("write");
+    plain
+        .write_all(b"PRI * HTTP/2.0\r\n\r\n")
+        .await
+        .expect("write");
     let mut buf = [0u8; 16];
     let read = tokio::time::timeout(AT_ONCE, plain.read(&mut buf)).await;
     assert!(matches!(read, Ok(Ok(0) | Err(_))), "admin: {read:?}");
@@ -295,7 +305,7 @@ async fn certificates_rotate_under_a_live_session() {
     // The new authority's certificate, written over the same files.
     let replacement = new
         .authority
-        .issue(&Leaf::server(&["server-1", "127.0.0.1"]))
+        .issue(&Leaf::server(&["server-1", "localhost"]))
         .expect("issue");
     session_testkit::write(&files.key, &replacement.key).expect("key");
     session_testkit::write(&files.cert, &replacement.cert).expect("cert");
@@ -321,7 +331,10 @@ async fn certificates_rotate_under_a_live_session() {
     // A certificate file that is not PEM: refused, the new one stays.
     std::fs::write(&files.cert, "not a certificate").expect("write");
     let err = server.reload_tls().expect_err("garbage is refused");
-    assert!(err.to_string().contains("no usable PEM certificate"), "{err}");
+    assert!(
+        err.to_string().contains("no usable PEM certificate"),
+        "{err}"
+    );
     assert!(server.metrics().tls_reloads_refused.get() >= 1);
     let (mut still, _) = open_tls(addr, client_config(&new.ca, None)).await;
     still.ping().await;
@@ -329,8 +342,13 @@ async fn certificates_rotate_under_a_live_session() {
     session_testkit::write(&files.cert, &replacement.cert).expect("cert");
     let stranger = new.authority.issue(&Leaf::client("x")).expect("issue");
     session_testkit::write(&files.key, &stranger.key).expect("key");
-    let err = server.reload_tls().expect_err("a mismatched key is refused");
-    assert!(err.to_string().contains(&files.cert.display().to_string()), "{err}");
+    let err = server
+        .reload_tls()
+        .expect_err("a mismatched key is refused");
+    assert!(
+        err.to_string().contains(&files.cert.display().to_string()),
+        "{err}"
+    );
     // Through all of it, the first session's connection stayed.
     live.ping().await;
     server.shutdown().await;
@@ -436,21 +454,14 @@ async fn the_admin_over_tls_serves_callers_with_certificates() {
     })
     .await;
     let addr = server.admin_addr().expect("admin");
-    let endpoint =
-        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("endpoint");
-    let channel = |identity: Option<&Files>| {
-        let config = client_config(&pki.ca, identity);
-        endpoint.connect_with_connector(tower::service_fn(move |_: tonic::codegen::http::Uri| {
-            let config = Arc::clone(&config);
-            async move { dial(addr, config).await.map(hyper_util::rt::TokioIo::new) }
-        }))
-    };
-    let served = channel(Some(&operator)).await.expect("connects");
+    let served = admin_over_tls(addr, client_config(&pki.ca, Some(&operator)))
+        .await
+        .expect("connects");
     AdminClient::new(served)
         .stats(StatsRequest {})
         .await
         .expect("a caller with a certificate is served");
-    let refused = match channel(None).await {
+    let refused = match admin_over_tls(addr, client_config(&pki.ca, None)).await {
         Err(err) => err.to_string(),
         Ok(channel) => AdminClient::new(channel)
             .stats(StatsRequest {})
@@ -460,4 +471,18 @@ async fn the_admin_over_tls_serves_callers_with_certificates() {
     };
     assert!(!refused.is_empty());
     server.shutdown().await;
+}
+
+/// A channel to the admin at `addr` over TLS with `config`.
+pub(crate) async fn admin_over_tls(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_with_connector(tower::service_fn(move |_: tonic::codegen::http::Uri| {
+            let config = Arc::clone(&config);
+            async move { dial(addr, config).await.map(hyper_util::rt::TokioIo::new) }
+        }))
+        .await
 }
