@@ -213,9 +213,16 @@ async fn plain_text_on_the_tls_port_is_closed_at_once_and_counted() {
         // A fatal protocol_version alert record, then the end of the stream.
         let mut answer = Vec::new();
         let read = tokio::time::timeout(AT_ONCE, plain.read_to_end(&mut answer)).await;
-        assert!(matches!(read, Ok(Ok(_))), "closed within {AT_ONCE:?}: {read:?}");
+        assert!(
+            matches!(read, Ok(Ok(_))),
+            "closed within {AT_ONCE:?}: {read:?}"
+        );
         assert_eq!(answer, [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 70]);
-        assert!(started.elapsed() < AT_ONCE, "closed after {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < AT_ONCE,
+            "closed after {:?}",
+            started.elapsed()
+        );
     }
     let admin = server.admin_addr().expect("admin");
     let mut plain = TcpStream::connect(admin).await.expect("connect");
