@@ -19,6 +19,10 @@
 //! sessions, and a client whose server dies reattaches to another with the
 //! same session.
 //!
+//! [`TlsConfig`] puts TLS (rustls) on every listener, with client
+//! certificates when asked, mutual TLS between peers, and certificates
+//! re-read when their files change ([`Server::reload_tls`]).
+//!
 //! ```no_run
 //! use session_server::{Server, ServerConfig};
 //!
