@@ -1,4 +1,6 @@
-//! `ExpiryQueue` throughput: touches on a 1M-key queue, and polling a 100k-key bucket.
+//! `ExpiryQueue` throughput: touches on a 1M-key queue (staying, moving, and
+//! moving to spread timeouts with compaction running), and polling a 100k-key
+//! bucket.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -42,6 +44,25 @@ fn touches(c: &mut Criterion) {
             now += TICK;
             for handle in &order {
                 black_box(queue.touch(*handle, now + TIMEOUT));
+            }
+        })
+    });
+    // Timeouts spread over 2..=20 ticks, as negotiated ones are: buckets
+    // rarely empty whole, so stale handles pile up and compaction runs.
+    let timeouts: Vec<Duration> = (0..KEYS)
+        .map(|_| TICK * rng.u32(2..=20) + Duration::from_millis(rng.u64(..2000)))
+        .collect();
+    let spread: Vec<(ExpiryHandle, Duration)> = (0..BATCH)
+        .map(|_| {
+            let n = rng.usize(..KEYS);
+            (handles[n], timeouts[n])
+        })
+        .collect();
+    group.bench_function("touch_spread_timeouts", |b| {
+        b.iter(|| {
+            now += TICK;
+            for (handle, timeout) in &spread {
+                black_box(queue.touch(*handle, now + *timeout));
             }
         })
     });
