@@ -22,6 +22,7 @@ mod raw;
 mod restart;
 mod scenarios;
 mod sys;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -127,11 +128,20 @@ enum Command {
         /// Handshakes in flight at once.
         #[arg(long, default_value_t = 64)]
         in_flight: usize,
+        /// v1 only: open lean raw sessions (one socket each, as hold does)
+        /// instead of session-client ones; implied by `--tls-ca`.
+        #[arg(long)]
+        raw: bool,
+        #[command(flatten)]
+        tls: tls::TlsArgs,
     },
-    /// Hold N sessions for a while; the servers' CPU and RSS per session.
+    /// Hold N sessions for a while; the servers' CPU and RSS per session
+    /// (and, v1, CPU per ping).
     Hold {
         #[command(flatten)]
         endpoint: Endpoint,
+        #[command(flatten)]
+        tls: tls::TlsArgs,
         /// Sessions to hold.
         #[arg(long, default_value_t = 15_000)]
         sessions: usize,

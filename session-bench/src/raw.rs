@@ -3,7 +3,11 @@
 //! 15,000 sessions so that the holding and expiry scenarios measure the
 //! server, not the client library. The pipelined scenario splits one such
 //! connection into a reader and a writer to keep many requests in flight.
+//! A session runs over plain TCP or over TLS (`RawSession<TlsStream<_>>`,
+//! see [`crate::tls`]); the code above the stream is the same.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -12,21 +16,27 @@ use session_wire::v1::{
     reply, request, server_message,
 };
 use session_wire::{ClientCodec, PROTOCOL_VERSION, expect_handshake_reply};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_rustls::client::TlsStream;
 use tokio_util::codec::{Framed, FramedRead, FramedWrite};
 
 use crate::client::BenchError;
+use crate::tls::TlsDialer;
 
-/// A session held over one raw connection.
+/// A session held over one raw connection: a TCP stream, or a TLS stream
+/// over one.
 #[derive(Debug)]
-pub(crate) struct RawSession {
-    framed: Framed<TcpStream, ClientCodec>,
+pub(crate) struct RawSession<S = TcpStream> {
+    framed: Framed<S, ClientCodec>,
     /// The negotiated timeout.
     pub(crate) timeout: Duration,
     /// The session's id and password, to reattach on another connection.
     pub(crate) credentials: Credentials,
     next_xid: i32,
+    /// Counts the pings sent, when set ([`RawSession::count_pings_in`]).
+    pings: Option<Arc<AtomicU64>>,
 }
 
 /// What reattaching to a session takes: its id and password.
@@ -38,7 +48,7 @@ pub(crate) struct Credentials {
     pub(crate) password: bytes::Bytes,
 }
 
-impl RawSession {
+impl RawSession<TcpStream> {
     /// Connects to `addr` and opens a new session asking for `timeout`.
     pub(crate) async fn open(addr: &str, timeout: Duration) -> Result<RawSession, BenchError> {
         let stream = TcpStream::connect(addr).await?;
@@ -54,6 +64,48 @@ impl RawSession {
         reattach: Option<&Credentials>,
     ) -> Result<RawSession, BenchError> {
         stream.set_nodelay(true)?;
+        RawSession::handshake_over(stream, timeout, reattach).await
+    }
+
+    /// Splits the connection into a reader and a writer for pipelining. The
+    /// writer's xids must continue from [`RawSession::next_xid`]. Dropping
+    /// the writer half-closes the connection.
+    pub(crate) fn into_split(
+        self,
+    ) -> (
+        FramedRead<OwnedReadHalf, ClientCodec>,
+        FramedWrite<OwnedWriteHalf, ClientCodec>,
+    ) {
+        let parts = self.framed.into_parts();
+        let (read, write) = parts.io.into_split();
+        let mut reader = FramedRead::new(read, parts.codec);
+        // Anything the server sent after the last reply read so far.
+        reader.read_buffer_mut().extend_from_slice(&parts.read_buf);
+        let writer = FramedWrite::new(write, parts.codec);
+        (reader, writer)
+    }
+}
+
+impl RawSession<TlsStream<TcpStream>> {
+    /// Connects to `addr` over TLS and opens a new session asking for
+    /// `timeout`.
+    pub(crate) async fn open_tls(
+        addr: &str,
+        timeout: Duration,
+        tls: &TlsDialer,
+    ) -> Result<RawSession<TlsStream<TcpStream>>, BenchError> {
+        let stream = tls.connect(addr).await?;
+        RawSession::handshake_over(stream, timeout, None).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> RawSession<S> {
+    /// The session handshake over a connected stream, TLS already done.
+    async fn handshake_over(
+        stream: S,
+        timeout: Duration,
+        reattach: Option<&Credentials>,
+    ) -> Result<RawSession<S>, BenchError> {
         let mut framed = Framed::new(stream, ClientCodec::new());
         framed
             .send(ClientMessage::from(Handshake {
@@ -85,6 +137,7 @@ impl RawSession {
                         password: granted.password,
                     },
                     next_xid: 1,
+                    pings: None,
                 })
             }
             other => Err(format!("handshake refused: {other:?}").into()),
@@ -129,24 +182,6 @@ impl RawSession {
         }
     }
 
-    /// Splits the connection into a reader and a writer for pipelining. The
-    /// writer's xids must continue from [`RawSession::next_xid`]. Dropping
-    /// the writer half-closes the connection.
-    pub(crate) fn into_split(
-        self,
-    ) -> (
-        FramedRead<OwnedReadHalf, ClientCodec>,
-        FramedWrite<OwnedWriteHalf, ClientCodec>,
-    ) {
-        let parts = self.framed.into_parts();
-        let (read, write) = parts.io.into_split();
-        let mut reader = FramedRead::new(read, parts.codec);
-        // Anything the server sent after the last reply read so far.
-        reader.read_buffer_mut().extend_from_slice(&parts.read_buf);
-        let writer = FramedWrite::new(write, parts.codec);
-        (reader, writer)
-    }
-
     /// The xid the next request on this session should carry.
     pub(crate) fn next_xid(&self) -> i32 {
         self.next_xid
@@ -155,7 +190,16 @@ impl RawSession {
     /// Sends one ping without waiting for the pong.
     pub(crate) async fn ping(&mut self) -> Result<(), BenchError> {
         self.framed.send(ClientMessage::from(Ping {})).await?;
+        if let Some(pings) = &self.pings {
+            pings.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
+    }
+
+    /// Counts every ping sent from now on in `pings` (shared by the
+    /// sessions of a run, read by the hold scenario).
+    pub(crate) fn count_pings_in(&mut self, pings: Arc<AtomicU64>) {
+        self.pings = Some(pings);
     }
 
     async fn next_message(&mut self) -> Result<ServerMessage, BenchError> {

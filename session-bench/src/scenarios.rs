@@ -4,18 +4,19 @@
 use std::fmt::Write as _;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{Notify, mpsc};
 
 use crate::client::{BenchClient, BenchError, Liveness};
 use crate::proxy::Proxy;
 use crate::raw::RawSession;
 use crate::sys;
+use crate::tls::TlsDialer;
 use crate::{Command, Endpoint, Protocol, Target};
 
 /// Parallelism when opening many sessions for the scenarios that are not
@@ -29,9 +30,19 @@ pub(crate) async fn run(command: Command) -> Result<(), BenchError> {
             endpoint,
             sessions,
             in_flight,
-        } => establish(&endpoint, sessions, in_flight).await,
+            raw,
+            tls,
+        } => {
+            let tls = tls.dialer()?;
+            if raw || tls.is_some() {
+                establish_raw(&endpoint, sessions, in_flight, tls.as_ref()).await
+            } else {
+                establish(&endpoint, sessions, in_flight).await
+            }
+        }
         Command::Hold {
             endpoint,
+            tls,
             sessions,
             timeout_ms,
             hold_s,
@@ -39,6 +50,7 @@ pub(crate) async fn run(command: Command) -> Result<(), BenchError> {
         } => {
             hold(
                 &endpoint,
+                tls.dialer()?.as_ref(),
                 sessions,
                 Duration::from_millis(timeout_ms),
                 Duration::from_secs(hold_s),
@@ -109,34 +121,52 @@ pub(crate) async fn open_all(
     timeout: Duration,
     limit: Duration,
 ) -> Result<Vec<BenchClient>, BenchError> {
-    let (clients, failed) = open_many(endpoint, count, in_flight, timeout, limit).await?;
+    let (clients, failed) = open_clients(endpoint, count, in_flight, timeout, limit).await?;
     if failed > 0 {
         return Err(format!("{failed} of {count} sessions failed to open").into());
     }
     Ok(clients)
 }
 
-/// Opens `count` sessions with `in_flight` handshakes at a time, within
-/// `limit`; returns the sessions opened and the errors.
-async fn open_many(
+/// Opens `count` client sessions (session-client or zookeeper-client, each
+/// given the whole of `--addr`) like [`open_many`].
+async fn open_clients(
     endpoint: &Endpoint,
     count: usize,
     in_flight: usize,
     timeout: Duration,
     limit: Duration,
 ) -> Result<(Vec<BenchClient>, usize), BenchError> {
+    let open = |_| BenchClient::connect(endpoint.target, &endpoint.addr, timeout);
+    open_many(endpoint, count, in_flight, limit, open).await
+}
+
+/// Opens `count` sessions with `open` (given the address of one server of
+/// `endpoint`, the servers in turn), `in_flight` at a time, within `limit`;
+/// returns the sessions opened and the errors.
+async fn open_many<T, F, Fut>(
+    endpoint: &Endpoint,
+    count: usize,
+    in_flight: usize,
+    limit: Duration,
+    open: F,
+) -> Result<(Vec<T>, usize), BenchError>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<T, BenchError>>,
+{
     let opening = stream::iter(0..count)
-        .map(|_| BenchClient::connect(endpoint.target, &endpoint.addr, timeout))
+        .map(|index| open(endpoint.address_for(index)))
         .buffer_unordered(in_flight.max(1))
         .collect::<Vec<_>>();
     let outcomes = tokio::time::timeout(limit, opening)
         .await
         .map_err(|_| format!("opening {count} sessions took longer than {limit:?}"))?;
-    let mut clients = Vec::with_capacity(count);
+    let mut sessions = Vec::with_capacity(count);
     let mut failed = 0;
     for outcome in outcomes {
         match outcome {
-            Ok(client) => clients.push(client),
+            Ok(session) => sessions.push(session),
             Err(err) => {
                 if failed == 0 {
                     progress(format!("a session failed to open: {err}"));
@@ -145,7 +175,7 @@ async fn open_many(
             }
         }
     }
-    Ok((clients, failed))
+    Ok((sessions, failed))
 }
 
 async fn establish(
@@ -154,7 +184,7 @@ async fn establish(
     in_flight: usize,
 ) -> Result<(), BenchError> {
     let started = Instant::now();
-    let (clients, failed) = open_many(
+    let (clients, failed) = open_clients(
         endpoint,
         sessions,
         in_flight,
@@ -180,10 +210,70 @@ async fn establish(
     Ok(())
 }
 
+/// Fails unless `endpoint` is session-server's v1 listener, the only one
+/// the lean raw sessions (and so TLS in this benchmark) speak to.
+fn require_v1(endpoint: &Endpoint, what: &str) -> Result<(), BenchError> {
+    if endpoint.target.protocol() == Protocol::V1 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} is for --target ours (v1), not {}",
+            endpoint.target.name()
+        )
+        .into())
+    }
+}
+
+/// `establish` with lean raw sessions, over TLS when `tls` is given: the
+/// client side of a handshake is then one socket, one TLS handshake and one
+/// frame each way, so the rate is the server's (and the TLS cost shows
+/// undiluted by session-client's).
+async fn establish_raw(
+    endpoint: &Endpoint,
+    sessions: usize,
+    in_flight: usize,
+    tls: Option<&TlsDialer>,
+) -> Result<(), BenchError> {
+    require_v1(endpoint, "establish --raw (or --tls-ca)")?;
+    let timeout = Duration::from_secs(30);
+    let limit = Duration::from_secs(300);
+    let started = Instant::now();
+    // The sessions are closed (dropped) after the clock has stopped.
+    let (opened, failed, elapsed) = match tls {
+        None => {
+            let open = |addr: String| async move { RawSession::open(&addr, timeout).await };
+            let (held, failed) = open_many(endpoint, sessions, in_flight, limit, open).await?;
+            (held.len(), failed, started.elapsed())
+        }
+        Some(tls) => {
+            let open =
+                |addr: String| async move { RawSession::open_tls(&addr, timeout, tls).await };
+            let (held, failed) = open_many(endpoint, sessions, in_flight, limit, open).await?;
+            (held.len(), failed, started.elapsed())
+        }
+    };
+    let elapsed = elapsed.as_secs_f64();
+    result(
+        "establish",
+        endpoint.target,
+        &[
+            ("client", "raw".to_owned()),
+            ("tls", u8::from(tls.is_some()).to_string()),
+            ("sessions", opened.to_string()),
+            ("failed", failed.to_string()),
+            ("elapsed_s", format!("{elapsed:.3}")),
+            ("sessions_per_s", format!("{:.0}", opened as f64 / elapsed)),
+        ],
+    );
+    Ok(())
+}
+
 /// A set of held sessions and how many of them were lost.
 struct Held {
     stop: Arc<Notify>,
     lost: Arc<AtomicUsize>,
+    /// Pings the raw (v1) sessions sent; zookeeper-client's are not counted.
+    pings: Arc<AtomicU64>,
     tasks: tokio::task::JoinSet<()>,
     count: usize,
 }
@@ -197,57 +287,74 @@ impl Held {
         .await;
         self.lost.load(Ordering::Relaxed)
     }
+
+    /// Keeps every raw session alive in a task of its own, counting its
+    /// pings; fails when any of the `count` failed to open.
+    fn keep_raw<S>(&mut self, sessions: Vec<RawSession<S>>, failed: usize) -> Result<(), BenchError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if failed > 0 {
+            return Err(
+                format!("{failed} of {} sessions to hold failed to open", self.count).into(),
+            );
+        }
+        for mut session in sessions {
+            session.count_pings_in(Arc::clone(&self.pings));
+            let stop = Arc::clone(&self.stop);
+            let lost = Arc::clone(&self.lost);
+            self.tasks.spawn(async move {
+                if let Err(err) = session.keep_alive(stop.notified()).await {
+                    if lost.fetch_add(1, Ordering::Relaxed) == 0 {
+                        progress(format!("a held session was lost: {err}"));
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
 }
 
-/// Opens and keeps alive `count` sessions: lean raw sessions in v1,
-/// zookeeper-client sessions in ZooKeeper's protocol (ZooKeeper, or ours
-/// through its ZooKeeper listener).
+/// Opens and keeps alive `count` sessions: lean raw sessions in v1 (over
+/// TLS when `tls` is given), zookeeper-client sessions in ZooKeeper's
+/// protocol (ZooKeeper, or ours through its ZooKeeper listener).
 async fn hold_sessions(
     endpoint: &Endpoint,
+    tls: Option<&TlsDialer>,
     count: usize,
     timeout: Duration,
 ) -> Result<Held, BenchError> {
-    let stop = Arc::new(Notify::new());
-    let lost = Arc::new(AtomicUsize::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    match endpoint.target.protocol() {
-        Protocol::V1 => {
-            let opening = stream::iter(0..count)
-                .map(|index| {
-                    let addr = endpoint.address_for(index);
-                    async move { RawSession::open(&addr, timeout).await }
-                })
-                .buffer_unordered(OPEN_IN_FLIGHT)
-                .collect::<Vec<_>>();
-            let opened = tokio::time::timeout(Duration::from_secs(300), opening)
-                .await
-                .map_err(|_| "opening the sessions to hold took longer than 300 s")?;
-            for session in opened {
-                let mut session = session?;
-                let stop = Arc::clone(&stop);
-                let lost = Arc::clone(&lost);
-                tasks.spawn(async move {
-                    if let Err(err) = session.keep_alive(stop.notified()).await {
-                        if lost.fetch_add(1, Ordering::Relaxed) == 0 {
-                            progress(format!("a held session was lost: {err}"));
-                        }
-                    }
-                });
-            }
+    let mut held = Held {
+        stop: Arc::new(Notify::new()),
+        lost: Arc::new(AtomicUsize::new(0)),
+        pings: Arc::new(AtomicU64::new(0)),
+        tasks: tokio::task::JoinSet::new(),
+        count,
+    };
+    let limit = Duration::from_secs(300);
+    if tls.is_some() {
+        require_v1(endpoint, "hold --tls-ca")?;
+    }
+    match (endpoint.target.protocol(), tls) {
+        (Protocol::V1, None) => {
+            let open = |addr: String| async move { RawSession::open(&addr, timeout).await };
+            let (sessions, failed) =
+                open_many(endpoint, count, OPEN_IN_FLIGHT, limit, open).await?;
+            held.keep_raw(sessions, failed)?;
         }
-        Protocol::Zk => {
-            let clients = open_all(
-                endpoint,
-                count,
-                OPEN_IN_FLIGHT,
-                timeout,
-                Duration::from_secs(300),
-            )
-            .await?;
+        (Protocol::V1, Some(tls)) => {
+            let open =
+                |addr: String| async move { RawSession::open_tls(&addr, timeout, tls).await };
+            let (sessions, failed) =
+                open_many(endpoint, count, OPEN_IN_FLIGHT, limit, open).await?;
+            held.keep_raw(sessions, failed)?;
+        }
+        (Protocol::Zk, _) => {
+            let clients = open_all(endpoint, count, OPEN_IN_FLIGHT, timeout, limit).await?;
             for client in clients {
-                let stop = Arc::clone(&stop);
-                let lost = Arc::clone(&lost);
-                tasks.spawn(async move {
+                let stop = Arc::clone(&held.stop);
+                let lost = Arc::clone(&held.lost);
+                held.tasks.spawn(async move {
                     let mut follower = client.follow();
                     let mut state = follower.now();
                     let stopped = stop.notified();
@@ -266,16 +373,12 @@ async fn hold_sessions(
             }
         }
     }
-    Ok(Held {
-        stop,
-        lost,
-        tasks,
-        count,
-    })
+    Ok(held)
 }
 
 async fn hold(
     endpoint: &Endpoint,
+    tls: Option<&TlsDialer>,
     sessions: usize,
     timeout: Duration,
     duration: Duration,
@@ -293,43 +396,51 @@ async fn hold(
         "holding: idle server RSS {:.1} MiB; opening {sessions} sessions",
         baseline_rss as f64 / 1048576.0
     ));
-    let held = hold_sessions(endpoint, sessions, timeout).await?;
+    let held = hold_sessions(endpoint, tls, sessions, timeout).await?;
     // One full ping round before measuring, so the window is steady state.
     tokio::time::sleep(timeout / 3).await;
     let cpu_before = cpu_seconds()?;
+    let pings_before = held.pings.load(Ordering::Relaxed);
     let started = Instant::now();
     progress(format!("holding {} sessions for {duration:?}", held.count));
     tokio::time::sleep(duration).await;
     let cpu_after = cpu_seconds()?;
+    let pings = held.pings.load(Ordering::Relaxed) - pings_before;
     let elapsed = started.elapsed().as_secs_f64();
     let rss = rss_bytes()?;
     let count = held.count;
     let lost = held.finish().await;
     let cpu = cpu_after - cpu_before;
-    result(
-        "hold",
-        endpoint.target,
-        &[
-            ("sessions", count.to_string()),
-            ("servers", server_pids.len().to_string()),
-            ("held_s", format!("{elapsed:.1}")),
-            ("cpu_s", format!("{cpu:.3}")),
-            ("cpu_pct", format!("{:.2}", 100.0 * cpu / elapsed)),
-            (
-                "baseline_rss_mib",
-                format!("{:.1}", baseline_rss as f64 / 1048576.0),
+    let mut fields = vec![
+        ("tls", u8::from(tls.is_some()).to_string()),
+        ("sessions", count.to_string()),
+        ("servers", server_pids.len().to_string()),
+        ("held_s", format!("{elapsed:.1}")),
+        ("cpu_s", format!("{cpu:.3}")),
+        ("cpu_pct", format!("{:.2}", 100.0 * cpu / elapsed)),
+        (
+            "baseline_rss_mib",
+            format!("{:.1}", baseline_rss as f64 / 1048576.0),
+        ),
+        ("rss_mib", format!("{:.1}", rss as f64 / 1048576.0)),
+        (
+            "rss_per_session_b",
+            format!(
+                "{:.0}",
+                rss.saturating_sub(baseline_rss) as f64 / count.max(1) as f64
             ),
-            ("rss_mib", format!("{:.1}", rss as f64 / 1048576.0)),
-            (
-                "rss_per_session_b",
-                format!(
-                    "{:.0}",
-                    rss.saturating_sub(baseline_rss) as f64 / count.max(1) as f64
-                ),
-            ),
-            ("lost", lost.to_string()),
-        ],
-    );
+        ),
+        ("lost", lost.to_string()),
+    ];
+    // Counted on the raw v1 sessions only: zookeeper-client pings on its own.
+    if pings > 0 {
+        fields.push(("pings", pings.to_string()));
+        fields.push((
+            "cpu_per_ping_us",
+            format!("{:.2}", cpu * 1e6 / pings as f64),
+        ));
+    }
+    result("hold", endpoint.target, &fields);
     Ok(())
 }
 

@@ -66,7 +66,8 @@ class SessionServer:
     @property
     def secure_address(self):
         raise NotImplementedError(
-            "session-server has no TLS listener for ZooKeeper clients"
+            "these session-servers' ZooKeeper listeners are plain text (a server "
+            "has one, TLS or not); `cargo xtask compat` checks TLS in its TLS run"
         )
 
     @property
@@ -136,7 +137,8 @@ class SessionCluster:
 
     def get_ssl_client_configuration(self):
         raise NotImplementedError(
-            "session-server has no TLS listener for ZooKeeper clients"
+            "these session-servers' ZooKeeper listeners are plain text (a server "
+            "has one, TLS or not); `cargo xtask compat` checks TLS in its TLS run"
         )
 
 

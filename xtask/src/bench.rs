@@ -12,7 +12,7 @@
 //! runs without ZooKeeper installed (`--no-ours-zk` leaves it out); the
 //! targets are judged on the v1 column.
 //!
-//! Three passes, all in one run unless `--only` picks one:
+//! Four passes, all in one run unless `--only` picks one:
 //!
 //! - **in memory**: every scenario, session-server with `--in-memory` and
 //!   ZooKeeper with `forceSync=no`, against the targets of issue 7;
@@ -22,7 +22,12 @@
 //! - **restart** (session-server v1 only): `session-bench restart` fills a
 //!   durable server with sessions and nodes, stops it (SIGTERM, then
 //!   SIGKILL) and times each start on the same directory until everything
-//!   is back.
+//!   is back;
+//! - **TLS** (session-server v1 only): `establish` and `hold` with lean raw
+//!   sessions, each twice on a fresh in-memory server: in plain text, and
+//!   with the server started with `--tls-cert`/`--tls-key` (certificates
+//!   made on the spot by `session-testkit`) and the sessions speaking TLS
+//!   (rustls); a table of both and TLS / plain text.
 //!
 //! `--cluster` runs a fourth pass instead: every scenario against a cluster
 //! of three session-servers (durable, data under `target/bench/cluster`;
@@ -64,6 +69,10 @@ passes (all by default; --only WHAT runs one):
   restart     session-server v1 only: fill a durable server with sessions and
               nodes, SIGTERM / SIGKILL it, time the start until all is back;
               --only restart
+  TLS         session-server v1 only, in memory: establish and hold with lean
+              raw sessions in plain text, then again with the server started
+              with --tls-cert/--tls-key and the sessions over TLS (rustls);
+              establish rate, server CPU per ping, RSS per session; --only tls
 --cluster runs, instead, the cluster pass: establish, hold, churn,
 pipelined, expiry, failover, kill-leader, kill-follower against a cluster of
 3 durable session-servers (ours-zk: another, through its ZooKeeper listeners)
@@ -218,6 +227,8 @@ enum Only {
     Durable,
     /// The restart scenario.
     Restart,
+    /// The TLS pass.
+    Tls,
 }
 
 impl Only {
@@ -225,6 +236,7 @@ impl Only {
         match what {
             "durable" => Ok(Only::Durable),
             "restart" => Ok(Only::Restart),
+            "tls" => Ok(Only::Tls),
             scenario if SCENARIOS.contains(&scenario) => Ok(Only::Scenario(scenario.to_owned())),
             other => Err(format!("unknown scenario `{other}`\n\n{USAGE}").into()),
         }
@@ -234,7 +246,7 @@ impl Only {
         match self {
             Only::All => true,
             Only::Scenario(only) => only == scenario,
-            Only::Durable | Only::Restart => false,
+            Only::Durable | Only::Restart | Only::Tls => false,
         }
     }
 
@@ -244,6 +256,10 @@ impl Only {
 
     fn restart(&self) -> bool {
         matches!(self, Only::All | Only::Restart)
+    }
+
+    fn tls(&self) -> bool {
+        matches!(self, Only::All | Only::Tls)
     }
 }
 
@@ -383,8 +399,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
                 };
                 println!("== {scenario}{shown} on {} ==", server_name(target));
                 let server = match target {
-                    "ours" => start_ours(&bins, &work, storage, Protocol::V1)?,
-                    "ours-zk" => start_ours(&bins, &work, storage, Protocol::Zk)?,
+                    "ours" => start_ours(&bins, &work, storage, Protocol::V1, &[])?,
+                    "ours-zk" => start_ours(&bins, &work, storage, Protocol::Zk, &[])?,
                     _ => start_zookeeper(&bins, &work, storage)?,
                 };
                 let line = run_scenario(
@@ -394,6 +410,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
                     &server.addr.to_string(),
                     &[server.child.id()],
                     &sizes,
+                    &[],
                 )?;
                 drop(server);
                 println!("{line}");
@@ -410,8 +427,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
         println!("{line}");
         results.insert("restart", "ours", &line);
     }
+    if only.tls() {
+        run_tls_pass(&bins, &work, &sizes, &mut results)?;
+    }
     let memory = results.table(columns);
     let durable = results.durable_table(columns);
+    let tls = results.tls_table();
     if !memory.is_empty() {
         println!();
         println!(
@@ -430,6 +451,15 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
         );
         println!();
         print!("{durable}");
+    }
+    if !tls.is_empty() {
+        println!();
+        println!(
+            "TLS: session-server --in-memory, v1, lean raw sessions; plain text, then \
+             --tls-cert/--tls-key and the sessions over TLS (rustls, ring); no targets."
+        );
+        println!();
+        print!("{tls}");
     }
     Ok(())
 }
@@ -515,14 +545,15 @@ fn log_file(work: &Path, name: &str) -> Result<(PathBuf, std::fs::File), Error> 
     Ok((path, file))
 }
 
-/// session-server on free loopback ports; its [`Running::addr`] is the
-/// listener of `protocol` (with [`Protocol::V1`], the ZooKeeper listener is
-/// off, as it is not measured).
+/// session-server on free loopback ports, `extra` added to its arguments;
+/// its [`Running::addr`] is the listener of `protocol` (with
+/// [`Protocol::V1`], the ZooKeeper listener is off, as it is not measured).
 fn start_ours(
     bins: &Binaries,
     work: &Path,
     storage: Storage,
     protocol: Protocol,
+    extra: &[String],
 ) -> Result<Running, Error> {
     let ports = free_ports(4)?;
     let (addr, admin, metrics) = (ports[0], ports[1], ports[2]);
@@ -560,6 +591,7 @@ fn start_ours(
         .args(["--tick-ms", &TICK_MS.to_string()])
         .args(["--max-connections", "30000"])
         .args(["--max-connections-per-ip", "30000"])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
@@ -624,7 +656,8 @@ fn start_zookeeper(bins: &Binaries, work: &Path, storage: Storage) -> Result<Run
 }
 
 /// Runs one scenario against one server, or a cluster (`addr` a connect
-/// string, `pids` its servers'), and returns its RESULT line.
+/// string, `pids` its servers'), `extra` added to session-bench's
+/// arguments, and returns its RESULT line.
 fn run_scenario(
     bins: &Binaries,
     scenario: &str,
@@ -632,6 +665,7 @@ fn run_scenario(
     addr: &str,
     pids: &[u32],
     sizes: &Sizes,
+    extra: &[String],
 ) -> Result<String, Error> {
     let pids = pids
         .iter()
@@ -676,10 +710,66 @@ fn run_scenario(
                 .args(["--timeout-ms", &timeout]);
         }
     }
+    command.args(extra);
     result_line(
         command,
         &format!("{scenario} against {}", server_name(target)),
     )
+}
+
+/// The scenarios of the TLS pass.
+const TLS_SCENARIOS: [&str; 2] = ["establish", "hold"];
+
+/// The TLS pass: each of [`TLS_SCENARIOS`] with lean raw v1 sessions, on a
+/// fresh in-memory session-server in plain text (target `plain` in
+/// [`Results`]), then on one started with `--tls-cert`/`--tls-key` and the
+/// sessions over TLS (`tls`). Certificates from `session-testkit` in the
+/// work directory; the sessions verify the server's name 127.0.0.1.
+fn run_tls_pass(
+    bins: &Binaries,
+    work: &Path,
+    sizes: &Sizes,
+    results: &mut Results,
+) -> Result<(), Error> {
+    let certs = session_testkit::write_cluster(&work.join("certs"), 1)?;
+    let server_cert = certs
+        .servers
+        .first()
+        .ok_or("session-testkit wrote no server certificate")?;
+    let path = |path: &Path| path.display().to_string();
+    for scenario in TLS_SCENARIOS {
+        for tls in [false, true] {
+            let (variant, server_args, mut bench_args) = if tls {
+                let server_args = vec![
+                    "--tls-cert".to_owned(),
+                    path(&server_cert.cert),
+                    "--tls-key".to_owned(),
+                    path(&server_cert.key),
+                ];
+                (
+                    "tls",
+                    server_args,
+                    vec!["--tls-ca".to_owned(), path(&certs.ca)],
+                )
+            } else {
+                ("plain", Vec::new(), Vec::new())
+            };
+            let shown = if tls { "TLS" } else { "plain text" };
+            println!("== {scenario} on session-server, raw v1 sessions in {shown} ==");
+            if scenario == "establish" {
+                // Raw sessions in plain text too, so the two rows differ in TLS alone.
+                bench_args.push("--raw".to_owned());
+            }
+            let server = start_ours(bins, work, Storage::Memory, Protocol::V1, &server_args)?;
+            let addr = server.addr.to_string();
+            let pids = [server.child.id()];
+            let line = run_scenario(bins, scenario, "ours", &addr, &pids, sizes, &bench_args)?;
+            drop(server);
+            println!("{line}");
+            results.insert(&format!("tls {scenario}"), variant, &line);
+        }
+    }
+    Ok(())
 }
 
 /// Where the cluster pass keeps its servers' data (while each runs) and
@@ -965,9 +1055,11 @@ fn run_cluster_scenario(
                 pipelined_requests: sizes.cluster_pipelined_requests,
                 ..sizes.clone()
             };
-            return run_scenario(bins, scenario, target, &addr, &pids, &sizes);
+            return run_scenario(bins, scenario, target, &addr, &pids, &sizes, &[]);
         }
-        _ => return run_scenario(bins, scenario, target, &cluster.connect, &pids, sizes),
+        _ => {
+            return run_scenario(bins, scenario, target, &cluster.connect, &pids, sizes, &[]);
+        }
     };
     let pids = pids
         .iter()
@@ -1344,6 +1436,53 @@ impl Results {
             );
         }
         table.finish()
+    }
+}
+
+impl Results {
+    /// The TLS pass as a Markdown table: plain text, TLS and TLS / plain
+    /// text; empty when it did not run. No targets.
+    fn tls_table(&self) -> String {
+        let mut rows = String::new();
+        let mut row = |scenario: &str, label: &str, key: &str| {
+            let stored = format!("tls {scenario}");
+            if !self.has(&stored, "plain") && !self.has(&stored, "tls") {
+                return;
+            }
+            let cell = |variant: &str| self.get(&stored, variant, key).unwrap_or("-");
+            let ratio = match (
+                self.number(&stored, "tls", key),
+                self.number(&stored, "plain", key),
+            ) {
+                (Some(tls), Some(plain)) if plain != 0.0 => format!("{:.2}×", tls / plain),
+                _ => "—".to_owned(),
+            };
+            let _ = writeln!(
+                rows,
+                "| {scenario} | {label} | {} | {} | {ratio} |",
+                cell("plain"),
+                cell("tls")
+            );
+        };
+        row(
+            "establish",
+            "sessions/s (raw v1 handshakes)",
+            "sessions_per_s",
+        );
+        row("establish", "failed", "failed");
+        row("hold", "sessions held", "sessions");
+        row("hold", "server CPU, % of a core", "cpu_pct");
+        row("hold", "pings in the window", "pings");
+        row("hold", "server CPU per ping, µs", "cpu_per_ping_us");
+        row("hold", "server RSS per session, bytes", "rss_per_session_b");
+        row("hold", "lost sessions", "lost");
+        if rows.is_empty() {
+            return rows;
+        }
+        format!(
+            "| scenario | measure | plain text | TLS | TLS / plain text |\n\
+             | --- | --- | --- | --- | --- |\n{rows}"
+        )
     }
 }
 

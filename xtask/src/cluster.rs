@@ -70,7 +70,7 @@ pub(crate) struct NodeAddrs {
 
 impl NodeAddrs {
     /// Node `id`'s fixed addresses (see [`USAGE`]).
-    fn fixed(id: usize) -> NodeAddrs {
+    pub(crate) fn fixed(id: usize) -> NodeAddrs {
         let offset = PORT_STRIDE * u16::try_from(id - 1).unwrap_or(0);
         let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port + offset));
         NodeAddrs {

@@ -8,6 +8,19 @@
 //! zkCli.sh session when Debian's `zookeeper` package is installed; then runs
 //! each chosen kazoo test module in a pytest process of its own.
 //!
+//! Then the TLS run: a new certificate authority and certificates from
+//! `session-testkit` under `target/compat/tls/certs`, three fresh
+//! session-servers started with `--tls-cert`, `--tls-key` and
+//! `--tls-client-ca` (every listener TLS, client certificates required,
+//! mutual TLS between the members), and `xtask/compat/kazoo_tls.py`: kazoo
+//! with `use_ssl=True` creates a node, sees a data watch fire, holds an
+//! ephemeral and closes its session, a second client checks that the
+//! ephemeral went; a plaintext kazoo, a plaintext ConnectRequest and a
+//! client without a certificate are each refused. With zkCli.sh installed,
+//! the scripted zkCli.sh session runs again over TLS (ZooKeeper's Netty
+//! client, PEM key and trust stores). Each step is a test of its own in
+//! the table and against the known failures.
+//!
 //! kazoo's harness normally starts a Java ZooKeeper cluster. The pytest
 //! plugin `xtask/compat/session_server_cluster.py` gives it these servers
 //! instead: when the harness starts, stops or resets a member, the plugin
@@ -34,6 +47,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
+use session_testkit::{ClusterFiles, write_cluster};
+
 use crate::cluster::{NodeAddrs, node_args, wait_listening};
 use crate::cmd::{Error, cargo, exec, target_directory, workspace_root};
 
@@ -46,16 +61,22 @@ module and every failing test with the first line of its error. Exits
 non-zero on a failure not listed in xtask/compat/known-failures.txt, or
 when a listed test now passes. With /usr/share/zookeeper/bin/zkCli.sh
 (apt-get install zookeeper), a scripted zkCli.sh session runs first.
+Last, the TLS run: three session-servers with TLS on every listener and
+client certificates required (certificates made on the spot), and
+xtask/compat/kazoo_tls.py (kazoo with use_ssl=True: create, watch,
+ephemeral, close; plaintext and certificate-less clients refused), then
+zkCli.sh over TLS when installed.
 
   --only MODULE,...   run only these modules (names as in the table, e.g.
                       test_client,test_lock); zkCli.sh is left out unless
-                      `zkcli` is named
+                      `zkcli` is named, the TLS run unless `tls` is
   --server PATH       run this session-server binary instead of building
                       target/debug/session-server (cargo build -p session-server)
 
 Everything lives under target/compat/: venv/ (Python packages, pinned in
 xtask/compat/requirements.txt; reused), cluster/ (the servers' data and
-node-N.log), junit/ (pytest's reports), pytest/ (pytest's output per module).
+node-N.log), junit/ (pytest's reports), pytest/ (pytest's output per module),
+tls/ (the TLS run: certs/, cluster/, kazoo_tls.log, zkcli.log).
 Each test has 60 s (pytest-timeout), each module 15 minutes.
 ";
 
@@ -71,6 +92,19 @@ const PLUGIN: &str = "session_server_cluster";
 const KNOWN_FAILURES: &str = "xtask/compat/known-failures.txt";
 /// Debian's zkCli.sh (package `zookeeper`).
 const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
+/// What zkCli.sh runs (its classpath, from Debian's zkEnv.sh), plus the
+/// two Netty jars ZooKeeper's Netty client needs and the jar's manifest
+/// leaves out (without them: NoClassDefFoundError io/netty/resolver/...).
+const ZKCLI_TLS_CLASSPATH: &[&str] = &[
+    "/etc/zookeeper/conf",
+    "/usr/share/java/zookeeper.jar",
+    "/usr/share/java/netty-resolver.jar",
+    "/usr/share/java/netty-codec.jar",
+];
+/// The TLS run's kazoo script, relative to the workspace root.
+const KAZOO_TLS: &str = "xtask/compat/kazoo_tls.py";
+/// How long the TLS run's kazoo script may run.
+const KAZOO_TLS_LIMIT: Duration = Duration::from_secs(180);
 
 /// Servers in the cluster: kazoo's harness assumes three (some tests stop
 /// one or two of them).
@@ -382,8 +416,13 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Lays out members on free ports with fresh data under `dir`; starts none.
-    fn new(launcher: &Launcher, dir: &Path) -> Result<Cluster, Error> {
+    /// Lays out members on free ports with fresh data under `dir`; starts
+    /// none. Member N gets `extra(N)` after its other arguments.
+    fn new(
+        launcher: &Launcher,
+        dir: &Path,
+        extra: impl Fn(usize) -> Vec<String>,
+    ) -> Result<Cluster, Error> {
         if dir.exists() {
             std::fs::remove_dir_all(dir)
                 .map_err(|err| format!("cannot remove {}: {err}", dir.display()))?;
@@ -397,7 +436,11 @@ impl Cluster {
             members.push(Mutex::new(Member {
                 number,
                 launcher: launcher.clone(),
-                args: compat_args(node_args(number, &nodes, &data)),
+                args: {
+                    let mut args = compat_args(node_args(number, &nodes, &data));
+                    args.extend(extra(number));
+                    args
+                },
                 zookeeper: addrs.zookeeper.ok_or("a member without a ZooKeeper port")?,
                 data,
                 log: dir.join(format!("node-{number}.log")),
@@ -413,10 +456,17 @@ impl Cluster {
 
     /// Starts every member and waits until each takes sessions.
     fn start(&self) -> Result<(), Error> {
+        self.start_listening()?;
+        wait_ready(&self.members)
+    }
+
+    /// Starts every member and waits until each listens (no more: over
+    /// TLS, the client waits for a leader itself).
+    fn start_listening(&self) -> Result<(), Error> {
         for member in self.members.iter().rev() {
             lock(member).start()?;
         }
-        wait_ready(&self.members)
+        Ok(())
     }
 
     /// Stops every member with SIGTERM.
@@ -646,6 +696,24 @@ fn wait_limited(child: &mut Reaped, limit: Duration) -> Result<Option<ExitStatus
     Ok(None)
 }
 
+/// Runs `command` (`what` in errors) for up to `limit`; returns its exit
+/// status (`None` when it was still running, and then killed) and the
+/// seconds it took.
+fn run_limited(
+    command: &mut Command,
+    what: &str,
+    limit: Duration,
+) -> Result<(Option<ExitStatus>, f64), Error> {
+    let started = Instant::now();
+    let mut child = Reaped(
+        command
+            .spawn()
+            .map_err(|err| format!("cannot start {what}: {err}"))?,
+    );
+    let status = wait_limited(&mut child, limit)?;
+    Ok((status, started.elapsed().as_secs_f64()))
+}
+
 /// What every pytest run needs.
 #[derive(Debug)]
 struct Pytest {
@@ -678,14 +746,7 @@ impl Pytest {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        let started = Instant::now();
-        let mut child = Reaped(
-            command
-                .spawn()
-                .map_err(|err| format!("cannot start pytest: {err}"))?,
-        );
-        let status = wait_limited(&mut child, MODULE_LIMIT)?;
-        let seconds = started.elapsed().as_secs_f64();
+        let (status, seconds) = run_limited(&mut command, "pytest", MODULE_LIMIT)?;
         let mut cases = if junit.exists() {
             read_junit(&junit)?
         } else {
@@ -751,6 +812,179 @@ impl Pytest {
             .env("SESSION_COMPAT_SERVERS", &self.servers);
         command
     }
+}
+
+/// What the TLS run adds to the report.
+#[derive(Debug)]
+struct TlsRun {
+    /// kazoo_tls.py, and zkCli.sh over TLS when installed.
+    runs: Vec<ModuleRun>,
+    /// What the servers did unasked.
+    notes: Vec<String>,
+}
+
+impl Pytest {
+    /// The TLS run (see the module's doc), under `target/compat/tls/`.
+    fn run_tls(&self) -> Result<TlsRun, Error> {
+        let dir = self.dir.join("tls");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|err| format!("cannot remove {}: {err}", dir.display()))?;
+        }
+        let members = u16::try_from(MEMBERS)?;
+        let certs = write_cluster(&dir.join("certs"), members)?;
+        let cluster = Cluster::new(&self.launcher, &dir.join("cluster"), |number| {
+            tls_args(&certs, number)
+        })?;
+        cluster.start_listening()?;
+        let servers = cluster.zookeeper_addrs();
+        println!(
+            "session-servers with TLS (--tls-cert, --tls-key, --tls-client-ca; ZooKeeper \
+             protocol): {servers}; certificates in {}; logs: {}/node-N.log",
+            dir.join("certs").display(),
+            cluster.dir.display()
+        );
+        let mut runs = vec![self.run_kazoo_tls(&dir, &certs, &servers)?];
+        runs.extend(run_zkcli_tls(&dir, &certs, &servers)?);
+        cluster.stop()?;
+        Ok(TlsRun {
+            runs,
+            notes: cluster
+                .take_notes()
+                .into_iter()
+                .map(|note| format!("TLS run: {note}"))
+                .collect(),
+        })
+    }
+
+    /// Runs `xtask/compat/kazoo_tls.py` against the TLS listeners `servers`.
+    fn run_kazoo_tls(
+        &self,
+        dir: &Path,
+        certs: &ClusterFiles,
+        servers: &str,
+    ) -> Result<ModuleRun, Error> {
+        let output = dir.join("kazoo_tls.log");
+        let log = File::create(&output)
+            .map_err(|err| format!("cannot create {}: {err}", output.display()))?;
+        let mut command = self.launcher.command(&self.python);
+        command
+            .arg(self.root.join(KAZOO_TLS))
+            .args(["--hosts", servers])
+            .arg("--ca")
+            .arg(&certs.ca)
+            .arg("--cert")
+            .arg(&certs.client.cert)
+            .arg("--key")
+            .arg(&certs.client.key)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        println!(
+            "$ python {KAZOO_TLS} --hosts {servers} --ca ca.pem --cert client.pem --key \
+             client.key   (output in {})",
+            output.display()
+        );
+        let (status, seconds) = run_limited(&mut command, KAZOO_TLS, KAZOO_TLS_LIMIT)?;
+        let text = std::fs::read_to_string(&output)?;
+        let mut cases = kazoo_tls_cases(&text);
+        for line in text
+            .lines()
+            .filter(|line| line.starts_with("ok ") || line.starts_with("FAIL "))
+        {
+            println!("  {line}");
+        }
+        let failed = cases.iter().any(|case| case.outcome == Outcome::Failed);
+        let trouble = match status {
+            None => Some(format!("still running after {KAZOO_TLS_LIMIT:?}: killed")),
+            Some(status) if !status.success() && !failed => Some(format!("exited with {status}")),
+            Some(_) if cases.is_empty() => Some("printed no step".to_owned()),
+            Some(_) => None,
+        };
+        if let Some(trouble) = trouble {
+            cases.push(Case {
+                id: "kazoo_tls::script".to_owned(),
+                outcome: Outcome::Failed,
+                message: format!("{trouble}; see {}", output.display()),
+            });
+        }
+        Ok(ModuleRun {
+            group: "tls",
+            name: "kazoo_tls".to_owned(),
+            cases,
+            seconds,
+        })
+    }
+}
+
+/// Member `number`'s TLS flags: its own certificate, client certificates
+/// required (chaining to the run's authority, which the members' mutual
+/// TLS uses too).
+fn tls_args(certs: &ClusterFiles, number: usize) -> Vec<String> {
+    let server = &certs.servers[number - 1];
+    vec![
+        "--tls-cert".to_owned(),
+        server.cert.display().to_string(),
+        "--tls-key".to_owned(),
+        server.key.display().to_string(),
+        "--tls-client-ca".to_owned(),
+        certs.ca.display().to_string(),
+    ]
+}
+
+/// The scripted zkCli.sh session over TLS: ZooKeeper's Netty client with
+/// PEM key and trust stores (the key store one file: the client's key and
+/// certificate), hostname verification on (ZooKeeper's default). `None`
+/// when zkCli.sh is not installed.
+fn run_zkcli_tls(
+    dir: &Path,
+    certs: &ClusterFiles,
+    servers: &str,
+) -> Result<Option<ModuleRun>, Error> {
+    let key_store = dir.join("certs").join("client-key-store.pem");
+    let key = std::fs::read_to_string(&certs.client.key)?;
+    let cert = std::fs::read_to_string(&certs.client.cert)?;
+    std::fs::write(&key_store, format!("{key}{cert}"))
+        .map_err(|err| format!("cannot write {}: {err}", key_store.display()))?;
+    let flags = [
+        "-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty".to_owned(),
+        "-Dzookeeper.client.secure=true".to_owned(),
+        format!("-Dzookeeper.ssl.keyStore.location={}", key_store.display()),
+        "-Dzookeeper.ssl.keyStore.type=PEM".to_owned(),
+        format!("-Dzookeeper.ssl.trustStore.location={}", certs.ca.display()),
+        "-Dzookeeper.ssl.trustStore.type=PEM".to_owned(),
+    ];
+    run_zkcli_as(&ZkCliRun {
+        name: "zkCli.sh-tls",
+        log: dir.join("zkcli.log"),
+        tls_flags: Some(flags.to_vec()),
+        servers,
+    })
+}
+
+/// The steps `kazoo_tls.py` printed: `ok STEP [detail]` or `FAIL STEP: why`.
+fn kazoo_tls_cases(output: &str) -> Vec<Case> {
+    output
+        .lines()
+        .filter_map(|line| {
+            if let Some(rest) = line.strip_prefix("ok ") {
+                let step = rest.split_whitespace().next()?;
+                Some(Case {
+                    id: format!("kazoo_tls::{step}"),
+                    outcome: Outcome::Passed,
+                    message: String::new(),
+                })
+            } else {
+                let (step, why) = line.strip_prefix("FAIL ")?.split_once(':')?;
+                Some(Case {
+                    id: format!("kazoo_tls::{}", step.trim()),
+                    outcome: Outcome::Failed,
+                    message: why.trim().to_owned(),
+                })
+            }
+        })
+        .collect()
 }
 
 /// The test cases of a pytest junit report (xunit2).
@@ -933,28 +1167,81 @@ const ZKCLI_STEPS: &[ZkCliStep] = &[
     },
 ];
 
-/// Runs the scripted zkCli.sh session against `servers`; `None` when
-/// zkCli.sh is not installed.
+/// Runs the scripted zkCli.sh session against `servers` in plain text;
+/// `None` when zkCli.sh is not installed.
 fn run_zkcli(dir: &Path, servers: &str) -> Result<Option<ModuleRun>, Error> {
+    run_zkcli_as(&ZkCliRun {
+        name: "zkCli.sh",
+        log: dir.join("zkcli.log"),
+        tls_flags: None,
+        servers,
+    })
+}
+
+/// One scripted zkCli.sh session.
+#[derive(Debug)]
+struct ZkCliRun<'a> {
+    /// Its name in the table, and the first part of its test ids.
+    name: &'static str,
+    /// Where its output goes.
+    log: PathBuf,
+    /// For TLS, the JVM's flags: then zkCli.sh's class is run by `java`
+    /// itself, on [`ZKCLI_TLS_CLASSPATH`] (zkCli.sh sets its own).
+    tls_flags: Option<Vec<String>>,
+    /// The connect string.
+    servers: &'a str,
+}
+
+/// Runs the scripted zkCli.sh session `run` describes; `None` when
+/// zkCli.sh is not installed.
+fn run_zkcli_as(run: &ZkCliRun<'_>) -> Result<Option<ModuleRun>, Error> {
+    let ZkCliRun {
+        name,
+        log: output,
+        tls_flags,
+        servers,
+    } = run;
     if !Path::new(ZKCLI).exists() {
-        println!("zkCli.sh not installed (apt-get install zookeeper); skipped");
+        println!("zkCli.sh not installed (apt-get install zookeeper); {name} skipped");
         return Ok(None);
     }
-    let output = dir.join("zkcli.log");
-    let log = File::create(&output)
-        .map_err(|err| format!("cannot create {}: {err}", output.display()))?;
+    let mut command = match tls_flags {
+        None => Command::new(ZKCLI),
+        Some(flags) => {
+            if let Some(missing) = ZKCLI_TLS_CLASSPATH
+                .iter()
+                .find(|path| !Path::new(path).exists())
+            {
+                println!("{missing} not found (Debian's libnetty-java); {name} skipped");
+                return Ok(None);
+            }
+            let mut java = Command::new("java");
+            java.arg("-cp")
+                .arg(ZKCLI_TLS_CLASSPATH.join(":"))
+                .args(flags)
+                .arg("org.apache.zookeeper.ZooKeeperMain");
+            java
+        }
+    };
+    let log =
+        File::create(output).map_err(|err| format!("cannot create {}: {err}", output.display()))?;
     let script: String = ZKCLI_STEPS
         .iter()
         .flat_map(|step| step.commands)
         .map(|command| format!("{command}\n"))
         .collect();
+    let shown: Vec<String> = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
     println!(
-        "$ {ZKCLI} -server {servers}   (a scripted session, output in {})",
+        "$ {} -server {servers}   (a scripted session, output in {})",
+        shown.join(" "),
         output.display()
     );
     let started = Instant::now();
     let mut child = Reaped(
-        Command::new(ZKCLI)
+        command
             .args(["-server", servers])
             .stdin(Stdio::piped())
             .stdout(log.try_clone()?)
@@ -967,20 +1254,20 @@ fn run_zkcli(dir: &Path, servers: &str) -> Result<Option<ModuleRun>, Error> {
         let _ = stdin.write_all(script.as_bytes());
     }
     let status = wait_limited(&mut child, ZKCLI_LIMIT)?;
-    let text = std::fs::read_to_string(&output)?;
-    let mut cases = check_zkcli(&text);
+    let text = std::fs::read_to_string(output)?;
+    let mut cases = check_zkcli(name, &text);
     // zkCli.sh exits with the status of the command before `quit` (here an
     // `ls` of the deleted node, which fails as it should): only a hang counts.
     if status.is_none() {
         cases.push(Case {
-            id: "zkCli.sh::exit".to_owned(),
+            id: format!("{name}::exit"),
             outcome: Outcome::Failed,
             message: format!("still running after {ZKCLI_LIMIT:?}: killed"),
         });
     }
     Ok(Some(ModuleRun {
-        group: "zkCli",
-        name: "zkCli.sh".to_owned(),
+        group: if tls_flags.is_some() { "tls" } else { "zkCli" },
+        name: (*name).to_owned(),
         cases,
         seconds: started.elapsed().as_secs_f64(),
     }))
@@ -988,7 +1275,7 @@ fn run_zkcli(dir: &Path, servers: &str) -> Result<Option<ModuleRun>, Error> {
 
 /// Checks zkCli.sh's output against [`ZKCLI_STEPS`], in order: each step's
 /// line must come after the previous step's.
-fn check_zkcli(output: &str) -> Vec<Case> {
+fn check_zkcli(name: &str, output: &str) -> Vec<Case> {
     let lines: Vec<&str> = output.lines().map(str::trim).collect();
     let mut cursor = 0;
     let mut cases = Vec::with_capacity(ZKCLI_STEPS.len());
@@ -1013,7 +1300,7 @@ fn check_zkcli(output: &str) -> Vec<Case> {
             }
         };
         cases.push(Case {
-            id: format!("zkCli.sh::{}", step.id),
+            id: format!("{name}::{}", step.id),
             outcome,
             message,
         });
@@ -1139,7 +1426,7 @@ fn chosen_modules(options: &Options) -> Vec<(&'static str, &'static str)> {
 /// What the command line asked for.
 #[derive(Debug, Default)]
 struct Options {
-    /// `--only`: the modules (and `zkcli`) to run; all when `None`.
+    /// `--only`: the modules (and `zkcli`, `tls`) to run; all when `None`.
     only: Option<BTreeSet<String>>,
     /// `--server`: a server binary to run instead of building one.
     server: Option<PathBuf>,
@@ -1168,19 +1455,19 @@ impl Options {
         }
         if let Some(only) = &options.only {
             let known: BTreeSet<&str> = CORE.iter().chain(RECIPES).copied().collect();
-            if let Some(unknown) = only
-                .iter()
-                .find(|name| *name != "zkcli" && !known.contains(name.as_str()))
-            {
-                return Err(
-                    format!("--only: no module `{unknown}` (run: {known:?} or zkcli)").into(),
-                );
+            if let Some(unknown) = only.iter().find(|name| {
+                !matches!(name.as_str(), "zkcli" | "tls") && !known.contains(name.as_str())
+            }) {
+                return Err(format!(
+                    "--only: no module `{unknown}` (run: {known:?}, zkcli or tls)"
+                )
+                .into());
             }
         }
         Ok(Some(options))
     }
 
-    /// Whether `name` (a module or `zkcli`) runs.
+    /// Whether `name` (a module, `zkcli` or `tls`) runs.
     fn runs(&self, name: &str) -> bool {
         self.only.as_ref().is_none_or(|only| only.contains(name))
     }
@@ -1222,7 +1509,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     let python = prepare_venv(&root, &dir)?;
     let launcher = build(&options)?;
 
-    let cluster = Cluster::new(&launcher, &dir.join("cluster"))?;
+    let cluster = Cluster::new(&launcher, &dir.join("cluster"), |_| Vec::new())?;
     cluster.start()?;
     let control = serve_control(Arc::clone(&cluster.members))?;
     let servers = cluster.zookeeper_addrs();
@@ -1266,6 +1553,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     }
     cluster.stop()?;
     notes.extend(cluster.take_notes());
+    drop(cluster);
+    if options.runs("tls") {
+        let tls = pytest.run_tls()?;
+        notes.extend(tls.notes);
+        runs.extend(tls.runs);
+    }
     report(&runs, &known, &notes, wall.elapsed())
 }
 
@@ -1442,8 +1735,21 @@ mod tests {
     }
 
     #[test]
+    fn kazoo_tls_steps() {
+        let cases = kazoo_tls_cases(
+            "ok connect  session 0x1\nnoise\nFAIL watch: the data watch did not happen: x\n",
+        );
+        assert_eq!(cases.len(), 2);
+        assert_eq!(cases[0].id, "kazoo_tls::connect");
+        assert_eq!(cases[0].outcome, Outcome::Passed);
+        assert_eq!(cases[1].id, "kazoo_tls::watch");
+        assert_eq!(cases[1].outcome, Outcome::Failed);
+        assert_eq!(cases[1].message, "the data watch did not happen: x");
+    }
+
+    #[test]
     fn zkcli_steps_in_order() {
-        let cases = check_zkcli("Created /xtask-compat\nhello\nworld\n");
+        let cases = check_zkcli("zkCli.sh", "Created /xtask-compat\nhello\nworld\n");
         assert_eq!(cases[0].outcome, Outcome::Passed);
         assert_eq!(cases[2].outcome, Outcome::Passed);
         assert_eq!(cases[3].outcome, Outcome::Failed);
