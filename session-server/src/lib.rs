@@ -42,6 +42,7 @@ mod config;
 mod connection;
 mod engine;
 mod frontend;
+mod mailbox;
 mod metrics;
 mod raft;
 mod server;

@@ -27,7 +27,7 @@ use session_core::{
     initial_session_id,
 };
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -59,8 +59,7 @@ pub struct Server {
 
 /// Something a connection is told from outside its own request loop.
 ///
-/// Payloads are boxed: every connection's mailbox allocates a block of slots
-/// up front, so a small `Notice` keeps idle connections small.
+/// Payloads are boxed, so a notice is two words whatever it carries.
 #[derive(Debug)]
 pub(crate) enum Notice {
     /// A watch the session had set has fired.
@@ -77,7 +76,7 @@ pub(crate) struct ConnectionHandle {
     pub(crate) remote: SocketAddr,
     /// The client's name and version from its handshake, for the admin.
     pub(crate) client: String,
-    pub(crate) mailbox: mpsc::UnboundedSender<Notice>,
+    pub(crate) mailbox: crate::mailbox::Sender,
 }
 
 /// A session life-cycle event, for the admin's `WatchSessionEvents`.
@@ -497,6 +496,14 @@ impl Server {
             "session server shutting down"
         );
         let _ = self.shutdown.send(true);
+        // Connections serving a session hear it in their mailbox; one that
+        // registers meanwhile sees the flag (see `connection::run`).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        for connection in self.shared.machine.connections.iter() {
+            connection.mailbox.send(Notice::Disconnect(Box::new(
+                crate::connection::shutting_down(),
+            )));
+        }
         let joined = tokio::time::timeout(grace, async {
             while self.tasks.join_next().await.is_some() {}
         })

@@ -210,7 +210,7 @@ impl StateMachine {
         let ids: Vec<SessionId> = self.connections.iter().map(|entry| *entry.key()).collect();
         for id in ids {
             if let Some((_, connection)) = self.connections.remove(&id) {
-                let _ = connection
+                connection
                     .mailbox
                     .send(Notice::Disconnect(Box::new((code, detail.to_owned()))));
             }
@@ -339,7 +339,7 @@ impl StateMachine {
                     let _ = liveness.track(*id, *timeout, None, now);
                     drop(liveness);
                     if let Some((_, connection)) = self.connections.remove(id) {
-                        let _ = connection.mailbox.send(Notice::Disconnect(Box::new((
+                        connection.mailbox.send(Notice::Disconnect(Box::new((
                             Code::SessionMoved,
                             format!("session {id} moved to another server"),
                         ))));
@@ -353,7 +353,7 @@ impl StateMachine {
                 state.watches.remove_watcher(*id);
                 self.liveness().forget(*id);
                 if let Some((_, connection)) = self.connections.remove(id) {
-                    let _ = connection.mailbox.send(Notice::Disconnect(Box::new((
+                    connection.mailbox.send(Notice::Disconnect(Box::new((
                         Code::SessionExpired,
                         format!("session {id} expired or was closed"),
                     ))));
@@ -377,7 +377,7 @@ impl StateMachine {
     fn deliver(&self, fired: Vec<(SessionId, WatchEvent)>) {
         for (session, event) in fired {
             if let Some(connection) = self.connections.get(&session) {
-                let _ = connection.mailbox.send(Notice::Watch(Box::new(event)));
+                connection.mailbox.send(Notice::Watch(Box::new(event)));
             }
         }
     }
