@@ -282,18 +282,14 @@ async fn a_server_requiring_client_certificates_refuses_a_client_without_one() {
 
     // With one of the right authority, it connects.
     let ours = pki.issue(&Leaf::client("session-client"), "client");
-    let client = Client::builder()
-        .servers(&servers)
-        .tls(
-            pki.client()
-                .client_cert_files(&ours.cert, &ours.key)
-                .expect("certificate and key"),
-        )
-        .session_timeout(MAX_TIMEOUT)
-        .rng_seed(support::seed())
-        .connect()
-        .await
-        .expect("connects with a client certificate");
+    let client = connect_tls(
+        &servers,
+        pki.client()
+            .client_cert_files(&ours.cert, &ours.key)
+            .expect("certificate and key"),
+    )
+    .await
+    .expect("connects with a client certificate");
     client.exists("/").await.expect("a request");
     client.close().await;
     server.shutdown().await;
@@ -335,6 +331,18 @@ async fn a_plain_client_on_the_servers_tls_port_fails_promptly() {
         .expect("a TLS client still connects");
     client.close().await;
     server.shutdown().await;
+}
+
+/// A client of `servers` over TLS with `tls`, with the tests' session
+/// timeout and seed.
+async fn connect_tls(servers: impl Into<String>, tls: TlsConfig) -> Result<Client, Error> {
+    Client::builder()
+        .servers(servers)
+        .tls(tls)
+        .session_timeout(MAX_TIMEOUT)
+        .rng_seed(support::seed())
+        .connect()
+        .await
 }
 
 /// A port free now (bound, then released).
@@ -783,12 +791,7 @@ async fn ca_files_that_cannot_be_used_are_named() {
         Some(plain.local_addr()),
     )
     .await;
-    let client = Client::builder()
-        .servers(format!("tls://{}", front.addr))
-        .tls(tls)
-        .session_timeout(MAX_TIMEOUT)
-        .rng_seed(support::seed())
-        .connect()
+    let client = connect_tls(format!("tls://{}", front.addr), tls)
         .await
         .expect("the second CA of the bundle is trusted");
     client.close().await;

@@ -122,9 +122,21 @@ async fn status(server: &Server) -> ClusterStatusResponse {
 /// Opens a session on `addr`, retrying while the server has no leader yet
 /// (it refuses with UNAVAILABLE then).
 async fn open_when_ready(addr: SocketAddr) -> (Raw, SessionGranted) {
+    open_through_when_ready(addr, || Raw::connect(addr)).await
+}
+
+/// [`open_when_ready`], on connections that `connect` makes.
+async fn open_through_when_ready<S, F>(
+    addr: SocketAddr,
+    connect: impl Fn() -> F,
+) -> (Raw<S>, SessionGranted)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    F: std::future::Future<Output = Raw<S>>,
+{
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let mut raw = Raw::connect(addr).await;
+        let mut raw = connect().await;
         let reply = raw.handshake(new_session(T)).await;
         match reply.outcome {
             Some(wire::handshake_reply::Outcome::Granted(session)) => return (raw, session),
@@ -171,24 +183,13 @@ async fn open_tls_when_ready(
     addr: SocketAddr,
     ca: &std::path::Path,
 ) -> (Raw<crate::tls::TlsClientStream>, SessionGranted) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    open_through_when_ready(addr, || async {
         let stream = crate::tls::dial(addr, crate::tls::client_config(ca, None))
             .await
             .expect("TLS handshake");
-        let mut raw = Raw::speaking_over(stream);
-        let reply = raw.handshake(new_session(T)).await;
-        match reply.outcome {
-            Some(wire::handshake_reply::Outcome::Granted(session)) => return (raw, session),
-            Some(wire::handshake_reply::Outcome::Refused(refusal))
-                if refusal.reason() == wire::RefusalReason::Unavailable
-                    && Instant::now() < deadline =>
-            {
-                sleep(Duration::from_millis(50)).await;
-            }
-            other => panic!("no session on {addr}: {other:?}"),
-        }
-    }
+        Raw::speaking_over(stream)
+    })
+    .await
 }
 
 /// The servers that are not the leader, and the leader.
