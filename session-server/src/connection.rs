@@ -112,7 +112,7 @@ pub(crate) async fn run<F: Frontend>(
         written: 0,
         stall: None,
         proposed: VecDeque::new(),
-        auth: Arc::from([Id::ip(remote.ip())]),
+        auth: admission.ids(),
     };
     // Shutdown reaches a connection in its mailbox once it is registered
     // (the server tells every registered connection after raising the

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use session_core::{
-    Context, Liveness, Op, OwnerId, PasswordSecret, Replica, ServerId, SessionId, WatchEvent,
+    Context, Id, Liveness, Op, OwnerId, PasswordSecret, Replica, ServerId, SessionId, WatchEvent,
     initial_session_id,
 };
 use tokio::net::TcpListener;
@@ -117,7 +117,7 @@ pub(crate) struct Shared {
     pub(crate) machine: Arc<StateMachine>,
     /// Orders and applies every write.
     pub(crate) engine: Box<dyn Engine>,
-    per_ip: DashMap<IpAddr, usize>,
+    per_ip: DashMap<IpAddr, PerIp>,
     open_connections: AtomicUsize,
     next_owner: AtomicU64,
     pub(crate) metrics: Arc<Metrics>,
@@ -170,17 +170,33 @@ impl Shared {
             self.open_connections.fetch_sub(1, Ordering::AcqRel);
             return Err(CloseReason::too_many_connections);
         }
-        let mut per_ip = self.per_ip.entry(ip).or_insert(0);
-        if *per_ip >= limits.max_connections_per_ip {
+        let mut per_ip = self.per_ip.entry(ip).or_insert_with(|| PerIp {
+            connections: 0,
+            ids: Arc::from([Id::ip(ip)]),
+        });
+        if per_ip.connections >= limits.max_connections_per_ip {
             drop(per_ip);
             self.open_connections.fetch_sub(1, Ordering::AcqRel);
             return Err(CloseReason::too_many_connections_per_ip);
         }
-        *per_ip += 1;
+        per_ip.connections += 1;
+        let ids = Arc::clone(&per_ip.ids);
         drop(per_ip);
         self.metrics.connections.inc();
-        Ok(Admission { shared: self, ip })
+        Ok(Admission {
+            shared: self,
+            ip,
+            ids,
+        })
     }
+}
+
+/// The connections open from one address, and the ids a connection from
+/// it starts with (`ip:<address>`), shared by all of them.
+#[derive(Debug)]
+struct PerIp {
+    connections: usize,
+    ids: Arc<[Id]>,
 }
 
 /// A connection slot; dropping it gives the slot back.
@@ -188,6 +204,15 @@ impl Shared {
 pub(crate) struct Admission<'a> {
     shared: &'a Shared,
     ip: IpAddr,
+    ids: Arc<[Id]>,
+}
+
+impl Admission<'_> {
+    /// The ids a connection from this address starts with (one allocation
+    /// per address, not per connection).
+    pub(crate) fn ids(&self) -> Arc<[Id]> {
+        Arc::clone(&self.ids)
+    }
 }
 
 impl Drop for Admission<'_> {
@@ -195,8 +220,8 @@ impl Drop for Admission<'_> {
         self.shared.open_connections.fetch_sub(1, Ordering::AcqRel);
         self.shared.metrics.connections.dec();
         if let dashmap::Entry::Occupied(mut entry) = self.shared.per_ip.entry(self.ip) {
-            *entry.get_mut() -= 1;
-            if *entry.get() == 0 {
+            entry.get_mut().connections -= 1;
+            if entry.get().connections == 0 {
                 entry.remove();
             }
         }
