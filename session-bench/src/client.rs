@@ -208,6 +208,14 @@ impl BenchClient {
         }
     }
 
+    /// The names of `path`'s children.
+    pub(crate) async fn children(&self, path: &str) -> Result<Vec<String>, BenchError> {
+        match self {
+            BenchClient::Ours(client) => Ok(client.children(path).await?),
+            BenchClient::Zk(client) => Ok(client.list_children(path).await?),
+        }
+    }
+
     /// Closes the session (its ephemerals go at once).
     pub(crate) async fn close(self) {
         match self {

@@ -1,6 +1,7 @@
 //! The scenarios (the pipelined one is in its own module). Each is bounded in count and in time, and ends by
 //! printing one `RESULT` line.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -617,20 +618,28 @@ async fn expiry(
     }
     to_holder.write_all(b"freeze\n").await?;
     to_holder.flush().await?;
-    let last_ping = tokio::time::timeout(Duration::from_secs(60), from_holder.next_line())
-        .await
-        .map_err(|_| "the holder did not report its last heartbeat")??
-        .ok_or("the holder exited before its last heartbeat")?;
-    // "LAST_PING <first ms> <last ms> <known 0|1>"
-    let parts: Vec<&str> = last_ping.split_whitespace().collect();
-    let (ping_first, ping_last, known) = match parts.as_slice() {
-        ["LAST_PING", first, last, known] => {
-            (first.parse::<i64>()?, last.parse::<i64>()?, *known == "1")
+    // "HB <index> <before ms> <after ms>" for each session whose last
+    // heartbeat is known (ours in v1), then "LAST_PING <first ms> <last ms>
+    // <known 0|1>"; times are CLOCK_MONOTONIC, the same in both processes.
+    let mut heartbeats: HashMap<String, (i64, i64)> = HashMap::new();
+    let (ping_first, ping_last, known) = loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), from_holder.next_line())
+            .await
+            .map_err(|_| "the holder did not report its last heartbeats")??
+            .ok_or("the holder exited before its last heartbeat")?;
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        match parts.as_slice() {
+            ["HB", index, before, after] => {
+                heartbeats.insert(format!("h{index}"), (before.parse()?, after.parse()?));
+            }
+            ["LAST_PING", first, last, known] => {
+                break (first.parse::<i64>()?, last.parse::<i64>()?, *known == "1");
+            }
+            _ => return Err(format!("unexpected holder line: {line}").into()),
         }
-        _ => return Err(format!("unexpected holder line: {last_ping}").into()),
     };
     holder.start_kill()?;
-    let killed = sys::wall_ms();
+    let killed = sys::monotonic_ms();
     let _ = holder.wait().await;
     progress(format!(
         "holder of {sessions} sessions killed; watching {EXPIRY_PARENT}"
@@ -639,36 +648,82 @@ async fn expiry(
     let timeout = i64::try_from(timeout_ms)?;
     let tick = i64::try_from(tick_ms)?;
     let give_up = killed + 4 * timeout + 10_000;
-    let mut first_gone = None;
-    let mut last_gone = None;
-    let mut remaining = held;
+    // Each ephemeral's disappearance, between two looks at the children:
+    // gone after `seen` (the last look that listed it) and by `missed`.
+    let mut present: HashSet<String> = observer
+        .children(EXPIRY_PARENT)
+        .await?
+        .into_iter()
+        .collect();
+    let mut gone: HashMap<String, (i64, i64)> = HashMap::new();
+    let mut seen = sys::monotonic_ms();
     let mut polls = tokio::time::interval(Duration::from_millis(10));
     polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while sys::wall_ms() < give_up {
+    while !present.is_empty() && sys::monotonic_ms() < give_up {
         polls.tick().await;
-        remaining = observer.child_count(EXPIRY_PARENT).await?;
-        let now = sys::wall_ms();
-        if remaining < held && first_gone.is_none() {
-            first_gone = Some(now);
-        }
-        if remaining == 0 {
-            last_gone = Some(now);
-            break;
-        }
+        let listed = observer.children(EXPIRY_PARENT).await?;
+        let missed = sys::monotonic_ms();
+        let still: HashSet<String> = listed.into_iter().collect();
+        present.retain(|name| {
+            let stays = still.contains(name);
+            if !stays {
+                gone.insert(name.clone(), (seen, missed));
+            }
+            stays
+        });
+        seen = missed;
     }
-    let first = first_gone.unwrap_or(give_up);
-    let last = last_gone.unwrap_or(give_up);
-    // With a known last heartbeat (ours in v1), the window is per the
-    // issue: (T, T + tick + 50 ms] after it. Without (zookeeper-client, on
-    // ZooKeeper or on ours-zk, pings on its own), the kill time stands in
-    // for the last heartbeat.
+    let remaining = present.len();
+    let first = gone
+        .values()
+        .map(|&(_, missed)| missed)
+        .min()
+        .unwrap_or(give_up);
+    let last = gone
+        .values()
+        .map(|&(_, missed)| missed)
+        .max()
+        .unwrap_or(give_up);
+    // Per session: early when it was certainly gone (`missed`) no later
+    // than T after its last heartbeat was sent (`before`: the server heard
+    // it no earlier); late when it was certainly still there (`seen`) more
+    // than T + tick + 50 ms after the heartbeat was answered (`after`).
+    // Without known heartbeats (zookeeper-client pings on its own, on
+    // ZooKeeper or on ours-zk), the kill time stands in for each.
+    let heartbeat = |name: &str| {
+        heartbeats
+            .get(name)
+            .copied()
+            .filter(|_| known)
+            .unwrap_or((killed, killed))
+    };
+    let mut early_sessions = 0usize;
+    let mut late_sessions = 0usize;
+    let mut soonest = i64::MAX;
+    let mut latest = i64::MIN;
+    for (name, &(seen, missed)) in &gone {
+        let (before, after) = heartbeat(name);
+        if missed - before <= timeout {
+            early_sessions += 1;
+        }
+        if seen - after > timeout + tick + 50 {
+            late_sessions += 1;
+        }
+        soonest = soonest.min(missed - before);
+        latest = latest.max(seen - after);
+    }
+    if known && heartbeats.len() != held as usize {
+        return Err(format!(
+            "the holder reported {} heartbeats for {held} sessions",
+            heartbeats.len()
+        )
+        .into());
+    }
     let (hb_first, hb_last) = if known {
         (ping_first, ping_last)
     } else {
         (killed, killed)
     };
-    let early = first - hb_first <= timeout;
-    let late = last - hb_last > timeout + tick + 50;
     result(
         "expiry",
         endpoint.target,
@@ -682,9 +737,16 @@ async fn expiry(
             ("spread_ms", (last - first).to_string()),
             ("hb_to_first_ms", (first - hb_first).to_string()),
             ("hb_to_last_ms", (last - hb_last).to_string()),
+            ("own_hb_to_gone_min_ms", soonest.to_string()),
+            ("own_hb_to_seen_max_ms", latest.to_string()),
+            ("early_sessions", early_sessions.to_string()),
+            ("late_sessions", late_sessions.to_string()),
             ("survivors", remaining.to_string()),
-            ("early", u8::from(early).to_string()),
-            ("late", u8::from(late).to_string()),
+            ("early", u8::from(early_sessions > 0).to_string()),
+            (
+                "late",
+                u8::from(late_sessions > 0 || remaining > 0).to_string(),
+            ),
         ],
     );
     observer.close().await;
@@ -713,22 +775,22 @@ async fn expiry_holder(
                         session
                             .create_ephemeral(&format!("{EXPIRY_PARENT}/h{index}"))
                             .await?;
-                        Ok::<_, BenchError>(session)
+                        Ok::<_, BenchError>((index, session))
                     }
                 })
                 .buffer_unordered(OPEN_IN_FLIGHT)
                 .collect::<Vec<_>>();
             let freeze = Arc::new(Notify::new());
-            let (pinged_tx, mut pinged_rx) = mpsc::unbounded_channel::<(i64, i64)>();
-            for session in opening.await {
-                let mut session = session?;
+            let (pinged_tx, mut pinged_rx) = mpsc::unbounded_channel::<(usize, i64, i64)>();
+            for opened in opening.await {
+                let (index, mut session) = opened?;
                 let freeze = Arc::clone(&freeze);
                 let pinged = pinged_tx.clone();
                 keep.push(tokio::spawn(async move {
                     if session.keep_alive(freeze.notified()).await.is_ok() {
-                        let before = sys::wall_ms();
+                        let before = sys::monotonic_ms();
                         if session.ping().await.is_ok() {
-                            let _ = pinged.send((before, sys::wall_ms()));
+                            let _ = pinged.send((index, before, sys::monotonic_ms()));
                         }
                     }
                     // Hold the socket open, silent, until killed.
@@ -742,11 +804,12 @@ async fn expiry_holder(
             let mut first = i64::MAX;
             let mut last = i64::MIN;
             for _ in 0..sessions {
-                let (before, after) =
+                let (index, before, after) =
                     tokio::time::timeout(Duration::from_secs(30), pinged_rx.recv())
                         .await
                         .map_err(|_| "last heartbeats took longer than 30 s")?
                         .ok_or("a held session was lost before the last heartbeat")?;
+                println!("HB {index} {before} {after}");
                 first = first.min(before);
                 last = last.max(after);
             }
@@ -774,7 +837,7 @@ async fn expiry_holder(
             }
             println!("READY");
             wait_for_freeze(&mut stdin).await?;
-            let now = sys::wall_ms();
+            let now = sys::monotonic_ms();
             println!("LAST_PING {now} {now} 0");
             keep.push(tokio::spawn(async move {
                 let _clients = clients;

@@ -1,10 +1,8 @@
 //! What the benchmark reads from the operating system: the open-files limit,
-//! a process's CPU time and resident memory from `/proc`, wall-clock
-//! milliseconds (the only clock two processes can share for the expiry
-//! scenario), the size of a directory; signals to a server process, and a
-//! started server's tie to its parent.
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! a process's CPU time and resident memory from `/proc`, `CLOCK_MONOTONIC`
+//! milliseconds (one clock for every process of the machine, for the
+//! expiry scenario's holder and observer), the size of a directory; signals
+//! to a server process, and a started server's tie to its parent.
 
 /// Raises this process's soft `RLIMIT_NOFILE` to its hard limit, so one
 /// process can hold as many sockets as the machine allows; returns the new
@@ -80,13 +78,21 @@ pub(crate) fn rss_bytes(pid: u32) -> std::io::Result<u64> {
         .ok_or_else(|| std::io::Error::other(format!("no VmRSS in /proc/{pid}/status")))
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
+/// Milliseconds of `CLOCK_MONOTONIC`: the same clock for every process of
+/// the machine, and never stepped (unlike the wall clock), so intervals
+/// between two processes' readings are exact.
+pub(crate) fn monotonic_ms() -> i64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given, nothing else.
+    #[allow(unsafe_code)]
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    if status != 0 {
+        return 0;
+    }
+    i64::from(now.tv_sec) * 1000 + i64::from(now.tv_nsec) / 1_000_000
 }
 
 /// Sends `signal` (e.g. `libc::SIGTERM`) to process `pid`.

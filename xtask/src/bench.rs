@@ -1230,6 +1230,30 @@ impl Results {
             "hb_to_last_ms",
             Target::ExpiryWindow,
         );
+        row(
+            "expiry",
+            "per session, soonest certainly gone, ms after its own last heartbeat",
+            "own_hb_to_gone_min_ms",
+            Target::None,
+        );
+        row(
+            "expiry",
+            "per session, latest still listed, ms after its own last heartbeat",
+            "own_hb_to_seen_max_ms",
+            Target::None,
+        );
+        row(
+            "expiry",
+            "sessions gone early (≤ T after their own heartbeat)",
+            "early_sessions",
+            Target::Zero,
+        );
+        row(
+            "expiry",
+            "sessions gone late (> T + tick + 50 ms after it)",
+            "late_sessions",
+            Target::Zero,
+        );
         row("expiry", "survivors", "survivors", Target::Zero);
         row("failover", "sessions cut", "sessions", Target::None);
         row(
