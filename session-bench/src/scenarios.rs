@@ -684,12 +684,12 @@ async fn expiry(
         .map(|&(_, missed)| missed)
         .max()
         .unwrap_or(give_up);
-    // Per session: early when it was certainly gone (`missed`) no later
-    // than T after its last heartbeat was sent (`before`: the server heard
-    // it no earlier); late when it was certainly still there (`seen`) more
-    // than T + tick + 50 ms after the heartbeat was answered (`after`).
-    // Without known heartbeats (zookeeper-client pings on its own, on
-    // ZooKeeper or on ours-zk), the kill time stands in for each.
+    // Per session, when its last heartbeat is known (ours in v1): early
+    // when it was certainly gone (`missed`) no later than T after the
+    // heartbeat was sent (`before`: the server heard it no earlier); late
+    // when it was certainly still there (`seen`) more than T + tick + 50 ms
+    // after the heartbeat was answered (`after`). Without (zookeeper-client
+    // pings on its own), the kill time stands in.
     let heartbeat = |name: &str| {
         heartbeats
             .get(name)
@@ -724,31 +724,41 @@ async fn expiry(
     } else {
         (killed, killed)
     };
-    result(
-        "expiry",
-        endpoint.target,
-        &[
-            ("sessions", sessions.to_string()),
-            ("timeout_ms", timeout_ms.to_string()),
-            ("heartbeat_known", u8::from(known).to_string()),
-            ("last_round_ms", (ping_last - ping_first).to_string()),
-            ("kill_to_first_ms", (first - killed).to_string()),
-            ("kill_to_last_ms", (last - killed).to_string()),
-            ("spread_ms", (last - first).to_string()),
-            ("hb_to_first_ms", (first - hb_first).to_string()),
-            ("hb_to_last_ms", (last - hb_last).to_string()),
+    let mut fields = vec![
+        ("sessions", sessions.to_string()),
+        ("timeout_ms", timeout_ms.to_string()),
+        ("heartbeat_known", u8::from(known).to_string()),
+        ("last_round_ms", (ping_last - ping_first).to_string()),
+        ("kill_to_first_ms", (first - killed).to_string()),
+        ("kill_to_last_ms", (last - killed).to_string()),
+        ("spread_ms", (last - first).to_string()),
+        ("hb_to_first_ms", (first - hb_first).to_string()),
+        ("hb_to_last_ms", (last - hb_last).to_string()),
+        ("survivors", remaining.to_string()),
+    ];
+    if known {
+        fields.extend([
             ("own_hb_to_gone_min_ms", soonest.to_string()),
             ("own_hb_to_seen_max_ms", latest.to_string()),
             ("early_sessions", early_sessions.to_string()),
             ("late_sessions", late_sessions.to_string()),
-            ("survivors", remaining.to_string()),
             ("early", u8::from(early_sessions > 0).to_string()),
             (
                 "late",
                 u8::from(late_sessions > 0 || remaining > 0).to_string(),
             ),
-        ],
-    );
+        ]);
+    } else {
+        // Each session's last heartbeat is somewhere before the kill (its
+        // client pings on its own): only lateness against the kill can be
+        // told.
+        let late = last - killed > timeout + tick + 50 || remaining > 0;
+        fields.extend([
+            ("early", "0".to_owned()),
+            ("late", u8::from(late).to_string()),
+        ]);
+    }
+    result("expiry", endpoint.target, &fields);
     observer.close().await;
     Ok(())
 }
