@@ -788,11 +788,13 @@ async fn expiry_holder(
                         Ok::<_, BenchError>((index, session))
                     }
                 })
-                .buffer_unordered(OPEN_IN_FLIGHT)
-                .collect::<Vec<_>>();
+                .buffer_unordered(OPEN_IN_FLIGHT);
+            let mut opening = std::pin::pin!(opening);
             let freeze = Arc::new(Notify::new());
             let (pinged_tx, mut pinged_rx) = mpsc::unbounded_channel::<(usize, i64, i64)>();
-            for opened in opening.await {
+            // Each session pings from the moment it is open: opening them
+            // all may take longer than their timeout.
+            while let Some(opened) = opening.next().await {
                 let (index, mut session) = opened?;
                 let freeze = Arc::clone(&freeze);
                 let pinged = pinged_tx.clone();

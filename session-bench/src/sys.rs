@@ -92,7 +92,10 @@ pub(crate) fn monotonic_ms() -> i64 {
     if status != 0 {
         return 0;
     }
-    i64::from(now.tv_sec) * 1000 + i64::from(now.tv_nsec) / 1_000_000
+    // time_t and c_long are 32 bits on some targets.
+    #[allow(clippy::useless_conversion)]
+    let ms = i64::from(now.tv_sec) * 1000 + i64::from(now.tv_nsec) / 1_000_000;
+    ms
 }
 
 /// Sends `signal` (e.g. `libc::SIGTERM`) to process `pid`.
