@@ -335,12 +335,9 @@ async fn a_plain_client_on_the_servers_tls_port_fails_promptly() {
 
 /// A client of `servers` over TLS with `tls`, with the tests' session
 /// timeout and seed.
-async fn connect_tls(servers: impl Into<String>, tls: TlsConfig) -> Result<Client, Error> {
-    Client::builder()
-        .servers(servers)
+async fn connect_tls(servers: &str, tls: TlsConfig) -> Result<Client, Error> {
+    support::builder_of(servers, MAX_TIMEOUT)
         .tls(tls)
-        .session_timeout(MAX_TIMEOUT)
-        .rng_seed(support::seed())
         .connect()
         .await
 }
@@ -791,7 +788,7 @@ async fn ca_files_that_cannot_be_used_are_named() {
         Some(plain.local_addr()),
     )
     .await;
-    let client = connect_tls(format!("tls://{}", front.addr), tls)
+    let client = connect_tls(&format!("tls://{}", front.addr), tls)
         .await
         .expect("the second CA of the bundle is trusted");
     client.close().await;
