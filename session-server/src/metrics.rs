@@ -242,7 +242,7 @@ pub struct Metrics {
     /// Admin calls refused for want of a valid bearer token.
     pub admin_calls_refused: Counter,
     ops: Vec<Counter>,
-    latencies: Vec<Histogram>,
+    latencies: Vec<LatencyHistogram>,
     closes: Vec<Counter>,
     /// Over every operation: what ZooKeeper's `srvr` and `mntr` report,
     /// which the histograms cannot give (their exact least and greatest).
@@ -360,8 +360,8 @@ impl Metrics {
 
         let op_family = Family::<OpLabels, Counter>::default();
         registry.register("ops", "Client operations by kind", op_family.clone());
-        let latency_family = Family::<OpLabels, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
+        let latency_family = Family::<OpLabels, LatencyHistogram>::new_with_constructor(
+            LatencyHistogram::new as fn() -> LatencyHistogram,
         );
         registry.register(
             "op_latency_seconds",
@@ -420,7 +420,7 @@ impl Metrics {
     /// and its reply written.
     pub fn observe_op(&self, kind: OpKind, elapsed: Duration) {
         self.ops[kind.index()].inc();
-        self.latencies[kind.index()].observe(elapsed.as_secs_f64());
+        self.latencies[kind.index()].observe(elapsed);
         self.latency.record(elapsed);
         self.packets_received.fetch_add(1, Ordering::Relaxed);
         self.packets_sent.fetch_add(1, Ordering::Relaxed);
@@ -546,9 +546,101 @@ impl LatencySummary {
     }
 }
 
-/// 10 µs to ~5 s in 20 doubling buckets.
+/// 10 µs to ~5 s in 20 doubling buckets (the log's flushes; rare enough
+/// for prometheus-client's locked histogram).
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_01, 2.0, 20))
+}
+
+/// The latency histogram's buckets: upper bounds of 10 µs doubling 20
+/// times (to about 5.2 s), then +Inf.
+const LATENCY_BUCKETS: usize = 20;
+/// The first bucket's upper bound, in nanoseconds.
+const LATENCY_FIRST_BOUND_NS: u64 = 10_000;
+
+/// An operation latency histogram that records without a lock: a request
+/// costs three relaxed atomic adds (its bucket, the sum, the count), where
+/// prometheus-client's `Histogram` takes a mutex on every observation.
+/// Encoded exactly as that one is (cumulative `le` buckets in seconds, sum,
+/// count). As with [`LatencySummary`], a scrape reads the atomics one by
+/// one, so it may see an observation in the count and not yet in its
+/// bucket: harmless for a histogram scraped every few seconds.
+#[derive(Debug, Clone)]
+pub(crate) struct LatencyHistogram(Arc<LatencyCells>);
+
+#[derive(Debug)]
+struct LatencyCells {
+    /// Per bucket (not cumulative); the last is +Inf.
+    buckets: [AtomicU64; LATENCY_BUCKETS + 1],
+    sum_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+impl LatencyHistogram {
+    fn new() -> LatencyHistogram {
+        LatencyHistogram(Arc::new(LatencyCells {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_ns: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }))
+    }
+
+    /// The bucket of `nanos`: the least `i` with `nanos ≤ 10 µs · 2^i`, or
+    /// the +Inf bucket.
+    fn bucket_of(nanos: u64) -> usize {
+        let tenths = nanos.div_ceil(LATENCY_FIRST_BOUND_NS);
+        let index = if tenths <= 1 {
+            0
+        } else {
+            (u64::BITS - (tenths - 1).leading_zeros()) as usize
+        };
+        index.min(LATENCY_BUCKETS)
+    }
+
+    fn observe(&self, elapsed: Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.0.buckets[Self::bucket_of(nanos)].fetch_add(1, Ordering::Relaxed);
+        self.0.sum_ns.fetch_add(nanos, Ordering::Relaxed);
+        self.0.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The upper bound of bucket `index`, in seconds.
+    fn bound(index: usize) -> f64 {
+        if index >= LATENCY_BUCKETS {
+            f64::INFINITY
+        } else {
+            (LATENCY_FIRST_BOUND_NS << index) as f64 / 1e9
+        }
+    }
+}
+
+impl prometheus_client::metrics::TypedMetric for LatencyHistogram {
+    const TYPE: prometheus_client::metrics::MetricType =
+        prometheus_client::metrics::MetricType::Histogram;
+}
+
+impl prometheus_client::encoding::EncodeMetric for LatencyHistogram {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = self
+            .0
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(index, count)| (Self::bound(index), count.load(Ordering::Relaxed)))
+            .collect();
+        let sum = self.0.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let count = self.0.count.load(Ordering::Relaxed);
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            sum, count, &buckets, None,
+        )
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        <Self as prometheus_client::metrics::TypedMetric>::TYPE
+    }
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown` resolves.
@@ -581,6 +673,63 @@ pub(crate) async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_latency_falls_in_the_least_bucket_whose_bound_holds_it() {
+        assert_eq!(LatencyHistogram::bucket_of(0), 0);
+        assert_eq!(LatencyHistogram::bucket_of(10_000), 0);
+        assert_eq!(LatencyHistogram::bucket_of(10_001), 1);
+        assert_eq!(LatencyHistogram::bucket_of(20_000), 1);
+        assert_eq!(LatencyHistogram::bucket_of(20_001), 2);
+        assert_eq!(LatencyHistogram::bucket_of(40_000), 2);
+        // The last finite bound, 10 µs · 2^19 (5.24288 s), then +Inf.
+        assert_eq!(LatencyHistogram::bucket_of(5_242_880_000), 19);
+        assert_eq!(LatencyHistogram::bucket_of(5_242_880_001), LATENCY_BUCKETS);
+        assert_eq!(LatencyHistogram::bucket_of(u64::MAX), LATENCY_BUCKETS);
+        for index in 0..LATENCY_BUCKETS {
+            let bound_ns = LATENCY_FIRST_BOUND_NS << index;
+            assert_eq!(LatencyHistogram::bucket_of(bound_ns), index);
+            assert_eq!(LatencyHistogram::bucket_of(bound_ns + 1), index + 1);
+        }
+    }
+
+    #[test]
+    fn the_lock_free_histogram_encodes_as_prometheus_clients_does() {
+        // The same observations into ours and into prometheus-client's
+        // Histogram with the same bounds: the same text, bucket by bucket.
+        let ours = LatencyHistogram::new();
+        let theirs = latency_histogram();
+        for micros in [3, 10, 11, 250, 4_000, 80_000, 1_000_000, 9_000_000] {
+            ours.observe(Duration::from_micros(micros));
+            theirs.observe(Duration::from_micros(micros).as_secs_f64());
+        }
+        let encode = |register: &dyn Fn(&mut Registry)| {
+            let mut registry = Registry::default();
+            register(&mut registry);
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry)
+                .expect("encoding into a String cannot fail");
+            text
+        };
+        let ours = encode(&|registry| registry.register("latency", "l", ours.clone()));
+        let theirs = encode(&|registry| registry.register("latency", "l", theirs.clone()));
+        let buckets = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|line| line.contains("_bucket") || line.contains("_count"))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(buckets(&ours), buckets(&theirs));
+        assert!(ours.contains("latency_bucket{le=\"+Inf\"} 8"), "{ours}");
+        assert!(ours.contains("latency_bucket{le=\"0.00001\"} 2"), "{ours}");
+        let sum = |text: &str| -> f64 {
+            text.lines()
+                .find_map(|line| line.strip_prefix("latency_sum "))
+                .and_then(|value| value.parse().ok())
+                .expect("a sum line")
+        };
+        assert!((sum(&ours) - sum(&theirs)).abs() < 1e-9);
+    }
 
     #[test]
     fn latency_is_zero_until_the_first_operation_then_min_max_and_mean() {
