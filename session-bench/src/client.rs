@@ -101,6 +101,10 @@ pub(crate) fn is_no_node(err: &BenchError) -> bool {
     ) || matches!(err.downcast_ref::<zk::Error>(), Some(zk::Error::NoNode))
 }
 
+/// What the session-client and zookeeper-client paths answer for etcd,
+/// whose scenarios live in [`crate::etcd`] (dispatched before them).
+pub(crate) const NOT_ETCD: &str = "etcd scenarios are run by the etcd module";
+
 impl BenchClient {
     /// Opens a session with `timeout` on the server at `addr`.
     pub(crate) async fn connect(
@@ -124,6 +128,7 @@ impl BenchClient {
                     .await?;
                 Ok(BenchClient::Zk(client))
             }
+            Protocol::Etcd => Err(NOT_ETCD.into()),
         }
     }
 

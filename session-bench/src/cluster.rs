@@ -31,18 +31,18 @@ const PROBE_EVERY: Duration = Duration::from_millis(20);
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct LeaderArgs {
     #[command(flatten)]
-    endpoint: Endpoint,
+    pub(crate) endpoint: Endpoint,
     /// session-server (`ours`, `ours-zk`): each server's admin gRPC
     /// address (host:port), comma-separated, in the order of `--addr`.
     #[arg(long, value_delimiter = ',')]
-    admin: Vec<String>,
+    pub(crate) admin: Vec<String>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 60)]
-    wait_s: u64,
+    pub(crate) wait_s: u64,
     /// Agree among the servers that answer, when they are a majority of
     /// those listed (otherwise every server must answer).
     #[arg(long)]
-    majority: bool,
+    pub(crate) majority: bool,
 }
 
 /// Which servers must answer for an agreement.

@@ -54,27 +54,27 @@ impl Victim {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct KillArgs {
     #[command(flatten)]
-    endpoint: Endpoint,
+    pub(crate) endpoint: Endpoint,
     /// Which server to SIGKILL.
     #[arg(long, value_enum)]
-    victim: Victim,
+    pub(crate) victim: Victim,
     /// Each server's process id, comma-separated, in the order of `--addr`.
     #[arg(long, value_delimiter = ',', required = true)]
-    pids: Vec<u32>,
+    pub(crate) pids: Vec<u32>,
     /// session-server: each server's admin gRPC address, comma-separated,
     /// in the order of `--addr`.
     #[arg(long, value_delimiter = ',')]
-    admin: Vec<String>,
+    pub(crate) admin: Vec<String>,
     /// Sessions to hold, one ephemeral each.
     #[arg(long, default_value_t = 1000)]
-    sessions: usize,
+    pub(crate) sessions: usize,
     /// Requested session timeout in milliseconds.
     #[arg(long, default_value_t = 6000)]
-    timeout_ms: u64,
+    pub(crate) timeout_ms: u64,
     /// How long to follow the sessions after the kill, in milliseconds
     /// (default: twice the timeout).
     #[arg(long)]
-    watch_ms: Option<u64>,
+    pub(crate) watch_ms: Option<u64>,
 }
 
 /// What became of one session after the kill.

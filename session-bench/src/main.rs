@@ -15,6 +15,8 @@
 
 mod client;
 mod cluster;
+mod etcd;
+mod floor;
 mod kill;
 mod pipelined;
 mod proxy;
@@ -39,6 +41,13 @@ pub(crate) enum Target {
     OursZk,
     /// ZooKeeper, through the zookeeper-client crate.
     Zk,
+    /// etcd 3.4's v3 gRPC API: a lease per session with one key attached
+    /// (see the `etcd` module for the mapping of each scenario).
+    Etcd,
+    /// The floor (`session-bench floor`): a server that answers the v1
+    /// handshake and pings with the same framing and keeps no state, to
+    /// show what the machine costs at all. Spoken to with raw v1 frames.
+    Floor,
 }
 
 /// The protocol, and so the client code, a scenario uses.
@@ -48,6 +57,8 @@ pub(crate) enum Protocol {
     V1,
     /// ZooKeeper's protocol (jute): the zookeeper-client crate.
     Zk,
+    /// etcd's v3 gRPC API.
+    Etcd,
 }
 
 impl Target {
@@ -57,19 +68,22 @@ impl Target {
             Target::Ours => "ours",
             Target::OursZk => "ours-zk",
             Target::Zk => "zk",
+            Target::Etcd => "etcd",
+            Target::Floor => "floor",
         }
     }
 
     /// The protocol spoken to the server.
     pub(crate) fn protocol(self) -> Protocol {
         match self {
-            Target::Ours => Protocol::V1,
+            Target::Ours | Target::Floor => Protocol::V1,
             Target::OursZk | Target::Zk => Protocol::Zk,
+            Target::Etcd => Protocol::Etcd,
         }
     }
 
     /// Whether the server is session-server (in either protocol), which
-    /// has an admin gRPC listener; otherwise it is ZooKeeper.
+    /// has an admin gRPC listener.
     pub(crate) fn is_session_server(self) -> bool {
         matches!(self, Target::Ours | Target::OursZk)
     }
@@ -155,6 +169,10 @@ enum Command {
         /// (CPU and RSS are summed over them).
         #[arg(long, value_delimiter = ',', required = true)]
         server_pid: Vec<u32>,
+        /// Record the servers' stacks with `perf record -g` while the
+        /// sessions are held (steady state only), into this file.
+        #[arg(long)]
+        perf_out: Option<std::path::PathBuf>,
     },
     /// Create and delete ephemerals from many sessions; ops/s and latency.
     Churn {
@@ -231,6 +249,10 @@ enum Command {
     /// SIGKILL) and time each start on the same directory until everything
     /// is back.
     Restart(restart::RestartArgs),
+    /// The floor server: answers the v1 handshake (a made-up session id,
+    /// the requested timeout) and pings, with session-wire's framing, and
+    /// keeps nothing; for `--target floor`.
+    Floor(floor::FloorArgs),
     /// Raise the open-files limit to the hard limit, ask for SIGTERM when
     /// the parent process ends (Linux), then run the command in this
     /// process's place (same process id).

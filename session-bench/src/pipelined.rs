@@ -68,6 +68,7 @@ pub(crate) async fn pipelined(
             // The raw session talks to one server: a cluster's first.
             Protocol::V1 => ours(&endpoint.address_for(0), requests, window).await,
             Protocol::Zk => zookeeper(&endpoint.addr, requests, window).await,
+            Protocol::Etcd => Err(crate::client::NOT_ETCD.into()),
         }
     };
     let (mut tally, elapsed) = tokio::time::timeout(RUN_LIMIT, run)

@@ -26,6 +26,9 @@ pub(crate) const OPEN_IN_FLIGHT: usize = 64;
 
 /// Runs one subcommand.
 pub(crate) async fn run(command: Command) -> Result<(), BenchError> {
+    if command_target(&command) == Some(Target::Etcd) {
+        return crate::etcd::run(command).await;
+    }
     match command {
         Command::Establish {
             endpoint,
@@ -48,6 +51,7 @@ pub(crate) async fn run(command: Command) -> Result<(), BenchError> {
             timeout_ms,
             hold_s,
             server_pid,
+            perf_out,
         } => {
             hold(
                 &endpoint,
@@ -56,6 +60,7 @@ pub(crate) async fn run(command: Command) -> Result<(), BenchError> {
                 Duration::from_millis(timeout_ms),
                 Duration::from_secs(hold_s),
                 &server_pid,
+                perf_out.as_deref(),
             )
             .await
         }
@@ -97,7 +102,24 @@ pub(crate) async fn run(command: Command) -> Result<(), BenchError> {
         Command::Leader(args) => crate::cluster::leader(&args).await,
         Command::Kill(args) => crate::kill::kill(&args).await,
         Command::Restart(args) => crate::restart::restart(&args).await,
+        Command::Floor(args) => crate::floor::serve(&args).await,
         Command::ExecServer { .. } => Err("exec-server is handled before the runtime".into()),
+    }
+}
+
+/// The target a scenario subcommand runs against.
+fn command_target(command: &Command) -> Option<Target> {
+    match command {
+        Command::Establish { endpoint, .. }
+        | Command::Hold { endpoint, .. }
+        | Command::Churn { endpoint, .. }
+        | Command::Pipelined { endpoint, .. }
+        | Command::Expiry { endpoint, .. }
+        | Command::ExpiryHolder { endpoint, .. }
+        | Command::Failover { endpoint, .. } => Some(endpoint.target),
+        Command::Leader(args) => Some(args.endpoint.target),
+        Command::Kill(args) => Some(args.endpoint.target),
+        Command::Restart(_) | Command::Floor(_) | Command::ExecServer { .. } => None,
     }
 }
 
@@ -350,6 +372,7 @@ async fn hold_sessions(
                 open_many(endpoint, count, OPEN_IN_FLIGHT, limit, open).await?;
             held.keep_raw(sessions, failed)?;
         }
+        (Protocol::Etcd, _) => return Err(crate::client::NOT_ETCD.into()),
         (Protocol::Zk, _) => {
             let clients = open_all(endpoint, count, OPEN_IN_FLIGHT, timeout, limit).await?;
             for client in clients {
@@ -384,6 +407,7 @@ async fn hold(
     timeout: Duration,
     duration: Duration,
     server_pids: &[u32],
+    perf_out: Option<&std::path::Path>,
 ) -> Result<(), BenchError> {
     // CPU and RSS of a cluster are its servers' together.
     let rss_bytes =
@@ -404,7 +428,17 @@ async fn hold(
     let pings_before = held.pings.load(Ordering::Relaxed);
     let started = Instant::now();
     progress(format!("holding {} sessions for {duration:?}", held.count));
+    let perf = match perf_out {
+        Some(out) => Some(record_stacks(server_pids, duration, out)?),
+        None => None,
+    };
     tokio::time::sleep(duration).await;
+    if let Some(mut perf) = perf {
+        let status = perf.wait().await?;
+        if !status.success() {
+            return Err(format!("perf record failed with {status}").into());
+        }
+    }
     let cpu_after = cpu_seconds()?;
     let pings = held.pings.load(Ordering::Relaxed) - pings_before;
     let elapsed = started.elapsed().as_secs_f64();
@@ -443,6 +477,28 @@ async fn hold(
     }
     result("hold", endpoint.target, &fields);
     Ok(())
+}
+
+/// Starts `perf record` sampling the call stacks of `pids` (999 Hz, the
+/// frame-pointer chain) for `duration`, into `out`.
+fn record_stacks(
+    pids: &[u32],
+    duration: Duration,
+    out: &std::path::Path,
+) -> Result<tokio::process::Child, BenchError> {
+    let pids = pids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    tokio::process::Command::new("perf")
+        .args(["record", "-F", "999", "-g", "-p", &pids, "-o"])
+        .arg(out)
+        .args(["--", "sleep", &duration.as_secs_f64().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|err| format!("cannot run perf (Debian package linux-perf): {err}").into())
 }
 
 /// Failed operations by what failed and why, so a run with errors says
@@ -856,6 +912,7 @@ async fn expiry_holder(
                 std::future::pending::<()>().await;
             }));
         }
+        Protocol::Etcd => return Err(crate::client::NOT_ETCD.into()),
     }
     // Wait to be killed; stop if the parent has gone (stdin closed).
     while let Ok(Some(_)) = stdin.next_line().await {}

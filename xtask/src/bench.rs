@@ -2,20 +2,25 @@
 //! (`session-bench`), starts session-server — and ZooKeeper when its jar is
 //! installed — on loopback ports with benchmark limits, runs each scenario
 //! against each server from a fresh start, and prints tables with our /
-//! ZooKeeper ratios.
+//! ZooKeeper, etcd and floor ratios.
 //!
-//! Three targets, three columns: `ours` (session-server in its own v1
+//! Five targets, five columns: `ours` (session-server in its own v1
 //! protocol, through session-client or raw frames), `ours-zk` (a fresh
 //! session-server of the same kind, but the load through its ZooKeeper
 //! listener, `--zk-listen`, with exactly the `zookeeper-client` code that
-//! ZooKeeper gets) and `zk` (ZooKeeper). ours-zk is our own server, so it
-//! runs without ZooKeeper installed (`--no-ours-zk` leaves it out); the
-//! targets are judged on the v1 column.
+//! ZooKeeper gets), `zk` (ZooKeeper), `etcd` (etcd 3.4 when installed: a
+//! lease per session with one key attached, see session-bench's `etcd`
+//! module) and `floor` (`session-bench floor`: the v1 handshake and pings
+//! answered with the same framing and no state; in-memory establish with
+//! the lean raw client, and hold). ours-zk is our own server, so it runs
+//! without ZooKeeper installed (`--no-ours-zk` leaves it out); the targets
+//! are judged on the v1 column.
 //!
 //! Four passes, all in one run unless `--only` picks one:
 //!
 //! - **in memory**: every scenario, session-server with `--in-memory` and
-//!   ZooKeeper with `forceSync=no`, against the targets of issue 7;
+//!   ZooKeeper with `forceSync=no`, etcd with `--unsafe-no-fsync`, against
+//!   the targets of issues 7 and 16;
 //! - **durable**: `establish` and `churn`, session-server with a Raft log on
 //!   disk (`--data-dir`, fsync before every acknowledgement) and ZooKeeper
 //!   with `forceSync=yes`; no targets, ratios only;
@@ -52,20 +57,33 @@ use crate::cmd::{Error, cargo, exec, target_directory};
 
 const USAGE: &str = "\
 usage: cargo xtask bench [--quick] [--only WHAT] [--durable-only] [--cluster] [--no-zookeeper]
-                         [--no-ours-zk] [SIZES]
+                         [--no-ours-zk] [--no-etcd] [--server-log LEVEL] [SIZES]
+       cargo xtask bench --flame DIR [SIZES]
 
 columns: session-server in its v1 protocol (ours); session-server's ZooKeeper
 listener (--zk-listen) with the zookeeper-client load ZooKeeper gets
 (ours-zk; --no-ours-zk leaves it out); ZooKeeper when installed
-(--no-zookeeper leaves it out); ratios ours / ZooKeeper, ours-zk /
-ZooKeeper and ours-zk / ours; targets judged on ours
+(--no-zookeeper leaves it out); etcd when /usr/bin/etcd is installed
+(Debian etcd-server; --no-etcd leaves it out); the floor (session-bench
+floor: handshakes and pings answered with no state; establish with the lean
+raw client, and hold); ratios ours / ZooKeeper, ours-zk / ZooKeeper,
+ours-zk / ours, ours / etcd and ours / floor; targets judged on ours
+
+--server-log LEVEL  RUST_LOG for session-server (default warn; `default`:
+                    the server's own default, info)
+--flame DIR         only the hold scenario, on ours and on the floor, each
+                    sampled by perf record (Debian linux-perf) and drawn as
+                    DIR/hold-ours.svg and DIR/hold-floor.svg by inferno
+                    (installed under target/tools when not on the PATH);
+                    binaries built with frame pointers in target/profile
 
 passes (all by default; --only WHAT runs one):
-  in memory   establish, hold, churn, pipelined, expiry, failover
-              (session-server --in-memory, ZooKeeper forceSync=no);
-              --only SCENARIO runs one of them
-  durable     establish and churn on session-server --data-dir (fsync) and
-              ZooKeeper forceSync=yes; --only durable (or --durable-only)
+  in memory   establish, establish-raw, hold, churn, pipelined, expiry,
+              failover (session-server --in-memory, ZooKeeper forceSync=no,
+              etcd --unsafe-no-fsync); --only SCENARIO runs one of them
+  durable     establish and churn on session-server --data-dir (fsync),
+              ZooKeeper forceSync=yes and etcd (fsync); --only durable (or
+              --durable-only)
   restart     session-server v1 only: fill a durable server with sessions and
               nodes, SIGTERM / SIGKILL it, time the start until all is back;
               --only restart
@@ -75,9 +93,9 @@ passes (all by default; --only WHAT runs one):
               establish rate, server CPU per ping, RSS per session; --only tls
 --cluster runs, instead, the cluster pass: establish, hold, churn,
 pipelined, expiry, failover, kill-leader, kill-follower against a cluster of
-3 durable session-servers (ours-zk: another, through its ZooKeeper listeners)
-and a ZooKeeper ensemble of 3 (forceSync=yes), clients given all three
-addresses (--only SCENARIO runs one of them)
+3 durable session-servers (ours-zk: another, through its ZooKeeper listeners),
+a ZooKeeper ensemble of 3 (forceSync=yes) and an etcd cluster of 3 (fsync),
+clients given all three addresses (--only SCENARIO runs one of them)
 sizes (defaults; --quick: establish 1000, hold 1000 for 10 s, churn 3 s,
 pipelined 20000 requests, expiry 1000, failover 200, restart 10000 + 10000,
 kill 200, cluster pipelined 5000; the durable pass uses the establish and
@@ -98,6 +116,21 @@ const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 /// server spends time logging during the runs (ours runs with RUST_LOG=warn).
 const SLF4J_NOP_JAR: &str = "/usr/share/java/slf4j-nop.jar";
 
+/// `RUST_LOG` for session-server (`--server-log`); `warn` unless given.
+/// `default` gives session-server's own default filter,
+/// `info,openraft=warn,chunked_wal=warn`, what it runs with when
+/// `RUST_LOG` is not set.
+static SERVER_LOG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The `RUST_LOG` session-server runs with in this run.
+fn server_log() -> &'static str {
+    match SERVER_LOG.get().map(String::as_str) {
+        None => "warn",
+        Some("default") => "info,openraft=warn,chunked_wal=warn",
+        Some(level) => level,
+    }
+}
+
 /// Both servers use ZooKeeper's default tick and the scenarios' 6 s timeout.
 const TICK_MS: u64 = 2000;
 const TIMEOUT_MS: u64 = 6000;
@@ -107,8 +140,20 @@ const CLUSTER_SIZE: usize = 3;
 
 /// The targets, in the order they run and the columns show them:
 /// session-server in v1, session-server through its ZooKeeper listener,
-/// ZooKeeper.
-const TARGETS: [&str; 3] = ["ours", "ours-zk", "zk"];
+/// ZooKeeper, etcd, and the floor (session-bench's stateless server).
+const TARGETS: [&str; 5] = ["ours", "ours-zk", "zk", "etcd", "floor"];
+
+/// Whether `target` takes part in `scenario`: the floor only answers
+/// handshakes and pings (establish with the lean raw client, hold), and
+/// that raw establish is run on ours and the floor only.
+fn takes_part(scenario: &str, target: &str) -> bool {
+    match (scenario, target) {
+        ("establish-raw", target) => matches!(target, "ours" | "floor"),
+        ("hold", _) => true,
+        (_, "floor") => false,
+        _ => true,
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Sizes {
@@ -172,8 +217,9 @@ impl Sizes {
     }
 }
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "establish",
+    "establish-raw",
     "hold",
     "churn",
     "pipelined",
@@ -271,6 +317,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     let mut cluster = false;
     let mut zookeeper_wanted = true;
     let mut ours_zk = true;
+    let mut etcd_wanted = true;
+    let mut flame: Option<PathBuf> = None;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         let mut value = || -> Result<&String, Error> {
@@ -281,6 +329,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
             "--quick" => {}
             "--no-zookeeper" => zookeeper_wanted = false,
             "--no-ours-zk" => ours_zk = false,
+            "--no-etcd" => etcd_wanted = false,
+            "--flame" => flame = Some(PathBuf::from(value()?)),
+            "--server-log" => {
+                let level = value()?.clone();
+                SERVER_LOG
+                    .set(level)
+                    .map_err(|_| "--server-log given twice".to_owned())?;
+            }
             "--only" => only_asked = Some(value()?.clone()),
             "--durable-only" => only_asked = Some("durable".to_owned()),
             "--cluster" => cluster = true,
@@ -317,6 +373,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
         (Some(what), false) => Only::parse(what)?,
     };
 
+    if let Some(dir) = flame {
+        return flame_graphs(&dir, &sizes);
+    }
     let mut build = cargo();
     build.args([
         "build",
@@ -351,15 +410,26 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     if !ours_zk {
         println!("ours-zk column (session-server's ZooKeeper listener) skipped: --no-ours-zk");
     }
+    let etcd = if !etcd_wanted {
+        Err("--no-etcd was given".to_owned())
+    } else if crate::etcd::installed() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} not found (install the Debian package `etcd-server` to compare)",
+            crate::etcd::ETCD
+        ))
+    };
+    if let Err(why) = &etcd {
+        println!("etcd column skipped: {why}");
+    }
     let columns = Columns {
         zookeeper: zookeeper.is_ok(),
         ours_zk,
+        etcd: etcd.is_ok(),
+        floor: true,
     };
-    let runs = |target: &str| match target {
-        "zk" => columns.zookeeper,
-        "ours-zk" => columns.ours_zk,
-        _ => true,
-    };
+    let runs = |target: &str| columns.shows(target);
 
     let mut results = Results::default();
     if cluster {
@@ -369,7 +439,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
         println!(
             "Cluster: {CLUSTER_SIZE} servers on loopback, clients given all {CLUSTER_SIZE}; \
              session-server durable (--data-dir, Raft log fsynced; ours-zk: the load on its \
-             ZooKeeper listeners), ZooKeeper ensemble forceSync=yes. Logs: {}.",
+             ZooKeeper listeners), ZooKeeper ensemble forceSync=yes, etcd cluster with fsync. \
+             Logs: {}.",
             cluster_dir()?.display()
         );
         println!();
@@ -390,7 +461,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
                 continue;
             }
             for target in TARGETS {
-                if !runs(target) {
+                if !runs(target) || !takes_part(scenario, target) {
                     continue;
                 }
                 let shown = match storage {
@@ -398,17 +469,13 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
                     Storage::Durable => " (durable)".to_owned(),
                 };
                 println!("== {scenario}{shown} on {} ==", server_name(target));
-                let server = match target {
-                    "ours" => start_ours(&bins, &work, storage, Protocol::V1, &[])?,
-                    "ours-zk" => start_ours(&bins, &work, storage, Protocol::Zk, &[])?,
-                    _ => start_zookeeper(&bins, &work, storage)?,
-                };
+                let server = start_single(&bins, &work, storage, target)?;
                 let line = run_scenario(
                     &bins,
                     scenario,
                     target,
-                    &server.addr.to_string(),
-                    &[server.child.id()],
+                    &server.addr,
+                    &server.pids,
                     &sizes,
                     &[],
                 )?;
@@ -436,8 +503,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     if !memory.is_empty() {
         println!();
         println!(
-            "In memory: session-server --in-memory (v1; ours-zk: its ZooKeeper listener), \
-             ZooKeeper forceSync=no; targets of issue 7, judged on v1."
+            "In memory: session-server --in-memory (v1; ours-zk: its ZooKeeper listener; \
+             RUST_LOG={}), ZooKeeper forceSync=no, etcd --unsafe-no-fsync, the floor; \
+             targets of issues 7 and 16, judged on v1.",
+            server_log()
         );
         println!();
         print!("{memory}");
@@ -446,8 +515,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
         println!();
         println!(
             "Durable: session-server --data-dir (Raft log, fsync before every acknowledgement; \
-             v1 and, for ours-zk, its ZooKeeper listener), ZooKeeper forceSync=yes; no targets. \
-             Restart: session-server v1 only."
+             v1 and, for ours-zk, its ZooKeeper listener), ZooKeeper forceSync=yes, etcd with \
+             fsync; no targets. Restart: session-server v1 only."
         );
         println!();
         print!("{durable}");
@@ -464,10 +533,144 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
+/// `--flame DIR`: the hold scenario on session-server (v1) and on the
+/// floor, each with its stacks sampled by `perf record` during the steady
+/// state, drawn as `DIR/hold-ours.svg` and `DIR/hold-floor.svg` by
+/// inferno. The binaries are built with frame pointers and line tables in
+/// a target directory of their own (`target/profile`), so the release
+/// build the other passes measure is untouched.
+fn flame_graphs(dir: &Path, sizes: &Sizes) -> Result<(), Error> {
+    let perf_found = Command::new("perf")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !perf_found {
+        return Err("perf not found: install the Debian package linux-perf".into());
+    }
+    let profile = target_directory()?.join("profile");
+    let mut build = cargo();
+    build
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "session-server",
+            "-p",
+            "session-bench",
+        ])
+        .arg("--target-dir")
+        .arg(&profile)
+        .env("RUSTFLAGS", "-C force-frame-pointers=yes")
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only");
+    exec(build)?;
+    let inferno = inferno_tools()?;
+    let bins = Binaries {
+        server: profile.join("release/session-server"),
+        bench: profile.join("release/session-bench"),
+    };
+    let work = std::env::temp_dir().join(format!("xtask-flame-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let _cleanup = RemoveDir(work.clone());
+    std::fs::create_dir_all(dir)?;
+    for target in ["ours", "floor"] {
+        println!("== hold on {}, stacks sampled ==", server_name(target));
+        let server = start_single(&bins, &work, Storage::Memory, target)?;
+        let recorded = work.join(format!("hold-{target}.perf"));
+        let line = run_scenario(
+            &bins,
+            "hold",
+            target,
+            &server.addr,
+            &server.pids,
+            sizes,
+            &["--perf-out".to_owned(), recorded.display().to_string()],
+        )?;
+        drop(server);
+        println!("{line}");
+        let svg = dir.join(format!("hold-{target}.svg"));
+        draw_flame_graph(
+            &inferno,
+            &recorded,
+            &svg,
+            &format!("hold on {}: {line}", server_name(target)),
+        )?;
+        println!("flame graph: {}", svg.display());
+    }
+    Ok(())
+}
+
+/// inferno's `inferno-collapse-perf` and `inferno-flamegraph`: from the
+/// PATH when there, else installed from crates.io under `target/tools`.
+fn inferno_tools() -> Result<PathBuf, Error> {
+    let on_path = Command::new("inferno-flamegraph")
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if on_path {
+        return Ok(PathBuf::new());
+    }
+    let root = target_directory()?.join("tools");
+    let bin = root.join("bin");
+    if !bin.join("inferno-flamegraph").exists() {
+        let mut install = cargo();
+        install
+            .args(["install", "inferno", "--locked", "--root"])
+            .arg(&root);
+        exec(install)?;
+    }
+    Ok(bin)
+}
+
+/// `perf script` of `recorded`, folded and drawn into `svg`.
+fn draw_flame_graph(inferno: &Path, recorded: &Path, svg: &Path, title: &str) -> Result<(), Error> {
+    let script = Command::new("perf")
+        .arg("script")
+        .arg("-i")
+        .arg(recorded)
+        .stderr(Stdio::null())
+        .output()?;
+    if !script.status.success() {
+        return Err(format!("perf script failed with {}", script.status).into());
+    }
+    let folded = pipe(&inferno.join("inferno-collapse-perf"), &[], &script.stdout)?;
+    let drawn = pipe(
+        &inferno.join("inferno-flamegraph"),
+        &["--title", title, "--width", "1600"],
+        &folded,
+    )?;
+    std::fs::write(svg, drawn)?;
+    Ok(())
+}
+
+/// Runs `program` with `args`, `input` on its stdin; its stdout.
+fn pipe(program: &Path, args: &[&str], input: &[u8]) -> Result<Vec<u8>, Error> {
+    use std::io::Write as _;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|err| format!("cannot run {}: {err}", program.display()))?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let output = child.wait_with_output()?;
+    writer.join().map_err(|_| "writer thread panicked")??;
+    if !output.status.success() {
+        return Err(format!("{} failed with {}", program.display(), output.status).into());
+    }
+    Ok(output.stdout)
+}
+
 fn server_name(target: &str) -> &'static str {
     match target {
         "ours" => "session-server",
         "ours-zk" => "session-server's ZooKeeper listener",
+        "etcd" => "etcd",
+        "floor" => "the floor",
         _ => "ZooKeeper",
     }
 }
@@ -488,7 +691,53 @@ struct Columns {
     zookeeper: bool,
     /// ours-zk ran (not `--no-ours-zk`).
     ours_zk: bool,
+    /// etcd ran (installed and not `--no-etcd`).
+    etcd: bool,
+    /// The floor ran (in-memory establish and hold only).
+    floor: bool,
 }
+
+impl Columns {
+    /// Whether the column of `target` is in the table.
+    fn shows(self, target: &str) -> bool {
+        match target {
+            "ours" => true,
+            "ours-zk" => self.ours_zk,
+            "zk" => self.zookeeper,
+            "etcd" => self.etcd,
+            "floor" => self.floor,
+            _ => false,
+        }
+    }
+
+    /// The same columns without the floor (tables of scenarios it does not
+    /// run).
+    fn without_floor(self) -> Columns {
+        Columns {
+            floor: false,
+            ..self
+        }
+    }
+}
+
+/// The value columns of a table, in order: the target's name in
+/// [`Results`] and the column's heading.
+const COLUMNS: [(&str, &str); 5] = [
+    ("ours", "session-server (v1)"),
+    ("ours-zk", "session-server (ZooKeeper protocol)"),
+    ("zk", "ZooKeeper"),
+    ("etcd", "etcd"),
+    ("floor", "floor"),
+];
+
+/// The ratio columns of a table: over, under, heading.
+const RATIOS: [(&str, &str, &str); 5] = [
+    ("ours", "zk", "ours / ZooKeeper"),
+    ("ours-zk", "zk", "ours-zk / ZooKeeper"),
+    ("ours-zk", "ours", "ours-zk / ours"),
+    ("ours", "etcd", "ours / etcd"),
+    ("ours", "floor", "ours / floor"),
+];
 
 struct Binaries {
     server: PathBuf,
@@ -545,6 +794,64 @@ fn log_file(work: &Path, name: &str) -> Result<(PathBuf, std::fs::File), Error> 
     Ok((path, file))
 }
 
+/// One server of `target` started for one scenario: its client address
+/// and process ids; stopped (and its data removed) when dropped.
+struct Started {
+    addr: String,
+    pids: Vec<u32>,
+    _server: Box<dyn std::any::Any>,
+}
+
+/// Starts the server of `target` alone, in `storage`.
+fn start_single(
+    bins: &Binaries,
+    work: &Path,
+    storage: Storage,
+    target: &str,
+) -> Result<Started, Error> {
+    let running = match target {
+        "ours" => start_ours(bins, work, storage, Protocol::V1, &[])?,
+        "ours-zk" => start_ours(bins, work, storage, Protocol::Zk, &[])?,
+        "floor" => start_floor(bins, work)?,
+        "etcd" => {
+            let etcd = crate::etcd::start_single(&bins.bench, work, storage == Storage::Durable)?;
+            return Ok(Started {
+                addr: etcd.connect(),
+                pids: etcd.pids(),
+                _server: Box::new(etcd),
+            });
+        }
+        _ => start_zookeeper(bins, work, storage)?,
+    };
+    Ok(Started {
+        addr: running.addr.to_string(),
+        pids: vec![running.child.id()],
+        _server: Box::new(running),
+    })
+}
+
+/// The floor (`session-bench floor`) on a free loopback port.
+fn start_floor(bins: &Binaries, work: &Path) -> Result<Running, Error> {
+    let addr = free_port()?;
+    let (log, file) = log_file(work, "floor.log")?;
+    let child = Command::new(&bins.bench)
+        .arg("exec-server")
+        .arg("--")
+        .arg(&bins.bench)
+        .args(["floor", "--listen", &addr.to_string()])
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()?;
+    let mut running = Running {
+        child,
+        addr,
+        _data: None,
+    };
+    wait_listening(&mut running, "the floor", &log)?;
+    Ok(running)
+}
+
 /// session-server on free loopback ports, `extra` added to its arguments;
 /// its [`Running::addr`] is the listener of `protocol` (with
 /// [`Protocol::V1`], the ZooKeeper listener is off, as it is not measured).
@@ -592,7 +899,7 @@ fn start_ours(
         .args(["--max-connections", "30000"])
         .args(["--max-connections-per-ip", "30000"])
         .args(extra)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", server_log())
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
         .stderr(file)
@@ -673,13 +980,22 @@ fn run_scenario(
         .collect::<Vec<_>>()
         .join(",");
     let mut command = Command::new(&bins.bench);
+    let subcommand = match scenario {
+        "establish-raw" => "establish",
+        other => other,
+    };
     command
-        .arg(scenario)
+        .arg(subcommand)
         .args(["--target", target, "--addr", addr]);
     let timeout = TIMEOUT_MS.to_string();
     match scenario {
         "establish" => {
             command.args(["--sessions", &sizes.establish.to_string()]);
+        }
+        "establish-raw" => {
+            command
+                .args(["--sessions", &sizes.establish.to_string()])
+                .arg("--raw");
         }
         "hold" => {
             command
@@ -800,12 +1116,13 @@ fn run_cluster_pass(
             continue;
         }
         for target in TARGETS {
-            if !wanted(target) {
+            if !wanted(target) || target == "floor" || !takes_part(scenario, target) {
                 continue;
             }
             let servers = match target {
                 "ours" => "session-servers",
                 "ours-zk" => "session-servers (their ZooKeeper listeners)",
+                "etcd" => "etcd members",
                 _ => "ZooKeeper servers",
             };
             println!("== {scenario} on a cluster of {CLUSTER_SIZE} {servers} ==");
@@ -813,6 +1130,7 @@ fn run_cluster_pass(
                 let cluster = match target {
                     "ours" => start_our_cluster(bins, &dir, scenario, Protocol::V1)?,
                     "ours-zk" => start_our_cluster(bins, &dir, scenario, Protocol::Zk)?,
+                    "etcd" => start_etcd_cluster(bins, &dir)?,
                     _ => start_zookeeper_ensemble(bins, &dir, scenario)?,
                 };
                 println!(
@@ -842,6 +1160,8 @@ fn run_cluster_pass(
 struct ClusterRunning {
     /// The servers, each with the client address the scenarios use.
     servers: Vec<Running>,
+    /// etcd's members, when the cluster is etcd's (then `servers` is empty).
+    etcd: Option<crate::etcd::Etcd>,
     /// Every server's client address the scenarios use, in node order.
     connect: String,
     /// session-server's admin addresses, in node order; empty for ZooKeeper.
@@ -852,11 +1172,44 @@ struct ClusterRunning {
 
 impl ClusterRunning {
     fn pids(&self) -> Vec<u32> {
-        self.servers
-            .iter()
-            .map(|server| server.child.id())
-            .collect()
+        match &self.etcd {
+            Some(etcd) => etcd.pids(),
+            None => self
+                .servers
+                .iter()
+                .map(|server| server.child.id())
+                .collect(),
+        }
     }
+
+    /// The client address of the server at `index` (from 0).
+    fn addr(&self, index: usize) -> String {
+        self.connect
+            .split(',')
+            .nth(index)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn len(&self) -> usize {
+        self.connect.split(',').count()
+    }
+}
+
+/// An etcd cluster of [`CLUSTER_SIZE`] members, durable (fsync, as our
+/// cluster and ZooKeeper's are), data under `dir`; returns once it has a
+/// leader.
+fn start_etcd_cluster(bins: &Binaries, dir: &Path) -> Result<ClusterRunning, Error> {
+    let etcd = crate::etcd::start_cluster(&bins.bench, dir, true, CLUSTER_SIZE)?;
+    let connect = etcd.connect();
+    let leader = wait_leader(&bins.bench, "etcd", &connect, &[], 60, false)?;
+    Ok(ClusterRunning {
+        servers: Vec::new(),
+        etcd: Some(etcd),
+        connect,
+        admins: Vec::new(),
+        leader: leader.index,
+    })
 }
 
 /// `count` distinct free loopback ports (all bound at once, then closed).
@@ -914,7 +1267,7 @@ fn start_our_cluster(
             .map(str::to_owned),
         );
         let child = server_command(&bins.bench, &bins.server, &args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", server_log())
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
@@ -946,6 +1299,7 @@ fn start_our_cluster(
         .join(",");
     Ok(ClusterRunning {
         servers,
+        etcd: None,
         connect,
         admins,
         leader: leader.index,
@@ -1028,6 +1382,7 @@ fn start_zookeeper_ensemble(
     let leader = wait_leader(&bins.bench, "zk", &connect, &[], 120, false)?;
     Ok(ClusterRunning {
         servers,
+        etcd: None,
         connect,
         admins: Vec::new(),
         leader: leader.index,
@@ -1049,8 +1404,7 @@ fn run_cluster_scenario(
         // One session: on a follower, where two in three of a cluster's
         // clients are, so its writes go through the leader.
         "pipelined" => {
-            let follower = &cluster.servers[(cluster.leader + 1) % cluster.servers.len()];
-            let addr = follower.addr.to_string();
+            let addr = cluster.addr((cluster.leader + 1) % cluster.len());
             let sizes = Sizes {
                 pipelined_requests: sizes.cluster_pipelined_requests,
                 ..sizes.clone()
@@ -1101,7 +1455,7 @@ fn run_restart(bins: &Binaries, work: &Path, sizes: &Sizes) -> Result<String, Er
 /// Runs session-bench (stderr passed through) and returns its RESULT line.
 fn result_line(mut command: Command, what: &str) -> Result<String, Error> {
     let output = command
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", server_log())
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()?;
@@ -1157,28 +1511,45 @@ impl Results {
             "establish",
             "sessions/s",
             "sessions_per_s",
-            Target::AtLeast(5.0),
+            Target::Goals(&[Goal::AtLeast("zk", 5.0), Goal::AtLeast("etcd", 3.0)]),
         );
         row("establish", "failed", "failed", Target::Zero);
+        row(
+            "establish-raw",
+            "sessions/s, lean raw client",
+            "sessions_per_s",
+            Target::Goals(&[Goal::AtLeast("floor", 0.7)]),
+        );
+        row("establish-raw", "failed", "failed", Target::Zero);
         row("hold", "sessions held", "sessions", Target::None);
         row(
             "hold",
             "server CPU, % of a core",
             "cpu_pct",
-            Target::AtMost(0.2),
+            Target::Goals(&[Goal::AtMost("zk", 0.2)]),
+        );
+        row(
+            "hold",
+            "server CPU per ping, µs",
+            "cpu_per_ping_us",
+            Target::Goals(&[Goal::AtMost("floor", 1.5)]),
         );
         row(
             "hold",
             "server RSS per session, bytes",
             "rss_per_session_b",
-            Target::AtMost(0.2),
+            Target::Goals(&[
+                Goal::Below(2500.0),
+                Goal::AtMost("zk", 0.1),
+                Goal::AtMost("etcd", 1.0 / 3.0),
+            ]),
         );
         row("hold", "lost sessions", "lost", Target::Zero);
         row(
             "churn",
             "ops/s (create+delete)",
             "ops_per_s",
-            Target::AtLeast(3.0),
+            Target::Goals(&[Goal::AtLeast("zk", 3.0)]),
         );
         row("churn", "latency p50, µs", "p50_us", Target::None);
         row("churn", "latency p99, µs", "p99_us", Target::None);
@@ -1188,7 +1559,7 @@ impl Results {
             "pipelined",
             "ops/s (one session, setData+getData)",
             "ops_per_s",
-            Target::AtLeast(3.0),
+            Target::Goals(&[Goal::AtLeast("zk", 3.0)]),
         );
         row("pipelined", "latency p50, µs", "p50_us", Target::None);
         row("pipelined", "latency p99, µs", "p99_us", Target::None);
@@ -1270,7 +1641,7 @@ impl Results {
     /// The durable pass and the restart scenario as a Markdown table; empty
     /// when neither ran. No targets: the issue states none for them.
     fn durable_table(&self, columns: Columns) -> String {
-        let mut table = Table::new(self, columns);
+        let mut table = Table::new(self, columns.without_floor());
         let mut durable = |scenario: &str, label: &str, key: &str, target: Target| {
             let stored = format!("{}{scenario}", Storage::Durable.prefix());
             table.row(
@@ -1334,7 +1705,7 @@ impl Results {
     /// ensemble; after a server's death every session back within 2/3 of
     /// its timeout; no session lost anywhere) and the expiry window.
     fn cluster_table(&self, columns: Columns) -> String {
-        let mut table = Table::new(self, columns);
+        let mut table = Table::new(self, columns.without_floor());
         let mut row = |scenario: &str, label: &str, key: &str, target: Target| {
             let stored = format!("cluster {scenario}");
             table.row(&stored, &scenario.replace('-', " "), label, key, target);
@@ -1343,7 +1714,7 @@ impl Results {
             "establish",
             "sessions/s",
             "sessions_per_s",
-            Target::AtLeast(5.0),
+            Target::Goals(&[Goal::AtLeast("zk", 5.0), Goal::AtLeast("etcd", 3.0)]),
         );
         row("establish", "failed", "failed", Target::Zero);
         row("hold", "sessions held", "sessions", Target::None);
@@ -1534,20 +1905,16 @@ impl<'a> Table<'a> {
         if !results.has(stored, "ours") {
             return;
         }
-        let cell = |target: &str, ran: bool| {
-            if !ran {
-                "skipped"
-            } else if !results.has(stored, target) {
-                "not run"
+        let columns = self.columns;
+        let cell = |target: &str| {
+            if !results.has(stored, target) {
+                "—"
             } else if results.get(stored, target, "run_failed").is_some() {
                 "run failed"
             } else {
                 results.get(stored, target, key).unwrap_or("-")
             }
         };
-        let ours = cell("ours", true);
-        let ours_zk = cell("ours-zk", self.columns.ours_zk);
-        let zk = cell("zk", self.columns.zookeeper);
         let ratio = |over: &str, under: &str| -> String {
             match (
                 results.number(stored, over, key),
@@ -1560,27 +1927,45 @@ impl<'a> Table<'a> {
         let verdict = target.judge(results, stored, key);
         let verdict = match (target, results.number(stored, "ours-zk", key)) {
             (Target::Zero, Some(value)) if value != 0.0 => format!("{verdict}; ours-zk **no**"),
-            _ => verdict.to_owned(),
+            _ => verdict,
         };
-        let _ = writeln!(
-            self.rows,
-            "| {shown} | {label} | {ours} | {ours_zk} | {zk} | {} | {} | {} | {} | {verdict} |",
-            ratio("ours", "zk"),
-            ratio("ours-zk", "zk"),
-            ratio("ours-zk", "ours"),
-            target.describe()
-        );
+        let _ = write!(self.rows, "| {shown} | {label} |");
+        for (name, _) in COLUMNS {
+            if columns.shows(name) {
+                let _ = write!(self.rows, " {} |", cell(name));
+            }
+        }
+        for (over, under, _) in RATIOS {
+            if columns.shows(over) && columns.shows(under) {
+                let _ = write!(self.rows, " {} |", ratio(over, under));
+            }
+        }
+        let _ = writeln!(self.rows, " {} | {verdict} |", target.describe());
     }
 
     fn finish(self) -> String {
         if self.rows.is_empty() {
             return String::new();
         }
+        let columns = self.columns;
+        let mut headings = vec!["scenario", "measure"];
+        headings.extend(
+            COLUMNS
+                .iter()
+                .filter(|(name, _)| columns.shows(name))
+                .map(|(_, heading)| *heading),
+        );
+        headings.extend(
+            RATIOS
+                .iter()
+                .filter(|(over, under, _)| columns.shows(over) && columns.shows(under))
+                .map(|(_, _, heading)| *heading),
+        );
+        headings.extend(["target", "met?"]);
         format!(
-            "| scenario | measure | session-server (v1) | session-server (ZooKeeper protocol) \
-             | ZooKeeper | ours / ZooKeeper | ours-zk / ZooKeeper | ours-zk / ours | target \
-             | met? |\n\
-             | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n{}",
+            "| {} |\n|{}\n{}",
+            headings.join(" | "),
+            " --- |".repeat(headings.len()),
             self.rows
         )
     }
@@ -1593,10 +1978,8 @@ enum Target {
     None,
     /// Ours must be zero.
     Zero,
-    /// ours / ZooKeeper must be at least this.
-    AtLeast(f64),
-    /// ours / ZooKeeper must be at most this.
-    AtMost(f64),
+    /// Every one of these goals.
+    Goals(&'static [Goal]),
     /// Ours within (T, T + tick + 50 ms] of the last heartbeat.
     ExpiryWindow,
     /// In a cluster: within (T, T + 2·tick + 50 ms] of the last heartbeat
@@ -1607,13 +1990,73 @@ enum Target {
     WithinMs(u64),
 }
 
+/// One goal for ours (v1) on a row.
+#[derive(Clone, Copy)]
+enum Goal {
+    /// ours / that target's column at least this.
+    AtLeast(&'static str, f64),
+    /// ours / that target's column at most this.
+    AtMost(&'static str, f64),
+    /// Ours at most this value, in the row's unit.
+    Below(f64),
+}
+
+impl Goal {
+    fn describe(self) -> String {
+        let ratio = |ratio: f64| {
+            let inverse = 1.0 / ratio;
+            if ratio < 1.0 && (inverse - inverse.round()).abs() < 1e-9 {
+                format!("1/{inverse:.0}")
+            } else {
+                format!("{ratio}×")
+            }
+        };
+        match self {
+            Goal::AtLeast(against, want) => format!("≥ {} {}", ratio(want), column_name(against)),
+            Goal::AtMost(against, want) => format!("≤ {} {}", ratio(want), column_name(against)),
+            Goal::Below(limit) => format!("≤ {limit}"),
+        }
+    }
+
+    /// Met or missed, or `Err(column)` when a column it needs has no value.
+    fn judge(self, results: &Results, scenario: &str, key: &str) -> Result<bool, &'static str> {
+        let ours = results.number(scenario, "ours", key).ok_or("ours")?;
+        let versus = |against: &'static str| {
+            results
+                .number(scenario, against, key)
+                .filter(|value| *value != 0.0)
+                .map(|value| ours / value)
+                .ok_or(against)
+        };
+        Ok(match self {
+            Goal::AtLeast(against, want) => versus(against)? >= want,
+            Goal::AtMost(against, want) => versus(against)? <= want,
+            Goal::Below(limit) => ours <= limit,
+        })
+    }
+}
+
+/// How a column is named in a target or a verdict.
+fn column_name(target: &str) -> &'static str {
+    match target {
+        "zk" => "ZooKeeper",
+        "etcd" => "etcd",
+        "floor" => "floor",
+        "ours-zk" => "ours-zk",
+        _ => "ours",
+    }
+}
+
 impl Target {
     fn describe(self) -> String {
         match self {
             Target::None => "—".to_owned(),
             Target::Zero => "0".to_owned(),
-            Target::AtLeast(ratio) => format!("≥ {ratio}×"),
-            Target::AtMost(ratio) => format!("≤ 1/{:.0}", 1.0 / ratio),
+            Target::Goals(goals) => goals
+                .iter()
+                .map(|goal| goal.describe())
+                .collect::<Vec<_>>()
+                .join(", "),
             Target::ExpiryWindow => format!("({TIMEOUT_MS}, {}] ms", TIMEOUT_MS + TICK_MS + 50),
             Target::ClusterExpiryWindow => {
                 format!("({TIMEOUT_MS}, {}] ms", TIMEOUT_MS + 2 * TICK_MS + 50)
@@ -1623,30 +2066,36 @@ impl Target {
     }
 
     /// Whether ours (v1) meets the target.
-    fn judge(self, results: &Results, scenario: &str, key: &str) -> &'static str {
+    fn judge(self, results: &Results, scenario: &str, key: &str) -> String {
         let ours = results.number(scenario, "ours", key);
-        let zk = results.number(scenario, "zk", key);
-        let ratio = match (ours, zk) {
-            (Some(ours), Some(zk)) if zk != 0.0 => Some(ours / zk),
-            _ => None,
-        };
-        match self {
+        let verdict = match self {
             Target::None => "",
             Target::Zero => match ours {
                 Some(0.0) => "yes",
                 Some(_) => "**no**",
                 None => "?",
             },
-            Target::AtLeast(want) => match ratio {
-                Some(ratio) if ratio >= want => "yes",
-                Some(_) => "**no**",
-                None => "no ZooKeeper",
-            },
-            Target::AtMost(want) => match ratio {
-                Some(ratio) if ratio <= want => "yes",
-                Some(_) => "**no**",
-                None => "no ZooKeeper",
-            },
+            Target::Goals(goals) => {
+                let mut met = true;
+                let mut judged = 0;
+                let mut missing = Vec::new();
+                for goal in goals {
+                    match goal.judge(results, scenario, key) {
+                        Ok(true) => judged += 1,
+                        Ok(false) => {
+                            judged += 1;
+                            met = false;
+                        }
+                        Err(column) => missing.push(format!("no {}", column_name(column))),
+                    }
+                }
+                let verdict = if met { "yes" } else { "**no**" };
+                return match (judged, missing.is_empty()) {
+                    (_, true) => verdict.to_owned(),
+                    (0, false) => missing.join(", "),
+                    (_, false) => format!("{verdict} ({})", missing.join(", ")),
+                };
+            }
             Target::WithinMs(limit) => match ours {
                 Some(ours) if ours <= limit as f64 => "yes",
                 Some(_) => "**no**",
@@ -1679,6 +2128,7 @@ impl Target {
                     (false, _) => "?",
                 }
             }
-        }
+        };
+        verdict.to_owned()
     }
 }

@@ -10,6 +10,7 @@ mod cluster;
 mod cmd;
 mod codegen;
 mod compat;
+mod etcd;
 
 use std::process::ExitCode;
 
