@@ -633,9 +633,8 @@ impl prometheus_client::encoding::EncodeMetric for LatencyHistogram {
             .collect();
         let sum = self.0.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
         let count = self.0.count.load(Ordering::Relaxed);
-        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            sum, count, &buckets, None,
-        )
+        encoder
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
     }
 
     fn metric_type(&self) -> prometheus_client::metrics::MetricType {
