@@ -100,24 +100,26 @@
 //!   (from the kill to its reply; a lease on a follower whose leader died
 //!   waits for the new leader there), `streams_back_ms` (from the kill
 //!   until every failed stream's new connection was up),
-//!   `stream_failures`. `parent_missing`
-//!   does not apply (etcd has no parent nodes) and is not printed.
+//!   `stream_failures`. `parent_missing` does not apply (etcd has no
+//!   parent nodes) and is not printed.
 //! - **leader**: every member's `Maintenance.Status` until those asked
 //!   agree on one leader among them (same keys as for the other targets;
 //!   `node` = its place + 1, plus `member_id` in hex).
 //! - **failover**: one proxy per member; N sessions
-//!   (`/bench/failover/f{i}`, TTL = T) on the pool through the proxies, every lease renewed once; every connection cut; then how
-//!   long until each lease had a successful keep-alive again, within 2·T.
+//!   (`/bench/failover/f{i}`, TTL = T) on the pool through the proxies,
+//!   every lease renewed once; every connection cut; then how long until
+//!   each lease had a successful keep-alive again, within 2·T.
 //!   Same keys as the other targets (`reattached` = leases with a
 //!   successful keep-alive after the cut, `lost` = the others or lost
 //!   leases; a lease keeps its id), plus `connections`, `streams_back_ms`
 //!   (from the cut until every connection was up again, through the
 //!   proxies).
 //!
-//! `leader` and `kill` read their flags (`--wait-s`, `--majority`,
-//! `--victim`, `--pids`, `--sessions`, `--timeout-ms`, `--watch-ms`) from
-//! the command line again, with the same definitions, as the structs main
-//! parsed them into keep those fields private to their modules.
+//! `hold --connections N` gives the leases N connections instead of the
+//! pool of 8: with N = the sessions, each lease has a connection and a
+//! keep-alive stream of its own, as each session of the other targets has
+//! a connection of its own (a registry of N services, each an etcd client
+//! with one lease).
 
 mod client;
 mod cluster;
@@ -130,7 +132,6 @@ mod proto;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
 use futures_util::{StreamExt, stream};
 
 use self::client::EtcdClient;
@@ -167,6 +168,7 @@ pub(crate) async fn run(command: Command) -> Result<(), BenchError> {
             hold_s,
             server_pid,
             perf_out,
+            connections,
         } => {
             if tls.dialer()?.is_some() {
                 return Err("TLS is for --target ours, not etcd".into());
@@ -176,6 +178,7 @@ pub(crate) async fn run(command: Command) -> Result<(), BenchError> {
             }
             load::hold(
                 &endpoint,
+                connections.unwrap_or(CONNECTIONS),
                 sessions,
                 Duration::from_millis(timeout_ms),
                 Duration::from_secs(hold_s),
@@ -233,21 +236,36 @@ pub(crate) fn ttl_seconds(timeout: Duration) -> i64 {
     i64::try_from(seconds).unwrap_or(i64::MAX)
 }
 
-/// The number of connections for the members of `endpoint`: [`CONNECTIONS`]
+/// The number of connections for the members of `endpoint`: `wanted`
 /// rounded up to a multiple of the members.
-pub(crate) fn pool_size(endpoint: &Endpoint) -> usize {
+pub(crate) fn pool_size(endpoint: &Endpoint, wanted: usize) -> usize {
     let members = endpoint.addresses().len().max(1);
-    CONNECTIONS.div_ceil(members) * members
+    wanted.max(1).div_ceil(members) * members
 }
 
-/// Opens the pool: connection `j` to member `j mod members`.
+/// Opens the pool of [`CONNECTIONS`]: connection `j` to member
+/// `j mod members`.
 pub(crate) async fn connect_pool(endpoint: &Endpoint) -> Result<Vec<EtcdClient>, BenchError> {
-    let size = pool_size(endpoint);
+    connect_pool_of(endpoint, CONNECTIONS).await
+}
+
+/// Opens a pool of `wanted` connections (see [`pool_size`]), 64 connecting
+/// at a time: connection `j` to member `j mod members`.
+pub(crate) async fn connect_pool_of(
+    endpoint: &Endpoint,
+    wanted: usize,
+) -> Result<Vec<EtcdClient>, BenchError> {
+    let size = pool_size(endpoint, wanted);
     let connecting = (0..size).map(|j| {
         let addr = endpoint.address_for(j);
         async move { EtcdClient::connect(&addr).await }
     });
-    join_all(connecting).await.into_iter().collect()
+    stream::iter(connecting)
+        .buffered(OPEN_IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// Grants a lease of `ttl_s` seconds on `client` and puts `key` (empty
@@ -377,9 +395,13 @@ mod tests {
             target: Target::Etcd,
             addr: addr.to_owned(),
         };
-        assert_eq!(pool_size(&endpoint("127.0.0.1:1")), 8);
+        assert_eq!(pool_size(&endpoint("127.0.0.1:1"), CONNECTIONS), 8);
+        assert_eq!(pool_size(&endpoint("127.0.0.1:1"), 15_000), 15_000);
         assert_eq!(
-            pool_size(&endpoint("127.0.0.1:1,127.0.0.1:2,127.0.0.1:3")),
+            pool_size(
+                &endpoint("127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"),
+                CONNECTIONS
+            ),
             9
         );
     }

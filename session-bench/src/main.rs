@@ -173,6 +173,12 @@ enum Command {
         /// sessions are held (steady state only), into this file.
         #[arg(long)]
         perf_out: Option<std::path::PathBuf>,
+        /// etcd only: the gRPC connections the leases share, each with one
+        /// keep-alive stream (default 8, as one clientv3 process would;
+        /// `--connections N` with N sessions gives each its own, as each
+        /// session of the other targets has).
+        #[arg(long)]
+        connections: Option<usize>,
     },
     /// Create and delete ephemerals from many sessions; ops/s and latency.
     Churn {

@@ -52,7 +52,11 @@ pub(crate) async fn run(command: Command) -> Result<(), BenchError> {
             hold_s,
             server_pid,
             perf_out,
+            connections,
         } => {
+            if connections.is_some() {
+                return Err("--connections is for --target etcd".into());
+            }
             hold(
                 &endpoint,
                 tls.dialer()?.as_ref(),

@@ -145,10 +145,13 @@ const TARGETS: [&str; 5] = ["ours", "ours-zk", "zk", "etcd", "floor"];
 
 /// Whether `target` takes part in `scenario`: the floor only answers
 /// handshakes and pings (establish with the lean raw client, hold), and
-/// that raw establish is run on ours and the floor only.
+/// that raw establish is run on ours and the floor only. `hold-shared` is
+/// etcd's hold with its leases on 8 shared connections (its `hold` gives
+/// each lease a connection, as every session of the others has one).
 fn takes_part(scenario: &str, target: &str) -> bool {
     match (scenario, target) {
         ("establish-raw", target) => matches!(target, "ours" | "floor"),
+        ("hold-shared", target) => target == "etcd",
         ("hold", _) => true,
         (_, "floor") => false,
         _ => true,
@@ -217,10 +220,11 @@ impl Sizes {
     }
 }
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "establish",
     "establish-raw",
     "hold",
+    "hold-shared",
     "churn",
     "pipelined",
     "expiry",
@@ -982,6 +986,7 @@ fn run_scenario(
     let mut command = Command::new(&bins.bench);
     let subcommand = match scenario {
         "establish-raw" => "establish",
+        "hold-shared" => "hold",
         other => other,
     };
     command
@@ -997,12 +1002,18 @@ fn run_scenario(
                 .args(["--sessions", &sizes.establish.to_string()])
                 .arg("--raw");
         }
-        "hold" => {
+        "hold" | "hold-shared" => {
             command
                 .args(["--sessions", &sizes.hold.to_string()])
                 .args(["--hold-s", &sizes.hold_seconds.to_string()])
                 .args(["--timeout-ms", &timeout])
                 .args(["--server-pid", &pids]);
+            // etcd's hold gives each lease a connection of its own, as each
+            // session of the other targets has; hold-shared leaves it
+            // etcd's pool of 8 (one clientv3 process holding them all).
+            if scenario == "hold" && target == "etcd" {
+                command.args(["--connections", &sizes.hold.to_string()]);
+            }
         }
         "churn" => {
             command
@@ -1546,6 +1557,19 @@ impl Results {
         );
         row("hold", "lost sessions", "lost", Target::Zero);
         row(
+            "hold-shared",
+            "etcd: server CPU per keep-alive, µs, the leases on 8 shared connections",
+            "cpu_per_ping_us",
+            Target::None,
+        );
+        row(
+            "hold-shared",
+            "etcd: server RSS per lease, bytes, the leases on 8 shared connections",
+            "rss_per_session_b",
+            Target::None,
+        );
+        row("hold-shared", "lost sessions", "lost", Target::None);
+        row(
             "churn",
             "ops/s (create+delete)",
             "ops_per_s",
@@ -1898,11 +1922,11 @@ impl<'a> Table<'a> {
     }
 
     /// One row: `key` of scenario `stored` in the results, shown as
-    /// scenario `shown`; nothing when ours did not run it. The target is
+    /// scenario `shown`; nothing when no target ran it. The target is
     /// judged on ours (v1); a Zero target that ours-zk misses is noted too.
     fn row(&mut self, stored: &str, shown: &str, label: &str, key: &str, target: Target) {
         let results = self.results;
-        if !results.has(stored, "ours") {
+        if !COLUMNS.iter().any(|(name, _)| results.has(stored, name)) {
             return;
         }
         let columns = self.columns;

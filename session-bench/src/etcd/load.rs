@@ -10,7 +10,7 @@ use futures_util::{StreamExt, stream};
 use super::client::EtcdClient;
 use super::keeper::KeeperPool;
 use super::proto::{DeleteRangeRequest, PutRequest, RangeRequest};
-use super::{Failures, connect_pool, open_session, ttl_seconds};
+use super::{Failures, connect_pool, connect_pool_of, open_session, ttl_seconds};
 use crate::Endpoint;
 use crate::client::BenchError;
 use crate::scenarios::{OPEN_IN_FLIGHT, progress, quantile, result};
@@ -107,6 +107,7 @@ pub(crate) async fn establish(
 /// RSS.
 pub(crate) async fn hold(
     endpoint: &Endpoint,
+    connections: usize,
     sessions: usize,
     timeout: Duration,
     duration: Duration,
@@ -124,7 +125,7 @@ pub(crate) async fn hold(
         baseline_rss as f64 / 1048576.0
     ));
     let ttl_s = ttl_seconds(timeout);
-    let clients = connect_pool(endpoint).await?;
+    let clients = connect_pool_of(endpoint, connections).await?;
     let keepers = KeeperPool::start(&clients, &endpoint.addresses());
     let (_, failed) = open_sessions(
         &clients,
