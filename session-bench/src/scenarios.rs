@@ -404,6 +404,84 @@ async fn hold_sessions(
     Ok(held)
 }
 
+/// The servers a hold measures: their CPU and RSS summed over their
+/// process ids (a cluster's together).
+pub(crate) struct Servers<'a>(pub(crate) &'a [u32]);
+
+impl Servers<'_> {
+    pub(crate) fn rss_bytes(&self) -> std::io::Result<u64> {
+        self.0.iter().map(|&pid| sys::rss_bytes(pid)).sum()
+    }
+
+    pub(crate) fn cpu_seconds(&self) -> std::io::Result<f64> {
+        self.0.iter().map(|&pid| sys::cpu_seconds(pid)).sum()
+    }
+
+    /// Waits for the servers to settle after start-up, then reads their
+    /// idle RSS, the baseline the sessions' memory is measured against.
+    pub(crate) async fn baseline_rss(&self, sessions: usize) -> std::io::Result<u64> {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let baseline = self.rss_bytes()?;
+        progress(format!(
+            "holding: idle server RSS {:.1} MiB; opening {sessions} sessions",
+            baseline as f64 / 1048576.0
+        ));
+        Ok(baseline)
+    }
+}
+
+/// What a hold measured, for its RESULT line.
+pub(crate) struct HoldMeasure {
+    pub(crate) tls: bool,
+    pub(crate) sessions: usize,
+    pub(crate) servers: usize,
+    pub(crate) elapsed_s: f64,
+    pub(crate) cpu_s: f64,
+    pub(crate) baseline_rss: u64,
+    pub(crate) rss: u64,
+    pub(crate) lost: usize,
+    /// Heartbeats sent in the window (0: not counted).
+    pub(crate) pings: u64,
+}
+
+impl HoldMeasure {
+    /// The RESULT fields every target's hold prints.
+    pub(crate) fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = vec![
+            ("tls", u8::from(self.tls).to_string()),
+            ("sessions", self.sessions.to_string()),
+            ("servers", self.servers.to_string()),
+            ("held_s", format!("{:.1}", self.elapsed_s)),
+            ("cpu_s", format!("{:.3}", self.cpu_s)),
+            (
+                "cpu_pct",
+                format!("{:.2}", 100.0 * self.cpu_s / self.elapsed_s),
+            ),
+            (
+                "baseline_rss_mib",
+                format!("{:.1}", self.baseline_rss as f64 / 1048576.0),
+            ),
+            ("rss_mib", format!("{:.1}", self.rss as f64 / 1048576.0)),
+            (
+                "rss_per_session_b",
+                format!(
+                    "{:.0}",
+                    self.rss.saturating_sub(self.baseline_rss) as f64 / self.sessions.max(1) as f64
+                ),
+            ),
+            ("lost", self.lost.to_string()),
+        ];
+        if self.pings > 0 {
+            fields.push(("pings", self.pings.to_string()));
+            fields.push((
+                "cpu_per_ping_us",
+                format!("{:.2}", self.cpu_s * 1e6 / self.pings as f64),
+            ));
+        }
+        fields
+    }
+}
+
 async fn hold(
     endpoint: &Endpoint,
     tls: Option<&TlsDialer>,
@@ -413,22 +491,12 @@ async fn hold(
     server_pids: &[u32],
     perf_out: Option<&std::path::Path>,
 ) -> Result<(), BenchError> {
-    // CPU and RSS of a cluster are its servers' together.
-    let rss_bytes =
-        || -> std::io::Result<u64> { server_pids.iter().map(|&pid| sys::rss_bytes(pid)).sum() };
-    let cpu_seconds =
-        || -> std::io::Result<f64> { server_pids.iter().map(|&pid| sys::cpu_seconds(pid)).sum() };
-    // Let the server settle after start-up before taking its idle baseline.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let baseline_rss = rss_bytes()?;
-    progress(format!(
-        "holding: idle server RSS {:.1} MiB; opening {sessions} sessions",
-        baseline_rss as f64 / 1048576.0
-    ));
+    let servers = Servers(server_pids);
+    let baseline_rss = servers.baseline_rss(sessions).await?;
     let held = hold_sessions(endpoint, tls, sessions, timeout).await?;
     // One full ping round before measuring, so the window is steady state.
     tokio::time::sleep(timeout / 3).await;
-    let cpu_before = cpu_seconds()?;
+    let cpu_before = servers.cpu_seconds()?;
     let pings_before = held.pings.load(Ordering::Relaxed);
     let started = Instant::now();
     progress(format!("holding {} sessions for {duration:?}", held.count));
@@ -443,42 +511,26 @@ async fn hold(
             return Err(format!("perf record failed with {status}").into());
         }
     }
-    let cpu_after = cpu_seconds()?;
+    let cpu_after = servers.cpu_seconds()?;
     let pings = held.pings.load(Ordering::Relaxed) - pings_before;
     let elapsed = started.elapsed().as_secs_f64();
-    let rss = rss_bytes()?;
+    let rss = servers.rss_bytes()?;
     let count = held.count;
     let lost = held.finish().await;
-    let cpu = cpu_after - cpu_before;
-    let mut fields = vec![
-        ("tls", u8::from(tls.is_some()).to_string()),
-        ("sessions", count.to_string()),
-        ("servers", server_pids.len().to_string()),
-        ("held_s", format!("{elapsed:.1}")),
-        ("cpu_s", format!("{cpu:.3}")),
-        ("cpu_pct", format!("{:.2}", 100.0 * cpu / elapsed)),
-        (
-            "baseline_rss_mib",
-            format!("{:.1}", baseline_rss as f64 / 1048576.0),
-        ),
-        ("rss_mib", format!("{:.1}", rss as f64 / 1048576.0)),
-        (
-            "rss_per_session_b",
-            format!(
-                "{:.0}",
-                rss.saturating_sub(baseline_rss) as f64 / count.max(1) as f64
-            ),
-        ),
-        ("lost", lost.to_string()),
-    ];
-    // Counted on the raw v1 sessions only: zookeeper-client pings on its own.
-    if pings > 0 {
-        fields.push(("pings", pings.to_string()));
-        fields.push((
-            "cpu_per_ping_us",
-            format!("{:.2}", cpu * 1e6 / pings as f64),
-        ));
+    let fields = HoldMeasure {
+        tls: tls.is_some(),
+        sessions: count,
+        servers: server_pids.len(),
+        elapsed_s: elapsed,
+        cpu_s: cpu_after - cpu_before,
+        baseline_rss,
+        rss,
+        lost,
+        // Counted on the raw v1 sessions only: zookeeper-client pings on
+        // its own.
+        pings,
     }
+    .fields();
     result("hold", endpoint.target, &fields);
     Ok(())
 }
@@ -633,20 +685,21 @@ async fn churn(
 
 const EXPIRY_PARENT: &str = "/bench-expiry";
 
-/// Kills a holder of `sessions` ephemerals and times their disappearance.
-async fn expiry(
+/// The pipes of an `expiry-holder` child: what is written to it, and its
+/// stdout's lines.
+pub(crate) type HolderPipes = (
+    tokio::process::Child,
+    tokio::process::ChildStdin,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+);
+
+/// Starts this program's `expiry-holder` for `endpoint` with `sessions`
+/// sessions of `timeout_ms`, and waits (up to 300 s) until it says READY.
+pub(crate) async fn spawn_holder(
     endpoint: &Endpoint,
     sessions: usize,
     timeout_ms: u64,
-    tick_ms: u64,
-) -> Result<(), BenchError> {
-    let observer =
-        BenchClient::connect(endpoint.target, &endpoint.addr, Duration::from_secs(30)).await?;
-    observer.ensure_persistent(EXPIRY_PARENT).await?;
-    let before = observer.child_count(EXPIRY_PARENT).await?;
-    if before != 0 {
-        return Err(format!("{EXPIRY_PARENT} already has {before} children").into());
-    }
+) -> Result<HolderPipes, BenchError> {
     let exe = std::env::current_exe()?;
     let mut holder = tokio::process::Command::new(exe)
         .args([
@@ -664,7 +717,7 @@ async fn expiry(
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
-    let mut to_holder = holder.stdin.take().ok_or("holder stdin")?;
+    let to_holder = holder.stdin.take().ok_or("holder stdin")?;
     let mut from_holder = BufReader::new(holder.stdout.take().ok_or("holder stdout")?).lines();
     let ready = tokio::time::timeout(Duration::from_secs(300), from_holder.next_line())
         .await
@@ -672,6 +725,25 @@ async fn expiry(
     if ready.as_deref() != Some("READY") {
         return Err(format!("the holder failed: {ready:?}").into());
     }
+    Ok((holder, to_holder, from_holder))
+}
+
+/// Kills a holder of `sessions` ephemerals and times their disappearance.
+async fn expiry(
+    endpoint: &Endpoint,
+    sessions: usize,
+    timeout_ms: u64,
+    tick_ms: u64,
+) -> Result<(), BenchError> {
+    let observer =
+        BenchClient::connect(endpoint.target, &endpoint.addr, Duration::from_secs(30)).await?;
+    observer.ensure_persistent(EXPIRY_PARENT).await?;
+    let before = observer.child_count(EXPIRY_PARENT).await?;
+    if before != 0 {
+        return Err(format!("{EXPIRY_PARENT} already has {before} children").into());
+    }
+    let (mut holder, mut to_holder, mut from_holder) =
+        spawn_holder(endpoint, sessions, timeout_ms).await?;
     let held = observer.child_count(EXPIRY_PARENT).await?;
     if held != sessions as u64 {
         return Err(format!("{held} ephemerals held, expected {sessions}").into());

@@ -2,7 +2,6 @@
 //! (`expiry-holder`); the mapping is in the [parent module](super).
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::stream;
@@ -17,7 +16,7 @@ use super::proto::{
 use super::{connect_pool, open_kept, ttl_seconds, wait_renewed};
 use crate::Endpoint;
 use crate::client::BenchError;
-use crate::scenarios::{progress, result};
+use crate::scenarios::{progress, result, spawn_holder};
 use crate::sys;
 
 /// The prefix of the holder's keys.
@@ -38,31 +37,8 @@ pub(crate) async fn expiry(
     if before != 0 {
         return Err(format!("{PREFIX} already has {before} keys").into());
     }
-    let exe = std::env::current_exe()?;
-    let mut holder = tokio::process::Command::new(exe)
-        .args([
-            "expiry-holder",
-            "--target",
-            endpoint.target.name(),
-            "--addr",
-            &endpoint.addr,
-            "--sessions",
-            &sessions.to_string(),
-            "--timeout-ms",
-            &timeout_ms.to_string(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut to_holder = holder.stdin.take().ok_or("holder stdin")?;
-    let mut from_holder = BufReader::new(holder.stdout.take().ok_or("holder stdout")?).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(300), from_holder.next_line())
-        .await
-        .map_err(|_| "the holder did not get ready within 300 s")??;
-    if ready.as_deref() != Some("READY") {
-        return Err(format!("the holder failed: {ready:?}").into());
-    }
+    let (mut holder, mut to_holder, mut from_holder) =
+        spawn_holder(endpoint, sessions, timeout_ms).await?;
     let held = observer.count_prefix(PREFIX).await?;
     if held != sessions as u64 {
         return Err(format!("{held} keys held, expected {sessions}").into());

@@ -13,8 +13,7 @@ use super::proto::{DeleteRangeRequest, PutRequest, RangeRequest};
 use super::{Failures, connect_pool, connect_pool_of, open_session, ttl_seconds};
 use crate::Endpoint;
 use crate::client::BenchError;
-use crate::scenarios::{OPEN_IN_FLIGHT, progress, quantile, result};
-use crate::sys;
+use crate::scenarios::{HoldMeasure, OPEN_IN_FLIGHT, Servers, progress, quantile, result};
 
 /// The TTL of establish's leases: the 30 s session timeout establish asks
 /// of the other targets.
@@ -113,17 +112,8 @@ pub(crate) async fn hold(
     duration: Duration,
     server_pids: &[u32],
 ) -> Result<(), BenchError> {
-    let rss_bytes =
-        || -> std::io::Result<u64> { server_pids.iter().map(|&pid| sys::rss_bytes(pid)).sum() };
-    let cpu_seconds =
-        || -> std::io::Result<f64> { server_pids.iter().map(|&pid| sys::cpu_seconds(pid)).sum() };
-    // Let the server settle after start-up before taking its idle baseline.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let baseline_rss = rss_bytes()?;
-    progress(format!(
-        "holding: idle server RSS {:.1} MiB; opening {sessions} sessions",
-        baseline_rss as f64 / 1048576.0
-    ));
+    let servers = Servers(server_pids);
+    let baseline_rss = servers.baseline_rss(sessions).await?;
     let ttl_s = ttl_seconds(timeout);
     let clients = connect_pool_of(endpoint, connections).await?;
     let keepers = KeeperPool::start(&clients, &endpoint.addresses());
@@ -143,7 +133,7 @@ pub(crate) async fn hold(
     // One full keep-alive round before measuring, so the window is steady
     // state.
     tokio::time::sleep(timeout / 3 + super::keeper::SEND_EVERY).await;
-    let cpu_before = cpu_seconds()?;
+    let cpu_before = servers.cpu_seconds()?;
     let pings_before = keepers.pings();
     let started = Instant::now();
     progress(format!(
@@ -151,10 +141,10 @@ pub(crate) async fn hold(
         keepers.len()
     ));
     tokio::time::sleep(duration).await;
-    let cpu_after = cpu_seconds()?;
+    let cpu_after = servers.cpu_seconds()?;
     let pings = keepers.pings() - pings_before;
     let elapsed = started.elapsed().as_secs_f64();
-    let rss = rss_bytes()?;
+    let rss = servers.rss_bytes()?;
     let lost = keepers.lost();
     let streams = keepers.len();
     if keepers.stream_failures() > 0 {
@@ -170,35 +160,18 @@ pub(crate) async fn hold(
         ));
     }
     keepers.stop().await;
-    let cpu = cpu_after - cpu_before;
-    let mut fields = vec![
-        ("tls", "0".to_owned()),
-        ("sessions", sessions.to_string()),
-        ("servers", server_pids.len().to_string()),
-        ("held_s", format!("{elapsed:.1}")),
-        ("cpu_s", format!("{cpu:.3}")),
-        ("cpu_pct", format!("{:.2}", 100.0 * cpu / elapsed)),
-        (
-            "baseline_rss_mib",
-            format!("{:.1}", baseline_rss as f64 / 1048576.0),
-        ),
-        ("rss_mib", format!("{:.1}", rss as f64 / 1048576.0)),
-        (
-            "rss_per_session_b",
-            format!(
-                "{:.0}",
-                rss.saturating_sub(baseline_rss) as f64 / sessions.max(1) as f64
-            ),
-        ),
-        ("lost", lost.to_string()),
-    ];
-    if pings > 0 {
-        fields.push(("pings", pings.to_string()));
-        fields.push((
-            "cpu_per_ping_us",
-            format!("{:.2}", cpu * 1e6 / pings as f64),
-        ));
+    let mut fields = HoldMeasure {
+        tls: false,
+        sessions,
+        servers: server_pids.len(),
+        elapsed_s: elapsed,
+        cpu_s: cpu_after - cpu_before,
+        baseline_rss,
+        rss,
+        lost,
+        pings,
     }
+    .fields();
     fields.push(("connections", clients.len().to_string()));
     fields.push(("streams", streams.to_string()));
     result("hold", endpoint.target, &fields);
