@@ -301,42 +301,53 @@ struct Held {
     lost: Arc<AtomicUsize>,
     /// Pings the raw (v1) sessions sent; zookeeper-client's are not counted.
     pings: Arc<AtomicU64>,
-    tasks: tokio::task::JoinSet<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     count: usize,
 }
 
 impl Held {
-    async fn finish(mut self) -> usize {
+    async fn finish(self) -> usize {
         self.stop.notify_waiters();
         let _ = tokio::time::timeout(Duration::from_secs(30), async {
-            while self.tasks.join_next().await.is_some() {}
+            for task in self.tasks {
+                let _ = task.await;
+            }
         })
         .await;
         self.lost.load(Ordering::Relaxed)
     }
 
-    /// Keeps every raw session alive in a task of its own, counting its
-    /// pings; fails when any of the `count` failed to open.
-    fn keep_raw<S>(&mut self, sessions: Vec<RawSession<S>>, failed: usize) -> Result<(), BenchError>
+    /// Keeps a raw session alive in a task of its own, counting its pings,
+    /// from the moment it is open: opening them all can take longer than
+    /// their timeout (15,000 over TLS take about 5 s).
+    fn keep_raw<S>(&self, mut session: RawSession<S>) -> tokio::task::JoinHandle<()>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        session.count_pings_in(Arc::clone(&self.pings));
+        let stop = Arc::clone(&self.stop);
+        let lost = Arc::clone(&self.lost);
+        tokio::spawn(async move {
+            if let Err(err) = session.keep_alive(stop.notified()).await {
+                if lost.fetch_add(1, Ordering::Relaxed) == 0 {
+                    progress(format!("a held session was lost: {err}"));
+                }
+            }
+        })
+    }
+
+    /// Takes the keep-alive tasks of the sessions opened; fails when any
+    /// of the `count` failed to open.
+    fn kept(
+        &mut self,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+        failed: usize,
+    ) -> Result<(), BenchError> {
+        self.tasks.extend(tasks);
         if failed > 0 {
             return Err(
                 format!("{failed} of {} sessions to hold failed to open", self.count).into(),
             );
-        }
-        for mut session in sessions {
-            session.count_pings_in(Arc::clone(&self.pings));
-            let stop = Arc::clone(&self.stop);
-            let lost = Arc::clone(&self.lost);
-            self.tasks.spawn(async move {
-                if let Err(err) = session.keep_alive(stop.notified()).await {
-                    if lost.fetch_add(1, Ordering::Relaxed) == 0 {
-                        progress(format!("a held session was lost: {err}"));
-                    }
-                }
-            });
         }
         Ok(())
     }
@@ -355,7 +366,7 @@ async fn hold_sessions(
         stop: Arc::new(Notify::new()),
         lost: Arc::new(AtomicUsize::new(0)),
         pings: Arc::new(AtomicU64::new(0)),
-        tasks: tokio::task::JoinSet::new(),
+        tasks: Vec::new(),
         count,
     };
     let limit = Duration::from_secs(300);
@@ -364,17 +375,20 @@ async fn hold_sessions(
     }
     match (endpoint.target.protocol(), tls) {
         (Protocol::V1, None) => {
-            let open = |addr: String| async move { RawSession::open(&addr, timeout).await };
-            let (sessions, failed) =
-                open_many(endpoint, count, OPEN_IN_FLIGHT, limit, open).await?;
-            held.keep_raw(sessions, failed)?;
+            let keeping = &held;
+            let open = |addr: String| async move {
+                Ok(keeping.keep_raw(RawSession::open(&addr, timeout).await?))
+            };
+            let (tasks, failed) = open_many(endpoint, count, OPEN_IN_FLIGHT, limit, open).await?;
+            held.kept(tasks, failed)?;
         }
         (Protocol::V1, Some(tls)) => {
-            let open =
-                |addr: String| async move { RawSession::open_tls(&addr, timeout, tls).await };
-            let (sessions, failed) =
-                open_many(endpoint, count, OPEN_IN_FLIGHT, limit, open).await?;
-            held.keep_raw(sessions, failed)?;
+            let keeping = &held;
+            let open = |addr: String| async move {
+                Ok(keeping.keep_raw(RawSession::open_tls(&addr, timeout, tls).await?))
+            };
+            let (tasks, failed) = open_many(endpoint, count, OPEN_IN_FLIGHT, limit, open).await?;
+            held.kept(tasks, failed)?;
         }
         (Protocol::Etcd, _) => return Err(crate::client::NOT_ETCD.into()),
         (Protocol::Zk, _) => {
@@ -382,7 +396,7 @@ async fn hold_sessions(
             for client in clients {
                 let stop = Arc::clone(&held.stop);
                 let lost = Arc::clone(&held.lost);
-                held.tasks.spawn(async move {
+                held.tasks.push(tokio::spawn(async move {
                     let mut follower = client.follow();
                     let mut state = follower.now();
                     let stopped = stop.notified();
@@ -397,7 +411,7 @@ async fn hold_sessions(
                         lost.fetch_add(1, Ordering::Relaxed);
                     }
                     drop(client);
-                });
+                }));
             }
         }
     }
@@ -744,7 +758,18 @@ async fn expiry(
     }
     let (mut holder, mut to_holder, mut from_holder) =
         spawn_holder(endpoint, sessions, timeout_ms).await?;
-    let held = observer.child_count(EXPIRY_PARENT).await?;
+    // The observer may be on another server of a cluster than the holder's
+    // last creates, and a server's replica may trail the leader by a few
+    // writes (reads are not linearizable, as in ZooKeeper): it gets up to
+    // 5 s to show them all.
+    let counted = Instant::now();
+    let held = loop {
+        let held = observer.child_count(EXPIRY_PARENT).await?;
+        if held == sessions as u64 || counted.elapsed() > Duration::from_secs(5) {
+            break held;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     if held != sessions as u64 {
         return Err(format!("{held} ephemerals held, expected {sessions}").into());
     }
