@@ -129,7 +129,6 @@ mod keeper;
 mod load;
 mod proto;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, stream};
@@ -139,7 +138,7 @@ use self::keeper::{KeeperPool, LeaseReport, SEND_EVERY};
 use crate::Command;
 use crate::Endpoint;
 use crate::client::BenchError;
-use crate::scenarios::{OPEN_IN_FLIGHT, progress};
+use crate::scenarios::OPEN_IN_FLIGHT;
 
 /// Connections in the pool against one server; against a cluster, rounded
 /// up to a multiple of its members.
@@ -284,48 +283,6 @@ pub(crate) async fn open_session(
         .await
         .map_err(|err| format!("put {key}: {err}"))?;
     Ok(lease)
-}
-
-/// Failed calls by operation and gRPC status code (the first one of each
-/// kind is shown in full on stderr).
-#[derive(Debug, Default)]
-pub(crate) struct Failures(BTreeMap<String, u64>);
-
-impl Failures {
-    /// Counts a failure of `operation`.
-    pub(crate) fn count(&mut self, operation: &str, err: &BenchError) {
-        let kind = match err.downcast_ref::<tonic::Status>() {
-            Some(status) => format!("{operation}: {:?}", status.code()),
-            None => format!(
-                "{operation}: {}",
-                err.to_string().replace(char::is_numeric, "N")
-            ),
-        };
-        let count = self.0.entry(kind.clone()).or_default();
-        if *count == 0 {
-            progress(format!("{kind}: {err}"));
-        }
-        *count += 1;
-    }
-
-    /// Adds `other`'s counts.
-    pub(crate) fn merge(&mut self, other: Failures) {
-        for (kind, count) in other.0 {
-            *self.0.entry(kind).or_default() += count;
-        }
-    }
-
-    /// All failures.
-    pub(crate) fn total(&self) -> u64 {
-        self.0.values().sum()
-    }
-
-    /// Prints each kind with its count on stderr.
-    pub(crate) fn report(&self, scenario: &str) {
-        for (kind, count) in &self.0 {
-            progress(format!("{scenario}: {count} × {kind}"));
-        }
-    }
 }
 
 /// Waits until every lease of `keepers` had a successful keep-alive (or

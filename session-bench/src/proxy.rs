@@ -35,6 +35,26 @@ impl Proxy {
         Ok(Proxy { addr, cut, accept })
     }
 
+    /// One proxy in front of each server of `endpoint`, and the same
+    /// endpoint through them (the proxies' connect string, in order).
+    pub(crate) async fn in_front_of(
+        endpoint: &crate::Endpoint,
+    ) -> Result<(Vec<Proxy>, crate::Endpoint), crate::client::BenchError> {
+        let mut proxies = Vec::new();
+        for upstream in endpoint.addresses() {
+            proxies.push(Proxy::start(upstream.parse()?).await?);
+        }
+        let through = crate::Endpoint {
+            target: endpoint.target,
+            addr: proxies
+                .iter()
+                .map(|proxy| proxy.addr().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        Ok((proxies, through))
+    }
+
     /// Where clients connect.
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr

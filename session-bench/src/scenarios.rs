@@ -572,37 +572,48 @@ fn record_stacks(
 }
 
 /// Failed operations by what failed and why, so a run with errors says
-/// which ones.
+/// which ones; the first error of each kind is shown in full on stderr.
 #[derive(Debug, Default)]
-struct ErrorTally(std::collections::BTreeMap<String, u64>);
+pub(crate) struct ErrorTally(std::collections::BTreeMap<String, u64>);
 
 impl ErrorTally {
     /// Counts `err`; errors that differ only in numbers (paths, ids)
-    /// count as one kind.
-    fn count(&mut self, operation: &str, err: &BenchError) {
+    /// count as one kind, and a gRPC error (etcd's) is its status code.
+    pub(crate) fn count(&mut self, operation: &str, err: &BenchError) {
         let mut kind = format!("{operation}: ");
-        for c in err.to_string().chars() {
-            match c {
-                '0'..='9' if kind.ends_with('N') => {}
-                '0'..='9' => kind.push('N'),
-                c => kind.push(c),
+        match err.downcast_ref::<tonic::Status>() {
+            Some(status) => kind.push_str(&format!("{:?}", status.code())),
+            None => {
+                for c in err.to_string().chars() {
+                    match c {
+                        '0'..='9' if kind.ends_with('N') => {}
+                        '0'..='9' => kind.push('N'),
+                        c => kind.push(c),
+                    }
+                }
             }
         }
-        *self.0.entry(kind).or_default() += 1;
+        let count = self.0.entry(kind).or_default();
+        if *count == 0 {
+            progress(format!("{operation}: {err}"));
+        }
+        *count += 1;
     }
 
-    fn merge(&mut self, other: ErrorTally) {
+    /// Adds `other`'s counts.
+    pub(crate) fn merge(&mut self, other: ErrorTally) {
         for (what, count) in other.0 {
             *self.0.entry(what).or_default() += count;
         }
     }
 
-    fn total(&self) -> u64 {
+    /// All errors counted.
+    pub(crate) fn total(&self) -> u64 {
         self.0.values().sum()
     }
 
     /// Prints each kind of error with its count.
-    fn report(&self, scenario: &str) {
+    pub(crate) fn report(&self, scenario: &str) {
         for (what, count) in &self.0 {
             progress(format!("{scenario}: {count} × {what}"));
         }
@@ -1037,18 +1048,7 @@ async fn failover(
 ) -> Result<(), BenchError> {
     // One proxy in front of each server; the clients get the proxies'
     // connect string, so after the cut they may come back through any.
-    let mut proxies = Vec::new();
-    for upstream in endpoint.addresses() {
-        proxies.push(Proxy::start(upstream.parse()?).await?);
-    }
-    let through = Endpoint {
-        target: endpoint.target,
-        addr: proxies
-            .iter()
-            .map(|proxy| proxy.addr().to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    };
+    let (proxies, through) = Proxy::in_front_of(endpoint).await?;
     let clients = open_all(
         &through,
         sessions,

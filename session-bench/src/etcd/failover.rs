@@ -21,18 +21,7 @@ pub(crate) async fn failover(
     sessions: usize,
     timeout: Duration,
 ) -> Result<(), BenchError> {
-    let mut proxies = Vec::new();
-    for upstream in endpoint.addresses() {
-        proxies.push(Proxy::start(upstream.parse()?).await?);
-    }
-    let through = Endpoint {
-        target: endpoint.target,
-        addr: proxies
-            .iter()
-            .map(|proxy| proxy.addr().to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    };
+    let (proxies, through) = Proxy::in_front_of(endpoint).await?;
     let ttl_s = ttl_seconds(timeout);
     let clients = connect_pool(&through).await?;
     let keepers = KeeperPool::start(&clients, &through.addresses());

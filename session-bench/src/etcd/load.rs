@@ -10,10 +10,12 @@ use futures_util::{StreamExt, stream};
 use super::client::EtcdClient;
 use super::keeper::KeeperPool;
 use super::proto::{DeleteRangeRequest, PutRequest, RangeRequest};
-use super::{Failures, connect_pool, connect_pool_of, open_session, ttl_seconds};
+use super::{connect_pool, connect_pool_of, open_session, ttl_seconds};
 use crate::Endpoint;
 use crate::client::BenchError;
-use crate::scenarios::{HoldMeasure, OPEN_IN_FLIGHT, Servers, progress, quantile, result};
+use crate::scenarios::{
+    ErrorTally, HoldMeasure, OPEN_IN_FLIGHT, Servers, progress, quantile, result,
+};
 
 /// The TTL of establish's leases: the 30 s session timeout establish asks
 /// of the other targets.
@@ -200,7 +202,7 @@ pub(crate) async fn churn(
         let client = clients[worker % clients.len()].clone();
         workers.spawn(async move {
             let mut latencies_us = Vec::new();
-            let mut failures = Failures::default();
+            let mut failures = ErrorTally::default();
             let mut op = 0u64;
             while Instant::now() < deadline && op < max_ops {
                 let key = format!("/bench/churn/w{worker}-{op}");
@@ -232,7 +234,7 @@ pub(crate) async fn churn(
         });
     }
     let mut latencies = Vec::new();
-    let mut failures = Failures::default();
+    let mut failures = ErrorTally::default();
     while let Some(joined) = workers.join_next().await {
         let (worker_latencies, worker_failures) = joined?;
         latencies.extend(worker_latencies);
