@@ -1236,7 +1236,7 @@ fn start_etcd_cluster(bins: &Binaries, dir: &Path) -> Result<ClusterRunning, Err
 }
 
 /// `count` distinct free loopback ports (all bound at once, then closed).
-fn free_ports(count: usize) -> Result<Vec<SocketAddr>, Error> {
+pub(crate) fn free_ports(count: usize) -> Result<Vec<SocketAddr>, Error> {
     let listeners = (0..count)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()?;

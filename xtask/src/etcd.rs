@@ -24,11 +24,12 @@
 //! and the members agree on a leader (asked by `session-bench leader
 //! --target etcd`, through each member's `Maintenance.Status`).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::bench::free_ports;
 use crate::cmd::Error;
 
 /// Where the Debian package installs etcd.
@@ -236,17 +237,6 @@ fn wait_listening(member: &mut Member, deadline: Instant) -> Result<(), Error> {
         member.log.display()
     )
     .into())
-}
-
-/// `count` distinct free loopback ports (all bound at once, then closed).
-fn free_ports(count: usize) -> Result<Vec<SocketAddr>, Error> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(listeners
-        .iter()
-        .map(TcpListener::local_addr)
-        .collect::<Result<Vec<_>, _>>()?)
 }
 
 #[cfg(test)]
