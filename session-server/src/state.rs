@@ -54,9 +54,11 @@ pub(crate) struct StateMachine {
     /// Sessions heard from since the leader was last told (kept only while
     /// this server does not lead).
     heard: Mutex<HashSet<SessionId>>,
-    /// Requests waiting for a transaction this server proposed, by its
-    /// number (see [`crate::raft::Tagged`]).
-    waiters: Mutex<HashMap<u64, oneshot::Sender<Applied>>>,
+    /// Who waits for a transaction to be applied here, by the server that
+    /// proposed it and that server's number for it (see
+    /// [`crate::raft::Tagged`]): requests of this server's clients, and, on
+    /// a leader, followers' forwarded writes.
+    waiters: Mutex<HashMap<(u8, u64), oneshot::Sender<Applied>>>,
     /// Woken whenever the zxid moves.
     advanced: Notify,
     /// Why the role is [`Role::Unavailable`], for the clients refused.
@@ -162,28 +164,26 @@ impl StateMachine {
         lock(&self.heard).extend(ids);
     }
 
-    /// Registers a request waiting for the transaction this server proposes
-    /// as number `seq`: the receiver gets it applied.
-    pub(crate) fn await_applied(&self, seq: u64) -> oneshot::Receiver<Applied> {
+    /// Registers a wait for the transaction server `origin` proposes as its
+    /// number `seq`: the receiver gets it once applied here.
+    pub(crate) fn await_applied(&self, origin: u8, seq: u64) -> oneshot::Receiver<Applied> {
         let (tx, rx) = oneshot::channel();
-        lock(&self.waiters).insert(seq, tx);
+        lock(&self.waiters).insert((origin, seq), tx);
         rx
     }
 
-    /// Drops the request waiting for `seq` (its proposal failed).
-    pub(crate) fn forget_waiter(&self, seq: u64) {
-        lock(&self.waiters).remove(&seq);
+    /// Drops the wait for `origin`'s number `seq` (its proposal failed).
+    pub(crate) fn forget_waiter(&self, origin: u8, seq: u64) {
+        lock(&self.waiters).remove(&(origin, seq));
     }
 
     /// Applies `txn`, proposed by server `origin` as its number `seq`, as
-    /// the next transaction; hands the result to the waiting request if
-    /// this server proposed it.
+    /// the next transaction; hands the result to whoever waits for it.
     pub(crate) fn apply_proposed(&self, origin: u8, seq: u64, txn: &Txn, now: Instant) {
         let applied = self.apply_next(txn, now);
-        if origin == self.server.get() {
-            if let Some(waiter) = lock(&self.waiters).remove(&seq) {
-                let _ = waiter.send(applied);
-            }
+        let waiter = lock(&self.waiters).remove(&(origin, seq));
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(applied);
         }
     }
 

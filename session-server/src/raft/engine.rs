@@ -39,9 +39,10 @@ use session_wire::peer::v1::{
 };
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
+use super::log_codec::Appends;
 use super::log_store::{LogStore, LogStoreOptions};
 use super::network::{self, Peers};
 use super::state_machine::{SnapshotError, StateMachineStore};
@@ -110,6 +111,8 @@ pub(super) struct Inner {
     seq: AtomicU64,
     /// To the proposer task.
     queue: mpsc::UnboundedSender<Queued>,
+    /// openraft's appends to the log store, handed over and flushed.
+    appends: watch::Receiver<Appends>,
     pub(super) timing: Timing,
     /// A snapshot is asked for when the zxid reaches this.
     snapshot_at: AtomicU64,
@@ -163,8 +166,9 @@ struct Queued {
 const MAX_BATCH: usize = 1024;
 const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Log entries a leader has handed to openraft and not yet seen applied, at
-/// most.
-const MAX_ENTRIES_IN_FLIGHT: usize = 2;
+/// most (a bound for when its quorum is slow: the next entry is handed over
+/// as soon as the one before is on the leader's disk).
+const MAX_ENTRIES_IN_FLIGHT: usize = 8;
 /// How long a write the leader applied may take to be applied here.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
 
@@ -184,10 +188,15 @@ fn approximate_size(txn: &Txn) -> usize {
 /// leads, or as one forward to the leader when it follows. While one is
 /// being written (and fsynced), the next gathers: concurrent writes share an
 /// fsync, and a follower's writes reach the leader in the order they were
-/// proposed. A leader keeps up to [`MAX_ENTRIES_IN_FLIGHT`] entries in
-/// flight: with two, its fsync of one overlaps the replication of the one
-/// before (more make entries smaller, and fsyncs more, for no gain when the
-/// servers share a disk).
+/// proposed.
+///
+/// openraft 0.9 appends one entry at a time and waits for its fsync before
+/// it takes the next write, so a leader hands it the next entry when the one
+/// before is on its disk (not when it is applied): that entry then holds
+/// every write that arrived during the fsync, and its own fsync starts at
+/// once, overlapping the replication and commit of the one before. An entry
+/// handed over any earlier would wait for the disk just the same, holding
+/// fewer writes. At most [`MAX_ENTRIES_IN_FLIGHT`] wait to be applied.
 async fn proposer(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
     while let Some(first) = queue.recv().await {
@@ -230,8 +239,10 @@ async fn proposer(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<Queued>)
             // committed and applied goes on beside the next entries (at most
             // MAX_ENTRIES_IN_FLIGHT), so the leader's fsync of one entry
             // overlaps the replication of the one before.
+            let handed_after = inner.appends.borrow().started;
             let submitted = inner.raft.client_write_ff(Batch(items)).await;
             let waiter = Arc::clone(&inner);
+            let (settled, settling) = oneshot::channel::<()>();
             tokio::spawn(async move {
                 let outcome = match submitted {
                     Err(fatal) => Err(EngineError::Unavailable(fatal.to_string())),
@@ -248,8 +259,17 @@ async fn proposer(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<Queued>)
                     let _ = queued.done.send(outcome.clone());
                 }
                 drop(slot);
+                drop(settled);
                 waiter.maybe_snapshot().await;
             });
+            // The next entry gathers until this one is on disk here (an
+            // append handed over after it, and none waiting for the disk),
+            // or has been settled otherwise (refused, failed).
+            let mut appends = inner.appends.clone();
+            tokio::select! {
+                _ = appends.wait_for(|a| a.started > handed_after && a.flushed >= a.started) => {}
+                _ = settling => {}
+            }
             continue;
         }
         for queued in forwarded {
@@ -321,12 +341,35 @@ impl Inner {
         Ok(ordered)
     }
 
-    /// Orders transactions a follower forwarded; returns the zxid after the
-    /// entry holding them, once applied here.
+    /// Orders transactions a follower forwarded; returns, once they are
+    /// applied here, the zxid of the last (or after the entry holding
+    /// them).
+    ///
+    /// The follower forwards its next writes only after this answer, so it
+    /// comes as soon as this replica applies the last of them, not when
+    /// openraft answers the write (its core does that only between fsyncs,
+    /// up to a whole fsync later).
     pub(super) async fn order_forwarded(&self, items: Vec<Tagged>) -> Result<u64, EngineError> {
-        self.submit(items, true)?
-            .await
-            .map_err(|_| EngineError::Unavailable("the engine has stopped".to_owned()))?
+        let stopped = || EngineError::Unavailable("the engine has stopped".to_owned());
+        let last = items.last().map(|tagged| (tagged.origin, tagged.seq));
+        let Some((origin, seq)) = last else {
+            return Ok(self.machine.zxid());
+        };
+        let applied = self.machine.await_applied(origin, seq);
+        let ordered = match self.submit(items, true) {
+            Ok(ordered) => ordered,
+            Err(err) => {
+                self.machine.forget_waiter(origin, seq);
+                return Err(err);
+            }
+        };
+        tokio::select! {
+            Ok(applied) = applied => Ok(applied.zxid),
+            ordered = ordered => {
+                self.machine.forget_waiter(origin, seq);
+                ordered.unwrap_or_else(|_| Err(stopped()))
+            }
+        }
     }
 
     /// Sends transactions to the leader to order.
@@ -795,31 +838,49 @@ impl Inner {
 /// share an entry), and returns the wait for it to be applied here.
 fn propose(inner: &Inner, txn: Txn) -> impl Future<Output = Result<Applied, EngineError>> + use<> {
     let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
-    let applied = inner.machine.await_applied(seq);
-    let tagged = Tagged {
-        origin: inner.machine.server().get(),
-        seq,
-        txn,
-    };
+    let origin = inner.machine.server().get();
+    let applied = inner.machine.await_applied(origin, seq);
+    let tagged = Tagged { origin, seq, txn };
     let ordered = inner.submit(vec![tagged], false);
     let machine = Arc::clone(&inner.machine);
     async move {
+        let stopped = || EngineError::Unavailable("the engine has stopped".to_owned());
         let ordered = match ordered {
-            Ok(ordered) => ordered.await.unwrap_or_else(|_| {
-                Err(EngineError::Unavailable(
-                    "the engine has stopped".to_owned(),
-                ))
-            }),
-            Err(err) => Err(err),
+            Ok(ordered) => ordered,
+            Err(err) => {
+                machine.forget_waiter(origin, seq);
+                return Err(err);
+            }
+        };
+        let (mut applied, mut ordered) = (applied, ordered);
+        // This replica's apply hands the result over, often before the
+        // proposer hears the entry was applied: openraft's core answers its
+        // writes only between fsyncs, so that answer can trail the apply by
+        // the next entry's fsync. On the leader, having been applied here is
+        // all a write needs; a follower also waits for the leader to have
+        // applied it (the answer to its forward), so that a write through any
+        // server sees it.
+        let ordered = tokio::select! {
+            result = &mut applied => {
+                let applied = result.map_err(|_| stopped())?;
+                if machine.role() == Role::Leading {
+                    return Ok(applied);
+                }
+                return ordered
+                    .await
+                    .unwrap_or_else(|_| Err(stopped()))
+                    .map(|_| applied);
+            }
+            result = &mut ordered => result.unwrap_or_else(|_| Err(stopped())),
         };
         if let Err(err) = ordered {
-            machine.forget_waiter(seq);
+            machine.forget_waiter(origin, seq);
             return Err(err);
         }
         match tokio::time::timeout(APPLY_WAIT, applied).await {
             Ok(Ok(applied)) => Ok(applied),
             _ => {
-                machine.forget_waiter(seq);
+                machine.forget_waiter(origin, seq);
                 Err(EngineError::Unavailable(format!(
                     "the leader applied the write, but this server did not within {APPLY_WAIT:?}"
                 )))
@@ -943,6 +1004,7 @@ impl RaftEngine {
             .map_err(|err| StorageError::Log(err.to_string()))?
             .map_err(|err| StorageError::Log(err.to_string()))?;
         let log_size = spawn_log_size_gauge(log.clone(), Arc::clone(&machine));
+        let appends = log.appends();
         let state_machine = StateMachineStore::open(dir.join("snapshots"), Arc::clone(&machine))?;
         let timing = cluster.timing;
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -984,6 +1046,7 @@ impl RaftEngine {
                 source,
             })?),
             queue,
+            appends,
             timing,
             snapshot_at: AtomicU64::new(machine.zxid().saturating_add(snapshot_every)),
             snapshot_every,

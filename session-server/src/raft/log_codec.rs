@@ -26,6 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 use super::Batch;
 use bytes::Bytes;
@@ -463,11 +464,28 @@ pub(crate) struct FlushTiming {
     pub(crate) histogram: prometheus_client::metrics::histogram::Histogram,
 }
 
+/// How many of openraft's appends a log store was handed, and how many of
+/// them the flush worker has finished (synced, or failed). The flush worker
+/// finishes them in order, so when the two are equal nothing handed to the
+/// store waits for the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Appends {
+    /// Appends handed to the store.
+    pub(crate) started: u64,
+    /// Appends whose flush has finished.
+    pub(crate) flushed: u64,
+}
+
 /// What the flush worker calls once a flush is on disk (or failed).
 pub(crate) enum FlushCallback {
-    /// An `append` from openraft: report the entries durable, and how long
-    /// the flush took if someone is timing it.
-    Append(LogFlushed<TypeConfig>, Option<FlushTiming>),
+    /// An `append` from openraft: report the entries durable, count them
+    /// flushed in the store's [`Appends`], and record how long the flush
+    /// took if someone is timing it.
+    Append(
+        LogFlushed<TypeConfig>,
+        Option<FlushTiming>,
+        Arc<tokio::sync::watch::Sender<Appends>>,
+    ),
     /// An async caller waiting for a flush (`save_vote`, `truncate`, `purge`;
     /// tests).
     Async(tokio::sync::oneshot::Sender<io::Result<()>>),
@@ -478,13 +496,14 @@ pub(crate) enum FlushCallback {
 impl raft_log::Callback for FlushCallback {
     fn send(self, res: io::Result<()>) {
         match self {
-            Self::Append(flushed, timing) => {
+            Self::Append(flushed, timing, appends) => {
                 if let Some(timing) = timing {
                     timing
                         .histogram
                         .observe(timing.started.elapsed().as_secs_f64());
                 }
                 flushed.log_io_completed(res);
+                appends.send_modify(|appends| appends.flushed += 1);
             }
             // The waiter may be gone (its future dropped); nothing to do.
             Self::Async(tx) => {

@@ -39,7 +39,7 @@ use raft_log::{DumpApi, RaftLog, WALRecord};
 
 use super::TypeConfig;
 use super::log_codec::{
-    FlushCallback, FlushTiming, FormatMarker, INCOMPATIBLE_TAG, LogTypes, StoredLogId,
+    Appends, FlushCallback, FlushTiming, FormatMarker, INCOMPATIBLE_TAG, LogTypes, StoredLogId,
     StoredPayload, StoredVote,
 };
 
@@ -205,6 +205,8 @@ struct Shared {
     log: Mutex<RaftLog<LogTypes>>,
     recovery: Recovery,
     flush_latency: Option<prometheus_client::metrics::histogram::Histogram>,
+    /// openraft's appends handed to the flush worker, and finished.
+    appends: Arc<tokio::sync::watch::Sender<Appends>>,
 }
 
 impl fmt::Debug for LogStore {
@@ -272,6 +274,7 @@ impl LogStore {
                 log: Mutex::new(log),
                 recovery,
                 flush_latency: options.flush_latency.clone(),
+                appends: Arc::new(tokio::sync::watch::Sender::new(Appends::default())),
             }),
         })
     }
@@ -294,6 +297,15 @@ impl LogStore {
     )]
     pub(crate) fn recovery(&self) -> &Recovery {
         &self.shared.recovery
+    }
+
+    /// Follows openraft's appends: how many were handed to the store and
+    /// how many are flushed. openraft 0.9 waits for each append's flush
+    /// before it takes the next write, so a proposer that hands it the next
+    /// entry only once nothing waits for the disk gathers into that entry
+    /// every write that arrived during the flush.
+    pub(crate) fn appends(&self) -> tokio::sync::watch::Receiver<Appends> {
+        self.shared.appends.subscribe()
     }
 
     /// The flush worker's counters (batches, fsyncs, latencies).
@@ -356,7 +368,15 @@ impl LogStore {
             .into_iter()
             .filter(|(id, _)| purged.is_none_or(|purged| id.0.index > purged));
         log.append(records).map_err(write_err)?;
-        log.flush(true, Some(callback)).map_err(write_err)
+        let counted = matches!(callback, FlushCallback::Append(..));
+        log.flush(true, Some(callback)).map_err(write_err)?;
+        // Counted under the lock, in the order the appends were handed over.
+        if counted {
+            self.shared
+                .appends
+                .send_modify(|appends| appends.started += 1);
+        }
+        Ok(())
     }
 
     /// Runs `write` on the log, asks for a flush, and waits (without a
@@ -531,7 +551,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 started: std::time::Instant::now(),
                 histogram: histogram.clone(),
             });
-        self.append_with(entries, FlushCallback::Append(callback, timing))
+        self.append_with(
+            entries,
+            FlushCallback::Append(callback, timing, Arc::clone(&self.shared.appends)),
+        )
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {

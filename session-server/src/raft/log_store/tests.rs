@@ -721,3 +721,46 @@ async fn a_thousand_concurrent_appends_commit_in_groups() {
     let entries = all_entries(&mut store).await;
     assert_eq!(entries, (1..=N).map(|i| normal(1, i)).collect::<Vec<_>>());
 }
+
+/// The store counts openraft's appends as handed over and as flushed (the
+/// engine's proposer hands openraft the next entry once the two are equal);
+/// its own synced writes (a vote, a truncation) are not appends.
+#[test]
+fn openraft_appends_are_counted_handed_over_and_flushed() {
+    runtime().block_on(async {
+        let dir = TempDir::new("appends");
+        let mut store = LogStore::open(dir.path()).expect("open");
+        let appends = store.appends();
+        assert_eq!(*appends.borrow(), Appends::default());
+        fill(&mut store, 1, 3).await;
+        assert_eq!(
+            *appends.borrow(),
+            Appends {
+                started: 3,
+                flushed: 3
+            }
+        );
+        store.save_vote(&Vote::new(2, 1)).await.expect("save vote");
+        store.truncate(log_id(1, 3)).await.expect("truncate");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        store
+            .append_with([normal(1, 3)], FlushCallback::Async(tx))
+            .expect("append");
+        rx.await.expect("callback called").expect("flushed");
+        assert_eq!(
+            *appends.borrow(),
+            Appends {
+                started: 3,
+                flushed: 3
+            }
+        );
+        fill(&mut store, 4, 4).await;
+        assert_eq!(
+            *appends.borrow(),
+            Appends {
+                started: 4,
+                flushed: 4
+            }
+        );
+    });
+}
