@@ -79,8 +79,10 @@ pub(crate) struct Receiver(Arc<Slot>);
 
 impl Receiver {
     /// The next notice, or `None` once the sender is gone and every notice
-    /// was taken. Cancel-safe: a notice is taken only when returned.
-    pub(crate) async fn recv(&mut self) -> Option<Notice> {
+    /// was taken. Cancel-safe: a notice is taken only when returned. (A
+    /// plain future rather than an `async fn`, whose state would add to
+    /// that of the connection waiting on it.)
+    pub(crate) fn recv(&mut self) -> impl Future<Output = Option<Notice>> + '_ {
         std::future::poll_fn(|cx| {
             if let Some(notice) = self.try_recv() {
                 return Poll::Ready(Some(notice));
@@ -94,7 +96,6 @@ impl Receiver {
             }
             Poll::Pending
         })
-        .await
     }
 
     /// The next notice if one is queued.

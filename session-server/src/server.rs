@@ -163,7 +163,7 @@ impl Shared {
     }
 
     /// Admits a connection from `ip` within the limits, or says which is full.
-    pub(crate) fn admit(&self, ip: IpAddr) -> Result<Admission<'_>, CloseReason> {
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, CloseReason> {
         let limits = &self.config.limits;
         let open = self.open_connections.fetch_add(1, Ordering::AcqRel);
         if open >= limits.max_connections {
@@ -184,7 +184,7 @@ impl Shared {
         drop(per_ip);
         self.metrics.connections.inc();
         Ok(Admission {
-            shared: self,
+            shared: Arc::clone(self),
             ip,
             ids,
         })
@@ -201,13 +201,13 @@ struct PerIp {
 
 /// A connection slot; dropping it gives the slot back.
 #[derive(Debug)]
-pub(crate) struct Admission<'a> {
-    shared: &'a Shared,
+pub(crate) struct Admission {
+    shared: Arc<Shared>,
     ip: IpAddr,
     ids: Arc<[Id]>,
 }
 
-impl Admission<'_> {
+impl Admission {
     /// The ids a connection from this address starts with (one allocation
     /// per address, not per connection).
     pub(crate) fn ids(&self) -> Arc<[Id]> {
@@ -215,7 +215,7 @@ impl Admission<'_> {
     }
 }
 
-impl Drop for Admission<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
         self.shared.open_connections.fetch_sub(1, Ordering::AcqRel);
         self.shared.metrics.connections.dec();
