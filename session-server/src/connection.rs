@@ -119,7 +119,7 @@ pub(crate) fn run<F: Frontend>(
         shared
             .machine
             .connections
-            .remove_if(&id, |_, handle| handle.owner == owner);
+            .remove_if(&id, |_, handle| handle.owner() == owner);
         match reason {
             Some(reason) => {
                 shared.metrics.count_close(reason);
@@ -390,8 +390,12 @@ async fn handshake<F: Frontend>(
         }
     };
     let owner = shared.next_owner();
-    let (mailbox_tx, mailbox) = crate::mailbox::mailbox();
-    let (granted, kind) = match establish(shared, &handshake, owner, remote, mailbox_tx).await {
+    let (mailbox_tx, mailbox) = crate::mailbox::mailbox(crate::mailbox::Holder {
+        owner,
+        remote,
+        client: handshake.client.as_str().into(),
+    });
+    let (granted, kind) = match establish(shared, &handshake, owner, mailbox_tx).await {
         Ok(granted) => granted,
         Err((reason, close, detail)) => {
             shared.metrics.count_close(close);
@@ -473,7 +477,6 @@ async fn establish(
     shared: &Shared,
     handshake: &Handshake,
     owner: session_core::OwnerId,
-    remote: SocketAddr,
     mailbox: crate::mailbox::Sender,
 ) -> Result<(Granted, SessionEventKind), Refused> {
     let machine = &shared.machine;
@@ -599,16 +602,8 @@ async fn establish(
         .liveness()
         .track(id, timeout, Some(owner), Instant::now().into_std())
         .map_err(|err| (Refusal::Expired, CloseReason::expired, err.to_string()))?;
-    let previous = machine.connections.insert(
-        id,
-        ConnectionHandle {
-            owner,
-            remote,
-            client: handshake.client.clone(),
-            mailbox,
-        },
-    );
-    if let Some(previous) = previous.filter(|previous| previous.owner != owner) {
+    let previous = machine.connections.insert(id, ConnectionHandle { mailbox });
+    if let Some(previous) = previous.filter(|previous| previous.owner() != owner) {
         previous.mailbox.send(Notice::Disconnect(Box::new((
             Code::SessionMoved,
             format!("session {id} moved to another connection"),
@@ -1002,7 +997,7 @@ impl<F: Frontend> Connection<'_, F> {
         shared
             .machine
             .connections
-            .remove_if(&self.id, |_, handle| handle.owner == self.owner);
+            .remove_if(&self.id, |_, handle| handle.owner() == self.owner);
         let prepared = shared
             .machine
             .prepare(Op::CloseSession { id: self.id }, &shared.context());
