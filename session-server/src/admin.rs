@@ -184,7 +184,7 @@ impl AdminService {
             negotiated_timeout_ms: u32::try_from(row.timeout.as_millis()).unwrap_or(u32::MAX),
             remote_address: connection
                 .as_ref()
-                .map(|handle| handle.remote.to_string())
+                .map(|handle| handle.remote().to_string())
                 .unwrap_or_default(),
             last_heard_ms_ago: row
                 .last_touch
@@ -196,7 +196,7 @@ impl AdminService {
             }),
             client: connection
                 .as_ref()
-                .map(|handle| handle.client.clone())
+                .map(|handle| handle.client().to_owned())
                 .unwrap_or_default(),
         }
     }

@@ -33,7 +33,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use session_core::{Context, Id, Op, Outcome, SessionId, TouchError, Txn, TxnError};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
@@ -46,7 +46,7 @@ use crate::frontend::{
     Violation, four_letter,
 };
 use crate::metrics::{CloseReason, OpKind};
-use crate::server::{ConnectionHandle, Notice, SessionEvent, SessionEventKind, Shared};
+use crate::server::{Admission, ConnectionHandle, Notice, SessionEvent, SessionEventKind, Shared};
 use crate::state::{Role, txn_error};
 use crate::transport::{Socket, TLS_HANDSHAKE_RECORD, TlsFailure};
 
@@ -63,67 +63,101 @@ const CATCH_UP_WAIT: Duration = Duration::from_millis(500);
 const SYNC_WAIT: Duration = Duration::from_secs(5);
 
 /// Serves one accepted connection to its end.
-pub(crate) async fn run<F: Frontend>(
+///
+/// Not an `async fn`, which would keep its arguments for its whole life
+/// beside what they become: they go to the admission and the handshake, a
+/// boxed future of their own that is gone once the connection is open, so
+/// that what they hold (the socket before it is part of the connection,
+/// the handshake's session, the shutdown flag) takes no room in the future
+/// every open connection is.
+pub(crate) fn run<F: Frontend>(
+    shared: Arc<Shared>,
+    stream: Socket,
+    remote: SocketAddr,
+    frontend: F,
+    shutdown: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send {
+    let opening = Box::pin(open(shared, stream, remote, frontend, shutdown));
+    async move {
+        let Some(Opened {
+            shared,
+            admission,
+            io,
+            session,
+            remote,
+            stopping,
+        }) = opening.await
+        else {
+            return;
+        };
+        let mut connection = Connection {
+            shared: &shared,
+            io,
+            mailbox: session.mailbox,
+            id: session.id,
+            owner: session.owner,
+            remote,
+            timeout: session.timeout,
+            unanswered: VecDeque::new(),
+            written: 0,
+            stall: None,
+            proposed: VecDeque::new(),
+            auth: admission.ids(),
+        };
+        let reason = if stopping {
+            connection
+                .notice(Notice::Disconnect(Box::new(shutting_down())))
+                .err()
+                .flatten()
+        } else {
+            connection.serve().await
+        };
+        let (id, owner) = (connection.id, connection.owner);
+        // The session stays (the client may reattach elsewhere until it
+        // expires); only this connection's registration goes, if the
+        // session has not moved meanwhile.
+        shared
+            .machine
+            .connections
+            .remove_if(&id, |_, handle| handle.owner() == owner);
+        match reason {
+            Some(reason) => {
+                shared.metrics.count_close(reason);
+                info!(session = %id, %remote, ?reason, "connection closed by server");
+            }
+            None => debug!(session = %id, %remote, "connection closed"),
+        }
+        // The slot is free from here: lingering is bounded and owes the
+        // limits nothing.
+        drop(admission);
+        // Boxed, as the handshake: the rare and the last steps stay out of
+        // the future every open connection is.
+        Box::pin(connection.io.linger()).await;
+    }
+}
+
+/// An admitted connection whose handshake went through: what serving it
+/// takes.
+struct Opened<F> {
+    shared: Arc<Shared>,
+    admission: Admission,
+    io: Io<F>,
+    session: Established,
+    remote: SocketAddr,
+    /// Shutdown had begun when the connection was registered: it is told
+    /// so at once.
+    stopping: bool,
+}
+
+/// Admits the connection and runs the handshake; `None` when it was
+/// refused or the handshake failed (then it has lingered and is closed).
+async fn open<F: Frontend>(
     shared: Arc<Shared>,
     stream: Socket,
     remote: SocketAddr,
     frontend: F,
     mut shutdown: watch::Receiver<bool>,
-) {
-    // Admission and handshake in a boxed future of their own, so that what
-    // they hold (the socket before it is part of the connection, the
-    // handshake's session) takes no room in the future every open
-    // connection is: only the connection and its admission live on.
-    let Some((mut connection, admission)) =
-        Box::pin(open(&shared, stream, remote, frontend, &mut shutdown)).await
-    else {
-        return;
-    };
-    let (id, owner) = (connection.id, connection.owner);
-    // Shutdown reaches a connection in its mailbox once it is registered
-    // (the server tells every registered connection after raising the
-    // flag); one registered just as the flag rose sees the flag here.
-    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-    let reason = if *shutdown.borrow() {
-        connection
-            .notice(Notice::Disconnect(Box::new(shutting_down())))
-            .err()
-            .flatten()
-    } else {
-        connection.serve().await
-    };
-    // The session stays (the client may reattach elsewhere until it
-    // expires); only this connection's registration goes, if the session has
-    // not moved meanwhile.
-    shared
-        .machine
-        .connections
-        .remove_if(&id, |_, handle| handle.owner == owner);
-    match reason {
-        Some(reason) => {
-            shared.metrics.count_close(reason);
-            info!(session = %id, %remote, ?reason, "connection closed by server");
-        }
-        None => debug!(session = %id, %remote, "connection closed"),
-    }
-    // The slot is free from here: lingering is bounded and owes the limits
-    // nothing.
-    drop(admission);
-    // Boxed, as the handshake: the rare and the last steps stay out of
-    // the future every open connection is.
-    Box::pin(connection.io.linger()).await;
-}
-
-/// Admits the connection and runs the handshake: the connection, ready to
-/// serve, and its admission; `None` when it was refused or the handshake
-/// failed (then it has lingered and is closed).
-async fn open<'a, F: Frontend>(
-    shared: &'a Arc<Shared>,
-    stream: Socket,
-    remote: SocketAddr,
-    frontend: F,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Option<(Connection<'a, F>, crate::server::Admission<'a>)> {
+) -> Option<Opened<F>> {
     let mut io = Io {
         stream,
         input: BytesMut::new(),
@@ -136,7 +170,7 @@ async fn open<'a, F: Frontend>(
             shared.metrics.count_close(reason);
             warn!(%remote, ?reason, "refusing connection: limit reached");
             io.encode(
-                shared,
+                &shared,
                 Outbound::Refused {
                     reason: Refusal::TooManyConnections,
                     detail: format!("connection limit reached ({reason:?})"),
@@ -147,26 +181,24 @@ async fn open<'a, F: Frontend>(
         }
     };
     let _ = io.stream.set_nodelay(true);
-    let Some(session) = handshake(shared, &mut io, remote, shutdown).await else {
+    let Some(session) = handshake(&shared, &mut io, remote, &mut shutdown).await else {
         drop(admission);
         io.linger().await;
         return None;
     };
-    let connection = Connection {
+    // Shutdown reaches a connection in its mailbox once it is registered
+    // (the server tells every registered connection after raising the
+    // flag); one registered just as the flag rose sees the flag here.
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    let stopping = *shutdown.borrow();
+    Some(Opened {
         shared,
+        admission,
         io,
-        mailbox: session.mailbox,
-        id: session.id,
-        owner: session.owner,
+        session,
         remote,
-        timeout: session.timeout,
-        unanswered: VecDeque::new(),
-        written: 0,
-        stall: None,
-        proposed: VecDeque::new(),
-        auth: admission.ids(),
-    };
-    Some((connection, admission))
+        stopping,
+    })
 }
 
 /// The socket, its buffers and the protocol spoken on it.
@@ -196,7 +228,9 @@ impl<F: Frontend> Io<F> {
             match self.stream.try_write(&self.output) {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
                 Ok(written) => {
-                    let _ = self.output.split_to(written);
+                    // Advanced, not split: a split makes the buffer shared,
+                    // which takes an allocation of its own.
+                    self.output.advance(written);
                     total += written;
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -207,7 +241,9 @@ impl<F: Frontend> Io<F> {
             Err(err) if err.kind() != std::io::ErrorKind::WouldBlock => return Err(err),
             _ => {}
         }
-        if self.output.is_empty() && self.output.capacity() > 0 {
+        // Given back whatever its capacity: an empty buffer whose capacity
+        // was all written still holds its allocation.
+        if self.output.is_empty() {
             self.output = BytesMut::new();
         }
         Ok(total)
@@ -224,8 +260,11 @@ impl<F: Frontend> Io<F> {
         self.stream.try_read_buf(&mut self.input)
     }
 
+    /// Gives the input buffer back once everything read was decoded: an
+    /// empty buffer can still hold an allocation (shared with the frames
+    /// split off it) even when it has no capacity left.
     fn shrink_input(&mut self) {
-        if self.input.is_empty() && self.input.capacity() > 0 {
+        if self.input.is_empty() {
             self.input = BytesMut::new();
         }
     }
@@ -351,8 +390,12 @@ async fn handshake<F: Frontend>(
         }
     };
     let owner = shared.next_owner();
-    let (mailbox_tx, mailbox) = crate::mailbox::mailbox();
-    let (granted, kind) = match establish(shared, &handshake, owner, remote, mailbox_tx).await {
+    let (mailbox_tx, mailbox) = crate::mailbox::mailbox(crate::mailbox::Holder {
+        owner,
+        remote,
+        client: handshake.client.as_str().into(),
+    });
+    let (granted, kind) = match establish(shared, &handshake, owner, mailbox_tx).await {
         Ok(granted) => granted,
         Err((reason, close, detail)) => {
             shared.metrics.count_close(close);
@@ -434,7 +477,6 @@ async fn establish(
     shared: &Shared,
     handshake: &Handshake,
     owner: session_core::OwnerId,
-    remote: SocketAddr,
     mailbox: crate::mailbox::Sender,
 ) -> Result<(Granted, SessionEventKind), Refused> {
     let machine = &shared.machine;
@@ -560,16 +602,8 @@ async fn establish(
         .liveness()
         .track(id, timeout, Some(owner), Instant::now().into_std())
         .map_err(|err| (Refusal::Expired, CloseReason::expired, err.to_string()))?;
-    let previous = machine.connections.insert(
-        id,
-        ConnectionHandle {
-            owner,
-            remote,
-            client: handshake.client.clone(),
-            mailbox,
-        },
-    );
-    if let Some(previous) = previous.filter(|previous| previous.owner != owner) {
+    let previous = machine.connections.insert(id, ConnectionHandle { mailbox });
+    if let Some(previous) = previous.filter(|previous| previous.owner() != owner) {
         previous.mailbox.send(Notice::Disconnect(Box::new((
             Code::SessionMoved,
             format!("session {id} moved to another connection"),
@@ -752,53 +786,72 @@ impl<F: Frontend> Connection<'_, F> {
                 self.settle().await?;
                 return Ok(!self.io.input.is_empty());
             }
-            let inbound = match self.io.frontend.decode(&mut self.io.input) {
-                Ok(Some(inbound)) => inbound,
-                Ok(None) => break,
-                Err(violation) => {
-                    warn!(session = %self.id, remote = %self.remote, reason = ?violation.reason,
-                        detail = violation.detail, "closing connection: protocol violation");
-                    if let Some(reply) = violation.reply {
-                        self.io.encode(self.shared, reply);
+            // What is awaited here is part of every connection's future,
+            // which is memory per idle session: a ping, or a read with no
+            // write before it, is answered without awaiting anything, and
+            // what waits does so in a boxed future, made in a block of its
+            // own so that the request (borrowed here, so kept in the future
+            // for as long as it is in scope) is out of scope at the await.
+            let waiting = {
+                let inbound = match self.io.frontend.decode(&mut self.io.input) {
+                    Ok(Some(inbound)) => inbound,
+                    Ok(None) => break,
+                    Err(violation) => {
+                        warn!(session = %self.id, remote = %self.remote, reason = ?violation.reason,
+                            detail = violation.detail, "closing connection: protocol violation");
+                        if let Some(reply) = violation.reply {
+                            self.io.encode(self.shared, reply);
+                        }
+                        return Err(Some(violation.reason));
                     }
-                    return Err(Some(violation.reason));
+                };
+                let started = Instant::now();
+                if self.proposed.is_empty() && answered_now(&inbound) {
+                    self.answer_now(inbound, started)?;
+                    None
+                } else {
+                    Some(Box::pin(self.waiting(inbound, started)))
                 }
             };
-            self.inbound(inbound).await?;
+            if let Some(waiting) = waiting {
+                waiting.await?;
+            }
         }
         self.settle().await?;
         self.io.shrink_input();
         Ok(false)
     }
 
-    async fn inbound(&mut self, inbound: Inbound) -> Result<(), End> {
-        let started = Instant::now();
-        let write = matches!(&inbound, Inbound::Request { op, .. } if is_write(op));
-        if !write {
-            // Anything but a write is answered after the writes before it:
-            // a read sees them, and replies leave in request order.
-            self.settle().await?;
-        }
-        // What this function awaits is part of every connection's future,
-        // which is memory per idle session: the rare or large paths are
-        // boxed, and the common ones (pings, reads) await nothing more.
+    /// Handles a request that waits: a write (handed to the engine), or a
+    /// close, a sync, or anything read while writes are unanswered, each
+    /// answered after those writes (a read sees them, and replies leave in
+    /// request order). Boxed by the caller: what a connection awaits in
+    /// place is part of its future.
+    async fn waiting(&mut self, inbound: Inbound, started: Instant) -> Result<(), End> {
         match inbound {
-            Inbound::Request { xid, op } if write => match self.route(op) {
-                Routed::Write(kind, op) => Box::pin(self.propose(xid, (kind, op), started)).await,
+            Inbound::Request { xid, op } if is_write(&op) => match self.route(op) {
+                Routed::Write(kind, op) => self.propose(xid, (kind, op), started).await,
                 Routed::Other(op) => self.answer_now(Inbound::Request { xid, op }, started),
             },
-            Inbound::Close => Box::pin(self.close(started)).await,
+            Inbound::Close => {
+                self.answer_proposed().await?;
+                self.close(started).await
+            }
             Inbound::Request {
                 xid,
                 op: op @ Operation::Sync { .. },
             } => {
+                self.answer_proposed().await?;
                 let kind = op.kind();
-                let (zxid, result) = Box::pin(self.sync_then_read(op)).await;
+                let (zxid, result) = self.sync_then_read(op).await;
                 self.answer(Outbound::Reply { xid, zxid, result })?;
                 self.shared.metrics.observe_op(kind, started.elapsed());
                 Ok(())
             }
-            other => self.answer_now(other, started),
+            other => {
+                self.answer_proposed().await?;
+                self.answer_now(other, started)
+            }
         }
     }
 
@@ -858,7 +911,7 @@ impl<F: Frontend> Connection<'_, F> {
                 let (zxid, result) = self.read_replica(op);
                 (kind, Outbound::Reply { xid, zxid, result })
             }
-            // `inbound` closes the session (it awaits the close); never
+            // `waiting` closes the session (it awaits the close); never
             // passed here.
             Inbound::Close => return Err(None),
         };
@@ -918,6 +971,11 @@ impl<F: Frontend> Connection<'_, F> {
         {
             self.unanswered.pop_front();
         }
+        if self.unanswered.is_empty() {
+            // Its room given back, as the buffers': an idle connection
+            // holds none.
+            self.unanswered = VecDeque::new();
+        }
         if self.io.output.is_empty() {
             self.stall = None;
         } else if written > 0 || self.stall.is_none() {
@@ -939,7 +997,7 @@ impl<F: Frontend> Connection<'_, F> {
         shared
             .machine
             .connections
-            .remove_if(&self.id, |_, handle| handle.owner == self.owner);
+            .remove_if(&self.id, |_, handle| handle.owner() == self.owner);
         let prepared = shared
             .machine
             .prepare(Op::CloseSession { id: self.id }, &shared.context());
@@ -1057,8 +1115,8 @@ impl<F: Frontend> Connection<'_, F> {
             },
             other => return Routed::Other(other),
         };
-        // Boxed: a write waits in `propose` across awaits, and every byte
-        // of the connection's future is memory per idle session.
+        // Boxed: a write waits in `propose` across awaits, and a pointer
+        // keeps the (boxed) future of every write in flight small.
         Routed::Write(kind, Box::new(op))
     }
 
@@ -1178,6 +1236,16 @@ impl<F: Frontend> Connection<'_, F> {
     }
 }
 
+/// Whether `inbound` is answered at once, when no write waits before it:
+/// anything but a close, a sync and a write.
+fn answered_now(inbound: &Inbound) -> bool {
+    match inbound {
+        Inbound::Close => false,
+        Inbound::Request { op, .. } => !matches!(op, Operation::Sync { .. }) && !is_write(op),
+        Inbound::Ping | Inbound::Refused { .. } => true,
+    }
+}
+
 /// Whether `op` writes (goes to the engine), as [`Connection::route`]
 /// decides.
 fn is_write(op: &Operation) -> bool {
@@ -1251,7 +1319,16 @@ mod tests {
     /// (debug; 1,208 in a release build); admitting and the handshake in a
     /// boxed future of their own, so the socket and the handshake's session
     /// they hold before the connection exists take no room beside it, to
-    /// 1,072 (debug; 1,056 release).
+    /// 1,072 (debug; 1,056 release). Then, in a release build: answering a
+    /// ping or a read without awaiting (the request was kept in the future
+    /// twice, as `inbound`'s argument and local), to 672; `run` a plain
+    /// function whose arguments go straight into the boxed handshake
+    /// instead of being kept beside it, to 584; waiting for the socket and
+    /// the mailbox through plain `poll_fn` futures instead of tokio's
+    /// `readable()` (168 bytes each) and `async fn`s, to 536 (544 in a
+    /// debug build). tokio adds 104 bytes and rounds the task up to a
+    /// multiple of 128: 640 bytes a connection, where a future 8 bytes
+    /// larger would take 768.
     #[tokio::test]
     async fn a_connection_task_stays_small() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -1280,7 +1357,7 @@ mod tests {
         );
         let size = std::mem::size_of_val(&future);
         drop(future);
-        assert!(size <= 1280, "a connection task takes {size} bytes");
+        assert!(size <= 544, "a connection task takes {size} bytes");
         // A mailbox allocates its slots in blocks: keep a slot small.
         assert!(std::mem::size_of::<crate::server::Notice>() <= 16);
         server.shutdown().await;

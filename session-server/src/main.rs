@@ -6,6 +6,18 @@ use clap::Parser;
 use session_server::{Args, LogFormat, Server};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc rather than the system's malloc, for the memory a held session
+/// takes. Each session holds a few small blocks for its whole life (its
+/// connection's task and socket registration, which tokio aligns to 128
+/// bytes, its mailbox, its entries in the session tables); glibc's malloc
+/// adds a header to each, and an aligned block costs it more, where
+/// jemalloc's size classes take them as they are. Holding 15,000 v1
+/// sessions: about 1,620 bytes of RSS a session with glibc, 1,460 with
+/// jemalloc, and no more CPU per ping. (mimalloc took 2,200.)
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let args = match Args::parse().merged() {
         Ok(args) => args,

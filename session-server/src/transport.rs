@@ -121,13 +121,21 @@ impl Socket {
     }
 
     /// Resolves when the socket may have bytes to read.
-    pub(crate) async fn readable(&self) -> io::Result<()> {
-        self.tcp().readable().await
+    ///
+    /// Through `poll_read_ready`, which keeps the waker in the socket's own
+    /// slot: tokio's `readable()` future carries a waiter of its own (168
+    /// bytes), and the one awaited while a connection idles is part of its
+    /// future (and an `async fn` wrapping it would add a state of its own).
+    /// Only one task may wait on a socket this way, which is how a
+    /// connection uses it.
+    pub(crate) fn readable(&self) -> impl Future<Output = io::Result<()>> + '_ {
+        std::future::poll_fn(|cx| self.tcp().poll_read_ready(cx))
     }
 
-    /// Resolves when the socket may take bytes.
-    pub(crate) async fn writable(&self) -> io::Result<()> {
-        self.tcp().writable().await
+    /// Resolves when the socket may take bytes (through `poll_write_ready`,
+    /// as [`readable`](Self::readable)).
+    pub(crate) fn writable(&self) -> impl Future<Output = io::Result<()>> + '_ {
+        std::future::poll_fn(|cx| self.tcp().poll_write_ready(cx))
     }
 
     /// Whether TLS has records of its own to send (handshake messages,

@@ -294,7 +294,7 @@ fn clients(shared: &Shared, asking: SocketAddr) -> Vec<Client> {
     let mut held: Vec<(u64, SocketAddr)> = machine
         .connections
         .iter()
-        .map(|entry| (entry.key().as_u64(), entry.value().remote))
+        .map(|entry| (entry.key().as_u64(), entry.value().remote()))
         .collect();
     held.sort_unstable();
     let timeouts: Vec<Option<Duration>> = {
