@@ -168,9 +168,8 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Log entries a leader has handed to openraft and not yet seen applied, at
 /// most. On its own a server applies an entry as soon as it is on disk, so
 /// this rarely binds; in a cluster it keeps the leader from fsyncing ever
-/// smaller entries while its quorum catches up (with the servers on one
-/// disk, 2 did a little better than 8 in `cargo xtask bench --cluster`'s
-/// churn).
+/// smaller entries while its quorum catches up (three servers sharing one
+/// disk did a little better with 2 than with 8 under `session-bench churn`).
 const MAX_ENTRIES_IN_FLIGHT: usize = 2;
 /// How long a write the leader applied may take to be applied here.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
