@@ -502,8 +502,10 @@ impl raft_log::Callback for FlushCallback {
                         .histogram
                         .observe(timing.started.elapsed().as_secs_f64());
                 }
-                flushed.log_io_completed(res);
+                // Counted before openraft hears of it, so that whoever
+                // waits for openraft's answer sees the count already moved.
                 appends.send_modify(|appends| appends.flushed += 1);
+                flushed.log_io_completed(res);
             }
             // The waiter may be gone (its future dropped); nothing to do.
             Self::Async(tx) => {
