@@ -40,14 +40,16 @@ use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
 
 use crate::auth;
-use crate::engine::Proposal;
+use crate::engine::{Proposal, Tag};
 use crate::frontend::{
     Code, Frontend, Granted, Handshake, Inbound, OpError, OpResult, Operation, Outbound, Refusal,
     Violation, four_letter,
 };
 use crate::metrics::{CloseReason, OpKind};
-use crate::server::{Admission, ConnectionHandle, Notice, SessionEvent, SessionEventKind, Shared};
-use crate::state::{Role, txn_error};
+use crate::server::{
+    Admission, ConnectionHandle, Notice, ReadAnswer, SessionEvent, SessionEventKind, Shared,
+};
+use crate::state::{DeferredRead, Role, txn_error};
 use crate::transport::{Socket, TLS_HANDSHAKE_RECORD, TlsFailure};
 
 /// Read buffers start this small and grow only for large frames. Every
@@ -638,7 +640,8 @@ struct Connection<'a, F> {
     /// Armed while output waits and the socket takes nothing: when it fires,
     /// the peer has read nothing for the session timeout.
     stall: Option<Pin<Box<Sleep>>>,
-    /// Writes handed to the engine and not yet answered, in request order.
+    /// Writes handed to the engine, and reads after them, not yet answered,
+    /// in request order.
     proposed: VecDeque<Proposed>,
     /// The ids this connection holds: `ip:<address>`, then one per
     /// credential added (ZooKeeper's authInfo; never replicated).
@@ -652,14 +655,27 @@ enum Routed {
     Other(Operation),
 }
 
-/// A write handed to the engine; its reply waits for it to be applied.
+/// A request whose reply waits for a write: a write handed to the engine,
+/// or a read sent after one.
 struct Proposed {
     xid: i32,
     kind: OpKind,
     started: Instant,
-    applied: Proposal,
+    waits: Waits,
     /// For a multi, its number of operations (a failed one answers each).
     multi: Option<usize>,
+}
+
+/// What a request in [`Connection::proposed`] waits for.
+enum Waits {
+    /// A write's proposal, answered once applied.
+    Write(Proposal),
+    /// A read, answered through the mailbox as the write before it is
+    /// applied ([`StateMachine::read_after`](crate::state::StateMachine::read_after)),
+    /// so that the connection reads on and proposes the writes after it
+    /// meanwhile; the answer, once taken from the mailbox while writes
+    /// before the read were still unanswered.
+    Read(Option<Box<ReadAnswer>>),
 }
 
 /// Why the serve loop ends: `None` when the client left or asked, else the
@@ -726,10 +742,11 @@ impl<F: Frontend> Connection<'_, F> {
     }
 
     /// Whether another request may be read: fewer than the limit unanswered
-    /// and less than a frame's worth of output waiting.
+    /// (waiting for a write, or not yet written) and less than a frame's
+    /// worth of output waiting.
     fn can_take_requests(&self) -> bool {
         let limits = &self.shared.config.limits;
-        self.unanswered.len() < limits.max_requests_in_flight
+        self.unanswered.len() + self.proposed.len() < limits.max_requests_in_flight
             && self.io.output.len() < limits.max_frame_bytes
     }
 
@@ -825,14 +842,23 @@ impl<F: Frontend> Connection<'_, F> {
     /// Handles a request that waits: a write (handed to the engine), or a
     /// close, a sync, or anything read while writes are unanswered, each
     /// answered after those writes (a read sees them, and replies leave in
-    /// request order). Boxed by the caller: what a connection awaits in
-    /// place is part of its future.
+    /// request order). A read after writes the engine has yet to apply is
+    /// answered as the last of them is, and the connection reads on
+    /// meanwhile. Boxed by the caller: what a connection awaits in place is
+    /// part of its future.
     async fn waiting(&mut self, inbound: Inbound, started: Instant) -> Result<(), End> {
         match inbound {
             Inbound::Request { xid, op } if is_write(&op) => match self.route(op) {
                 Routed::Write(kind, op) => self.propose(xid, (kind, op), started).await,
                 Routed::Other(op) => self.answer_now(Inbound::Request { xid, op }, started),
             },
+            Inbound::Request { xid, op } if reads_replica(&op) && self.last_tag().is_some() => {
+                let Some(after) = self.last_tag() else {
+                    return self.answer_now(Inbound::Request { xid, op }, started);
+                };
+                self.read_after(after, xid, op, started);
+                Ok(())
+            }
             Inbound::Close => {
                 self.answer_proposed().await?;
                 self.close(started).await
@@ -864,6 +890,40 @@ impl<F: Frontend> Connection<'_, F> {
             .metrics
             .observe_op(OpKind::close, started.elapsed());
         Err(None)
+    }
+
+    /// The write proposed last, if it is not applied yet: where a read sent
+    /// now waits.
+    fn last_tag(&self) -> Option<Tag> {
+        self.proposed
+            .iter()
+            .rev()
+            .find_map(|proposed| match &proposed.waits {
+                Waits::Write(proposal) => Some(proposal.tag),
+                Waits::Read(_) => None,
+            })
+            .flatten()
+    }
+
+    /// Has `op` answered right after the write `after` is applied, and
+    /// queues its reply behind that write's.
+    fn read_after(&mut self, after: Tag, xid: i32, op: Operation, started: Instant) {
+        let kind = op.kind();
+        let read = DeferredRead {
+            session: self.id,
+            owner: self.owner,
+            xid,
+            op,
+            auth: Arc::clone(&self.auth),
+        };
+        self.shared.machine.read_after(after, read);
+        self.proposed.push_back(Proposed {
+            xid,
+            kind,
+            started,
+            waits: Waits::Read(None),
+            multi: None,
+        });
     }
 
     /// Answers what needs no waiting: a ping, a read, a credential, a
@@ -925,18 +985,64 @@ impl<F: Frontend> Connection<'_, F> {
     /// unanswered until its last byte is written. A disconnect found there
     /// ends the connection instead.
     fn answer(&mut self, reply: Outbound) -> Result<(), End> {
-        while let Some(notice) = self.mailbox.try_recv() {
-            self.notice(notice)?;
-        }
-        self.io.encode(self.shared, reply);
-        self.unanswered
-            .push_back(self.written + self.io.output.len() as u64);
+        self.take_notices()?;
+        self.push_reply(reply);
         Ok(())
     }
 
-    /// A notice from outside: a watch event to write, or a disconnect.
+    /// Queues a reply and counts it unanswered until its last byte is
+    /// written.
+    fn push_reply(&mut self, reply: Outbound) {
+        self.io.encode(self.shared, reply);
+        self.unanswered
+            .push_back(self.written + self.io.output.len() as u64);
+    }
+
+    /// Handles the notices in the mailbox, up to a read's answer that must
+    /// wait for the replies before it: what came after that answer waits
+    /// behind it.
+    fn take_notices(&mut self) -> Result<(), End> {
+        while !self.read_answer_held() {
+            let Some(notice) = self.mailbox.try_recv() else {
+                break;
+            };
+            self.notice(notice)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the first read waiting behind writes has its answer already.
+    fn read_answer_held(&self) -> bool {
+        self.proposed
+            .iter()
+            .find_map(|proposed| match &proposed.waits {
+                Waits::Read(answer) => Some(answer.is_some()),
+                Waits::Write(_) => None,
+            })
+            .unwrap_or(false)
+    }
+
+    /// A notice from outside: a watch event to write, a disconnect, or the
+    /// answer to a read waiting behind writes (held until their replies are
+    /// queued).
     fn notice(&mut self, notice: Notice) -> Result<(), End> {
         match notice {
+            Notice::Read(answer) => {
+                let waiting = self
+                    .proposed
+                    .iter_mut()
+                    .find_map(|proposed| match &mut proposed.waits {
+                        Waits::Read(held) => Some((proposed.xid, held)),
+                        Waits::Write(_) => None,
+                    });
+                match waiting {
+                    Some((xid, held)) if xid == answer.xid && held.is_none() => {
+                        *held = Some(answer);
+                        Ok(())
+                    }
+                    _ => Err(self.answered_out_of_order(answer.xid)),
+                }
+            }
             Notice::Watch(event) => {
                 self.io.encode(self.shared, Outbound::Watch(*event));
                 Ok(())
@@ -1027,7 +1133,7 @@ impl<F: Frontend> Connection<'_, F> {
         let shared = self.shared;
         shared
             .machine
-            .read(self.id, op, &shared.config.limits, &self.auth)
+            .read(self.id, op, &self.auth)
     }
 
     /// A sync: waits until the replica holds every write the leader had
@@ -1168,7 +1274,7 @@ impl<F: Frontend> Connection<'_, F> {
             xid,
             kind,
             started,
-            applied: shared.engine.propose(txn),
+            waits: Waits::Write(shared.engine.propose(txn)),
             multi,
         });
         Ok(())
@@ -1212,11 +1318,62 @@ impl<F: Frontend> Connection<'_, F> {
         Box::pin(self.answer_proposed()).await
     }
 
-    /// Answers the proposed writes, in order, as they are applied.
+    /// Waits in the mailbox for the answer to the read `xid`, the first
+    /// unanswered request, writing the watch events before it.
+    async fn read_answer(&mut self, xid: i32) -> Result<Box<ReadAnswer>, End> {
+        loop {
+            match self.mailbox.recv().await {
+                Some(Notice::Read(answer)) if answer.xid == xid => return Ok(answer),
+                Some(Notice::Read(answer)) => return Err(self.answered_out_of_order(answer.xid)),
+                Some(notice) => self.notice(notice)?,
+                None => return Err(None),
+            }
+        }
+    }
+
+    /// A read's answer came for another request than the next one waiting
+    /// (the writes before two reads failed and succeeded out of order): the
+    /// connection closes rather than send a reply or an event out of order;
+    /// its client reconnects and sets its watches again.
+    fn answered_out_of_order(&mut self, xid: i32) -> End {
+        warn!(session = %self.id, remote = %self.remote, xid,
+            "closing connection: a read was answered out of request order");
+        self.io.encode(
+            self.shared,
+            Outbound::Disconnect {
+                code: Code::Unavailable,
+                detail: "a read was answered out of request order: reconnect".to_owned(),
+            },
+        );
+        Some(CloseReason::unavailable)
+    }
+
+    /// Answers the proposed writes and the reads after them, in order, as
+    /// they are applied.
     async fn answer_proposed(&mut self) -> Result<(), End> {
         while let Some(proposed) = self.proposed.pop_front() {
             let shared = self.shared;
-            let (zxid, result) = match proposed.applied.await {
+            let proposal = match proposed.waits {
+                Waits::Write(proposal) => proposal,
+                Waits::Read(held) => {
+                    let answer = match held {
+                        Some(answer) => answer,
+                        None => self.read_answer(proposed.xid).await?,
+                    };
+                    // Not after the notices in the mailbox now: they came
+                    // after the read was answered.
+                    self.push_reply(Outbound::Reply {
+                        xid: proposed.xid,
+                        zxid: answer.zxid,
+                        result: answer.result,
+                    });
+                    shared
+                        .metrics
+                        .observe_op(proposed.kind, proposed.started.elapsed());
+                    continue;
+                }
+            };
+            let (zxid, result) = match proposal.await {
                 Ok(applied) => (applied.zxid, write_result(applied.result, proposed.multi)),
                 Err(err) => (
                     shared.machine.zxid(),
@@ -1244,6 +1401,12 @@ fn answered_now(inbound: &Inbound) -> bool {
         Inbound::Request { op, .. } => !matches!(op, Operation::Sync { .. }) && !is_write(op),
         Inbound::Ping | Inbound::Refused { .. } => true,
     }
+}
+
+/// Whether `op` is answered from the replica alone (not a write, a sync or
+/// a credential), so may wait behind writes in [`Connection::proposed`].
+fn reads_replica(op: &Operation) -> bool {
+    !is_write(op) && !matches!(op, Operation::Sync { .. } | Operation::AddAuth { .. })
 }
 
 /// Whether `op` writes (goes to the engine), as [`Connection::route`]

@@ -11,6 +11,7 @@ use std::fmt;
 use std::future::{Future, ready};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use session_core::{Applied, Txn};
@@ -18,8 +19,29 @@ use thiserror::Error;
 
 use crate::state::StateMachine;
 
-/// A proposed transaction, resolving once it is applied.
-pub(crate) type Proposal = Pin<Box<dyn Future<Output = Result<Applied, EngineError>> + Send>>;
+/// Names a transaction this server proposed, as its replica knows it while
+/// it waits to be applied: the proposing server and that server's number for
+/// it (see [`crate::raft::Tagged`]).
+pub(crate) type Tag = (u8, u64);
+
+/// A proposed transaction.
+pub(crate) struct Proposal {
+    /// Where this server's replica hands it over once applied: a read that
+    /// must see it, and nothing proposed after it, is answered there
+    /// ([`StateMachine::read_after`]). `None` when it was applied before
+    /// `propose` returned.
+    pub(crate) tag: Option<Tag>,
+    /// Resolves once it is applied.
+    pub(crate) applied: Pin<Box<dyn Future<Output = Result<Applied, EngineError>> + Send>>,
+}
+
+impl Future for Proposal {
+    type Output = Result<Applied, EngineError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.applied.as_mut().poll(cx)
+    }
+}
 
 /// Why a transaction could not be ordered. (A transaction that was ordered
 /// but refused by the state machine is an `Applied` with an error result.)
@@ -82,6 +104,9 @@ impl LocalEngine {
 
 impl Engine for LocalEngine {
     fn propose(&self, txn: Txn) -> Proposal {
-        Box::pin(ready(Ok(self.machine.apply_next(&txn, Instant::now()))))
+        Proposal {
+            tag: None,
+            applied: Box::pin(ready(Ok(self.machine.apply_next(&txn, Instant::now())))),
+        }
     }
 }

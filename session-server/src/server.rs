@@ -36,7 +36,7 @@ use crate::config::{ServerConfig, Storage};
 use crate::engine::{Engine, LocalEngine};
 use crate::frontend::v1::V1;
 use crate::frontend::zookeeper::ZooKeeper;
-use crate::frontend::{Code, Frontend};
+use crate::frontend::{Code, Frontend, OpError, OpResult};
 use crate::metrics::{CloseReason, Metrics};
 use crate::raft::{ClusterSettings, RaftEngine, Timing};
 use crate::state::StateMachine;
@@ -67,6 +67,18 @@ pub(crate) enum Notice {
     /// The connection must say why and close: the session moved, expired or
     /// was closed elsewhere.
     Disconnect(Box<(Code, String)>),
+    /// The answer to a read that waited for the connection's writes before
+    /// it to be applied ([`StateMachine::read_after`](crate::state::StateMachine::read_after)).
+    Read(Box<ReadAnswer>),
+}
+
+/// A read's answer, as the replica gave it.
+#[derive(Debug)]
+pub(crate) struct ReadAnswer {
+    pub(crate) xid: i32,
+    /// The zxid the answer reflects.
+    pub(crate) zxid: u64,
+    pub(crate) result: Result<OpResult, OpError>,
 }
 
 /// How to reach the connection that currently holds a session: its
@@ -323,6 +335,7 @@ impl Server {
                     replica,
                     liveness,
                     Arc::clone(&metrics),
+                    config.limits.clone(),
                 ));
                 let engine = Box::new(LocalEngine::new(Arc::clone(&machine)));
                 (machine, engine)
@@ -333,6 +346,7 @@ impl Server {
                     Replica::uninitialized(),
                     liveness,
                     Arc::clone(&metrics),
+                    config.limits.clone(),
                 ));
                 let cluster = &config.cluster;
                 let settings = ClusterSettings {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use session_core::{
-    Applied, Context, DataTree, Id, Liveness, Op, Outcome, Replica, ReplicaSnapshot, ServerId,
+    Applied, Context, DataTree, Id, Liveness, Op, Outcome, OwnerId, Replica, ReplicaSnapshot, ServerId,
     SessionId, SetWatchesPaths, Stat, Txn, TxnError, WatchEvent, WatchKind, WatchTable,
     WatcherType, check_acl, perms, watch_kind_for_exists,
 };
@@ -24,7 +24,8 @@ use tokio::sync::{Notify, oneshot};
 use crate::config::Limits;
 use crate::frontend::{Code, OpError, OpResult, Operation, ReadOp};
 use crate::metrics::Metrics;
-use crate::server::{ConnectionHandle, Notice};
+use crate::engine::Tag;
+use crate::server::{ConnectionHandle, Notice, ReadAnswer};
 
 /// The replicated state with the watches set on it: one lock, so applying a
 /// change and firing its watches is atomic with respect to reads.
@@ -58,11 +59,40 @@ pub(crate) struct StateMachine {
     /// proposed it and that server's number for it (see
     /// [`crate::raft::Tagged`]): requests of this server's clients, and, on
     /// a leader, followers' forwarded writes.
-    waiters: Mutex<HashMap<(u8, u64), oneshot::Sender<Applied>>>,
+    waiters: Mutex<HashMap<Tag, Waiter>>,
+    /// What a read may leave behind: watches per session, paths per
+    /// SetWatches.
+    limits: Limits,
     /// Woken whenever the zxid moves.
     advanced: Notify,
     /// Why the role is [`Role::Unavailable`], for the clients refused.
     unavailable: Mutex<String>,
+}
+
+/// Who waits for one transaction to be applied here.
+#[derive(Debug)]
+struct Waiter {
+    /// Its proposer, told the result.
+    applied: oneshot::Sender<Applied>,
+    /// Reads its connection sent after it (and before anything it proposed
+    /// next), answered right after it is applied, before anything else is.
+    reads: Vec<DeferredRead>,
+}
+
+/// A read that must see the writes its connection sent before it, and none
+/// sent after it: answered as the last of those writes is applied, into the
+/// connection's mailbox (so it reaches the client after the watch events of
+/// changes applied before it, and before those of changes after it).
+#[derive(Debug)]
+pub(crate) struct DeferredRead {
+    pub(crate) session: SessionId,
+    /// The connection that asked: a reply for a connection since replaced
+    /// is dropped (that connection is closing).
+    pub(crate) owner: OwnerId,
+    pub(crate) xid: i32,
+    pub(crate) op: Operation,
+    /// The ids the connection held when it asked.
+    pub(crate) auth: Arc<[Id]>,
 }
 
 /// What a server does in its cluster now. A single server always leads.
@@ -102,6 +132,7 @@ impl StateMachine {
         replica: Replica,
         liveness: Liveness,
         metrics: Arc<Metrics>,
+        limits: Limits,
     ) -> Self {
         StateMachine {
             zxid: AtomicU64::new(replica.zxid()),
@@ -116,6 +147,7 @@ impl StateMachine {
             role: AtomicU8::new(Role::Leading as u8),
             heard: Mutex::new(HashSet::new()),
             waiters: Mutex::new(HashMap::new()),
+            limits,
             advanced: Notify::new(),
             unavailable: Mutex::new(String::new()),
         }
@@ -167,23 +199,88 @@ impl StateMachine {
     /// Registers a wait for the transaction server `origin` proposes as its
     /// number `seq`: the receiver gets it once applied here.
     pub(crate) fn await_applied(&self, origin: u8, seq: u64) -> oneshot::Receiver<Applied> {
-        let (tx, rx) = oneshot::channel();
-        lock(&self.waiters).insert((origin, seq), tx);
+        let (applied, rx) = oneshot::channel();
+        let waiter = Waiter {
+            applied,
+            reads: Vec::new(),
+        };
+        lock(&self.waiters).insert((origin, seq), waiter);
         rx
     }
 
-    /// Drops the wait for `origin`'s number `seq` (its proposal failed).
+    /// Drops the wait for `origin`'s number `seq` (its proposal failed, or
+    /// its proposer stopped waiting). Reads waiting behind it are answered
+    /// now, from the replica as it is: their connection is told the write
+    /// failed, and nothing it sent after the reads was proposed yet.
     pub(crate) fn forget_waiter(&self, origin: u8, seq: u64) {
-        lock(&self.waiters).remove(&(origin, seq));
+        let waiter = lock(&self.waiters).remove(&(origin, seq));
+        if let Some(waiter) = waiter.filter(|waiter| !waiter.reads.is_empty()) {
+            let mut state = self.state();
+            for read in waiter.reads {
+                self.answer_read(&mut state, read);
+            }
+        }
+    }
+
+    /// Answers `read` once the transaction `after` (proposed here, not
+    /// answered yet) is applied, before anything else is: the read sees it
+    /// and every write before it, and nothing its connection sends later.
+    /// The answer goes to the connection's mailbox as [`Notice::Read`];
+    /// answered at once when `after` is applied already.
+    pub(crate) fn read_after(&self, after: Tag, read: DeferredRead) {
+        let read = match lock(&self.waiters).get_mut(&after) {
+            Some(waiter) => {
+                waiter.reads.push(read);
+                return;
+            }
+            None => read,
+        };
+        // Applied (the waiter is removed under the state lock, after the
+        // apply) or failed; either way, the connection proposed nothing
+        // after it yet.
+        let mut state = self.state();
+        self.answer_read(&mut state, read);
+    }
+
+    /// Evaluates `read` against the replica as it is and hands the answer
+    /// to its connection, under the state lock: in the connection's mailbox
+    /// it follows the watch events of every change applied before it and
+    /// precedes those of every change after it.
+    fn answer_read(&self, state: &mut Replicated, read: DeferredRead) {
+        let DeferredRead {
+            session,
+            owner,
+            xid,
+            op,
+            auth,
+        } = read;
+        let (zxid, result) = self.read_locked(state, session, op, &auth);
+        match self.connections.get(&session) {
+            Some(connection) if connection.owner() == owner => {
+                connection
+                    .mailbox
+                    .send(Notice::Read(Box::new(ReadAnswer { xid, zxid, result })));
+            }
+            // Replaced or gone: that connection has been told to close.
+            _ => {}
+        }
     }
 
     /// Applies `txn`, proposed by server `origin` as its number `seq`, as
-    /// the next transaction; hands the result to whoever waits for it.
+    /// the next transaction; answers the reads waiting behind it before the
+    /// state lock is released, then hands the result to whoever waits for
+    /// it.
     pub(crate) fn apply_proposed(&self, origin: u8, seq: u64, txn: &Txn, now: Instant) {
-        let applied = self.apply_next(txn, now);
+        let mut state = self.state();
+        let zxid = state.replica.zxid() + 1;
+        let applied = self.apply_locked(&mut state, zxid, txn, now);
         let waiter = lock(&self.waiters).remove(&(origin, seq));
         if let Some(waiter) = waiter {
-            let _ = waiter.send(applied);
+            for read in waiter.reads {
+                self.answer_read(&mut state, read);
+            }
+            drop(state);
+            let _ = waiter.applied.send(applied);
         }
     }
 
@@ -389,16 +486,24 @@ impl StateMachine {
         &self,
         session: SessionId,
         op: Operation,
-        limits: &Limits,
         auth: &[Id],
     ) -> (u64, Result<OpResult, OpError>) {
-        let mut guard = self.state();
-        let state = &mut *guard;
+        self.read_locked(&mut self.state(), session, op, auth)
+    }
+
+    /// [`read`](Self::read), with the state locked by the caller.
+    fn read_locked(
+        &self,
+        state: &mut Replicated,
+        session: SessionId,
+        op: Operation,
+        auth: &[Id],
+    ) -> (u64, Result<OpResult, OpError>) {
         let zxid = state.replica.zxid();
         let reader = Reader {
             tree: state.replica.tree(),
             session,
-            limits,
+            limits: &self.limits,
             auth,
         };
         let watches = &mut state.watches;

@@ -47,7 +47,7 @@ use super::log_store::{LogStore, LogStoreOptions};
 use super::network::{self, Peers};
 use super::state_machine::{SnapshotError, StateMachineStore};
 use super::{Batch, Tagged, TypeConfig};
-use crate::engine::{Engine, EngineError, Proposal, Stopping, Synced};
+use crate::engine::{Engine, EngineError, Proposal, Stopping, Synced, Tag};
 use crate::frontend::Code;
 use crate::state::{Role, StateMachine};
 
@@ -821,6 +821,7 @@ impl Inner {
                 .map_err(|err| err.to_string())?,
         };
         let applied = propose(self, genesis)
+            .1
             .await
             .map_err(|err| err.to_string())?;
         match applied.result {
@@ -837,15 +838,22 @@ impl Inner {
 
 /// Proposes one transaction from this server: queues it for the proposer at
 /// once (so a connection's pipelined writes reach the proposer together and
-/// share an entry), and returns the wait for it to be applied here.
-fn propose(inner: &Inner, txn: Txn) -> impl Future<Output = Result<Applied, EngineError>> + use<> {
+/// share an entry), and returns its tag and the wait for it to be applied
+/// here.
+fn propose(
+    inner: &Inner,
+    txn: Txn,
+) -> (
+    Tag,
+    impl Future<Output = Result<Applied, EngineError>> + use<>,
+) {
     let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
     let origin = inner.machine.server().get();
     let applied = inner.machine.await_applied(origin, seq);
     let tagged = Tagged { origin, seq, txn };
     let ordered = inner.submit(vec![tagged], false);
     let machine = Arc::clone(&inner.machine);
-    async move {
+    let applied = async move {
         let stopped = || EngineError::Unavailable("the engine has stopped".to_owned());
         let ordered = match ordered {
             Ok(ordered) => ordered,
@@ -888,7 +896,8 @@ fn propose(inner: &Inner, txn: Txn) -> impl Future<Output = Result<Applied, Engi
                 )))
             }
         }
-    }
+    };
+    ((origin, seq), applied)
 }
 
 impl std::fmt::Debug for RaftEngine {
@@ -1147,7 +1156,11 @@ impl Engine for RaftEngine {
     }
 
     fn propose(&self, txn: Txn) -> Proposal {
-        Box::pin(propose(&self.inner, txn))
+        let (tag, applied) = propose(&self.inner, txn);
+        Proposal {
+            tag: Some(tag),
+            applied: Box::pin(applied),
+        }
     }
 
     fn sync(&self) -> Synced {
