@@ -812,6 +812,19 @@ impl<F: Frontend> Connection<'_, F> {
             let waiting = {
                 let inbound = match self.io.frontend.decode(&mut self.io.input) {
                     Ok(Some(inbound)) => inbound,
+                    // Nothing whole is buffered. With requests waiting for
+                    // writes, what the client sent meanwhile is read before
+                    // they are waited for: its writes join theirs (a log
+                    // entry, a forward to the leader) instead of each
+                    // buffer's worth waiting a round of its own.
+                    Ok(None) if !self.proposed.is_empty() => {
+                        let buffered = self.io.input.len();
+                        self.read()?;
+                        if self.io.input.len() == buffered {
+                            break;
+                        }
+                        continue;
+                    }
                     Ok(None) => break,
                     Err(violation) => {
                         warn!(session = %self.id, remote = %self.remote, reason = ?violation.reason,
