@@ -1041,13 +1041,13 @@ impl<F: Frontend> Connection<'_, F> {
     fn notice(&mut self, notice: Notice) -> Result<(), End> {
         match notice {
             Notice::Read(answer) => {
-                let waiting = self
-                    .proposed
-                    .iter_mut()
-                    .find_map(|proposed| match &mut proposed.waits {
-                        Waits::Read(held) => Some((proposed.xid, held)),
-                        Waits::Write(_) => None,
-                    });
+                let waiting =
+                    self.proposed
+                        .iter_mut()
+                        .find_map(|proposed| match &mut proposed.waits {
+                            Waits::Read(held) => Some((proposed.xid, held)),
+                            Waits::Write(_) => None,
+                        });
                 match waiting {
                     Some((xid, held)) if xid == answer.xid && held.is_none() => {
                         *held = Some(answer);
@@ -1144,9 +1144,7 @@ impl<F: Frontend> Connection<'_, F> {
     /// A read (or set watches), against the local replica.
     fn read_replica(&self, op: Operation) -> (u64, Result<OpResult, OpError>) {
         let shared = self.shared;
-        shared
-            .machine
-            .read(self.id, op, &self.auth)
+        shared.machine.read(self.id, op, &self.auth)
     }
 
     /// A sync: waits until the replica holds every write the leader had

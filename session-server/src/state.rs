@@ -15,16 +15,16 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use session_core::{
-    Applied, Context, DataTree, Id, Liveness, Op, Outcome, OwnerId, Replica, ReplicaSnapshot, ServerId,
-    SessionId, SetWatchesPaths, Stat, Txn, TxnError, WatchEvent, WatchKind, WatchTable,
+    Applied, Context, DataTree, Id, Liveness, Op, Outcome, OwnerId, Replica, ReplicaSnapshot,
+    ServerId, SessionId, SetWatchesPaths, Stat, Txn, TxnError, WatchEvent, WatchKind, WatchTable,
     WatcherType, check_acl, perms, watch_kind_for_exists,
 };
 use tokio::sync::{Notify, oneshot};
 
 use crate::config::Limits;
+use crate::engine::Tag;
 use crate::frontend::{Code, OpError, OpResult, Operation, ReadOp};
 use crate::metrics::Metrics;
-use crate::engine::Tag;
 use crate::server::{ConnectionHandle, Notice, ReadAnswer};
 
 /// The replicated state with the watches set on it: one lock, so applying a
@@ -792,4 +792,114 @@ pub(crate) fn tree_error(err: &session_core::TreeError) -> OpError {
         _ => Code::BadArguments,
     };
     OpError::new(code, err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use session_core::{Liveness, OwnerId, Replica, ServerId, SessionId, Txn};
+
+    use super::*;
+    use crate::mailbox::{Holder, Receiver, mailbox};
+    use crate::server::{first_session_id, random_secret};
+
+    const SERVER: u8 = 1;
+
+    /// A state machine with one connection, of session `session` and owner
+    /// 7, whose mailbox is returned.
+    fn machine_with_connection(session: SessionId) -> (StateMachine, Receiver) {
+        let server = ServerId::new(u64::from(SERVER)).expect("server id");
+        let replica = Replica::new(
+            random_secret().expect("secret"),
+            first_session_id(server).expect("first id"),
+        );
+        let liveness = Liveness::new(Duration::from_millis(100), Instant::now()).expect("liveness");
+        let machine = StateMachine::new(
+            server,
+            replica,
+            liveness,
+            Arc::new(Metrics::new()),
+            Limits::default(),
+        );
+        let (sender, receiver) = mailbox(Holder {
+            owner: OwnerId::new(7),
+            remote: SocketAddr::from(([127, 0, 0, 1], 2181)),
+            client: "test".into(),
+        });
+        machine
+            .connections
+            .insert(session, ConnectionHandle { mailbox: sender });
+        (machine, receiver)
+    }
+
+    fn exists_root(session: SessionId, owner: u64, xid: i32) -> DeferredRead {
+        DeferredRead {
+            session,
+            owner: OwnerId::new(owner),
+            xid,
+            op: Operation::Exists {
+                path: "/".to_owned(),
+                watch: false,
+            },
+            auth: Arc::from(Vec::new()),
+        }
+    }
+
+    /// The read answers in the mailbox, as (xid, zxid).
+    fn answers(mailbox: &mut Receiver) -> Vec<(i32, u64)> {
+        std::iter::from_fn(|| mailbox.try_recv())
+            .map(|notice| match notice {
+                Notice::Read(answer) => {
+                    assert!(answer.result.is_ok(), "{answer:?}");
+                    (answer.xid, answer.zxid)
+                }
+                other => panic!("a read's answer, not {other:?}"),
+            })
+            .collect()
+    }
+
+    /// A read behind a write is answered as that write is applied, before
+    /// the proposer hears of it, from the state just after it; behind a
+    /// write applied already, at once; behind one whose proposal failed,
+    /// when the wait for it is dropped (never left unanswered); and never
+    /// into a connection that replaced the one that asked.
+    #[test]
+    fn a_read_behind_a_write_is_answered_where_that_write_is_applied() {
+        let session = SessionId::from_u64(0x100);
+        let (machine, mut mailbox) = machine_with_connection(session);
+        let create = Txn::CreateSession {
+            min_id: SessionId::from_u64(0x200),
+            timeout: Duration::from_secs(6),
+            owner: machine.server(),
+        };
+
+        // Behind a write not applied yet: nothing until it is.
+        let mut applied = machine.await_applied(SERVER, 1);
+        machine.read_after((SERVER, 1), exists_root(session, 7, 10));
+        machine.read_after((SERVER, 1), exists_root(session, 7, 11));
+        assert_eq!(answers(&mut mailbox), []);
+        assert!(applied.try_recv().is_err());
+        let before = machine.zxid();
+        machine.apply_proposed(SERVER, 1, &create, Instant::now());
+        let zxid = applied.try_recv().expect("the proposer is told").zxid;
+        assert_eq!(zxid, before + 1);
+        assert_eq!(answers(&mut mailbox), [(10, zxid), (11, zxid)]);
+
+        // Behind a write applied already: at once.
+        machine.read_after((SERVER, 1), exists_root(session, 7, 12));
+        assert_eq!(answers(&mut mailbox), [(12, zxid)]);
+
+        // Behind a write whose proposal failed: when its wait is dropped.
+        let _failed = machine.await_applied(SERVER, 2);
+        machine.read_after((SERVER, 2), exists_root(session, 7, 13));
+        assert_eq!(answers(&mut mailbox), []);
+        machine.forget_waiter(SERVER, 2);
+        assert_eq!(answers(&mut mailbox), [(13, zxid)]);
+
+        // For a connection since replaced (another owner): dropped.
+        machine.read_after((SERVER, 3), exists_root(session, 8, 14));
+        assert_eq!(answers(&mut mailbox), []);
+    }
 }

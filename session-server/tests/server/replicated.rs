@@ -15,6 +15,7 @@ use session_wire::admin::v1::{
     PromoteLearnerRequest, RemoveMemberRequest, admin_client::AdminClient,
 };
 use session_wire::v1::{self as wire, ErrorCode, Handshake, SessionGranted};
+use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, sleep, timeout};
 
 use crate::support::{PATIENCE, Raw, Scratch, code, fresh_port, granted, new_session, test_config};
@@ -305,6 +306,118 @@ async fn a_write_through_one_server_is_seen_by_a_write_through_another_at_once()
                 .await
         ),
         Some(ErrorCode::NoNode)
+    );
+    shutdown(servers).await;
+}
+
+/// The log entries server `server` has fsynced so far.
+fn log_flushes(server: &Server) -> u64 {
+    let text = server.metrics().encode();
+    text.lines()
+        .find_map(|line| line.strip_prefix("session_server_log_flush_seconds_count "))
+        .and_then(|count| count.trim().parse::<f64>().ok())
+        .map_or(0, |count| count as u64)
+}
+
+/// A client on a follower that pipelines setData and getData of one node,
+/// all sent before any reply is read: each getData sees exactly the setData
+/// before it (not the one after it, which the connection has already handed
+/// on), replies come in request order, and a watch left by a read reaches
+/// the client after that read's reply and before the reply of the write
+/// that fired it (reference zookeeper-sessions.md, "ordering"). The reads
+/// do not hold the writes after them back: the 200 writes share a handful
+/// of log entries (each one waited for the read before it, 200 entries at
+/// least, before reads were answered where the write before them is
+/// applied; the bound here is 40).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pipelined_writes_and_reads_through_a_follower_share_entries_and_each_read_sees_its_writes()
+{
+    const PAIRS: i32 = 200;
+    const WATCHED: i32 = 100;
+    let scratch = Scratch::new("replicated-pipelined");
+    let (servers, _) = three(&scratch).await;
+    let (_, followers) = roles(&servers).await;
+    let follower = &servers[followers[0]];
+    let (mut raw, _) = open_when_ready(follower.local_addr()).await;
+    raw.create("/p", b"", wire::NodeKind::Persistent)
+        .await
+        .expect("create /p");
+    let flushed_before = log_flushes(follower);
+
+    let mut bytes = bytes::BytesMut::new();
+    for i in 0..PAIRS {
+        let set = wire::request::Op::SetData(wire::SetData {
+            path: "/p".to_owned(),
+            data: bytes::Bytes::from(i.to_string()),
+            expected_version: Some(-1),
+        });
+        let get = wire::request::Op::GetData(wire::GetData {
+            path: "/p".to_owned(),
+            watch: i == WATCHED,
+        });
+        crate::support::frame(
+            wire::Request {
+                xid: 1_000 + 2 * i,
+                op: Some(set),
+            },
+            &mut bytes,
+        );
+        crate::support::frame(
+            wire::Request {
+                xid: 1_001 + 2 * i,
+                op: Some(get),
+            },
+            &mut bytes,
+        );
+    }
+    raw.framed.get_mut().write_all(&bytes).await.expect("send");
+
+    let mut set_zxid = 0;
+    let mut event_at = None;
+    let mut position = 0;
+    while position < 2 * PAIRS {
+        let message = raw.recv().await.and_then(|message| message.kind);
+        let reply = match message {
+            Some(wire::server_message::Kind::WatchEvent(event)) => {
+                assert_eq!(event.path, "/p");
+                assert!(event_at.is_none(), "one event: {event:?}");
+                event_at = Some((position, event.zxid));
+                continue;
+            }
+            Some(wire::server_message::Kind::Reply(reply)) => reply,
+            other => panic!("reply {position}: got {other:?}"),
+        };
+        let i = position / 2;
+        assert_eq!(reply.xid, 1_000 + position, "replies in request order");
+        match reply.result {
+            Some(wire::reply::Result::SetData(set)) => {
+                assert_eq!(position % 2, 0);
+                let stat = set.stat.expect("stat");
+                assert_eq!(stat.version, i + 1, "setData {i}");
+                set_zxid = reply.zxid;
+            }
+            Some(wire::reply::Result::GetData(got)) => {
+                assert_eq!(position % 2, 1);
+                let stat = got.stat.expect("stat");
+                assert_eq!(
+                    (got.data.as_ref(), stat.version, reply.zxid),
+                    (i.to_string().as_bytes(), i + 1, set_zxid),
+                    "getData {i} sees setData {i} and nothing after it"
+                );
+            }
+            other => panic!("reply {position}: {other:?}"),
+        }
+        position += 1;
+    }
+    // The watch left by getData WATCHED fired on setData WATCHED + 1: the
+    // event comes after the read's reply (position 2·WATCHED + 1) and before
+    // the write's (2·WATCHED + 2).
+    let (at, _) = event_at.expect("the watch fired");
+    assert_eq!(at, 2 * WATCHED + 2, "the event between the two replies");
+    let entries = log_flushes(follower) - flushed_before;
+    assert!(
+        entries <= 40,
+        "{PAIRS} pipelined writes took {entries} log entries on the follower"
     );
     shutdown(servers).await;
 }
