@@ -865,13 +865,16 @@ impl<F: Frontend> Connection<'_, F> {
                 Routed::Write(kind, op) => self.propose(xid, (kind, op), started).await,
                 Routed::Other(op) => self.answer_now(Inbound::Request { xid, op }, started),
             },
-            Inbound::Request { xid, op } if reads_replica(&op) && self.last_tag().is_some() => {
-                let Some(after) = self.last_tag() else {
-                    return self.answer_now(Inbound::Request { xid, op }, started);
-                };
-                self.read_after(after, xid, op, started);
-                Ok(())
-            }
+            Inbound::Request { xid, op } if reads_replica(&op) => match self.last_tag() {
+                Some(after) => {
+                    self.read_after(after, xid, op, started);
+                    Ok(())
+                }
+                None => {
+                    self.answer_proposed().await?;
+                    self.answer_now(Inbound::Request { xid, op }, started)
+                }
+            },
             Inbound::Close => {
                 self.answer_proposed().await?;
                 self.close(started).await

@@ -209,16 +209,17 @@ impl StateMachine {
     }
 
     /// Drops the wait for `origin`'s number `seq` (its proposal failed, or
-    /// its proposer stopped waiting). Reads waiting behind it are answered
-    /// now, from the replica as it is: their connection is told the write
-    /// failed, and nothing it sent after the reads was proposed yet.
+    /// its proposer stopped waiting). Reads waiting behind it are refused
+    /// `UNAVAILABLE`, as the write is: by now the replica may hold writes
+    /// their connection sent after them, which they must not see.
     pub(crate) fn forget_waiter(&self, origin: u8, seq: u64) {
         let waiter = lock(&self.waiters).remove(&(origin, seq));
-        if let Some(waiter) = waiter.filter(|waiter| !waiter.reads.is_empty()) {
-            let mut state = self.state();
-            for read in waiter.reads {
-                self.answer_read(&mut state, read);
-            }
+        for read in waiter.map(|waiter| waiter.reads).unwrap_or_default() {
+            let result = Err(OpError::new(
+                Code::Unavailable,
+                "the write before this read was not applied here in time: its outcome is unknown",
+            ));
+            self.send_answer(read.session, read.owner, read.xid, self.zxid(), result);
         }
     }
 
@@ -255,6 +256,18 @@ impl StateMachine {
             auth,
         } = read;
         let (zxid, result) = self.read_locked(state, session, op, &auth);
+        self.send_answer(session, owner, xid, zxid, result);
+    }
+
+    /// Hands a read's answer to the connection `owner` of `session`.
+    fn send_answer(
+        &self,
+        session: SessionId,
+        owner: OwnerId,
+        xid: i32,
+        zxid: u64,
+        result: Result<OpResult, OpError>,
+    ) {
         match self.connections.get(&session) {
             Some(connection) if connection.owner() == owner => {
                 connection
@@ -847,14 +860,16 @@ mod tests {
         }
     }
 
-    /// The read answers in the mailbox, as (xid, zxid).
-    fn answers(mailbox: &mut Receiver) -> Vec<(i32, u64)> {
+    /// The read answers in the mailbox, as (xid, zxid, error code if
+    /// refused).
+    fn answers(mailbox: &mut Receiver) -> Vec<(i32, u64, Option<Code>)> {
         std::iter::from_fn(|| mailbox.try_recv())
             .map(|notice| match notice {
-                Notice::Read(answer) => {
-                    assert!(answer.result.is_ok(), "{answer:?}");
-                    (answer.xid, answer.zxid)
-                }
+                Notice::Read(answer) => (
+                    answer.xid,
+                    answer.zxid,
+                    answer.result.err().map(|error| error.code),
+                ),
                 other => panic!("a read's answer, not {other:?}"),
             })
             .collect()
@@ -863,8 +878,9 @@ mod tests {
     /// A read behind a write is answered as that write is applied, before
     /// the proposer hears of it, from the state just after it; behind a
     /// write applied already, at once; behind one whose proposal failed,
-    /// when the wait for it is dropped (never left unanswered); and never
-    /// into a connection that replaced the one that asked.
+    /// refused UNAVAILABLE when the wait for it is dropped (never left
+    /// unanswered, never from a state that may hold later writes); and
+    /// never into a connection that replaced the one that asked.
     #[test]
     fn a_read_behind_a_write_is_answered_where_that_write_is_applied() {
         let session = SessionId::from_u64(0x100);
@@ -885,18 +901,18 @@ mod tests {
         machine.apply_proposed(SERVER, 1, &create, Instant::now());
         let zxid = applied.try_recv().expect("the proposer is told").zxid;
         assert_eq!(zxid, before + 1);
-        assert_eq!(answers(&mut mailbox), [(10, zxid), (11, zxid)]);
+        assert_eq!(answers(&mut mailbox), [(10, zxid, None), (11, zxid, None)]);
 
         // Behind a write applied already: at once.
         machine.read_after((SERVER, 1), exists_root(session, 7, 12));
-        assert_eq!(answers(&mut mailbox), [(12, zxid)]);
+        assert_eq!(answers(&mut mailbox), [(12, zxid, None)]);
 
         // Behind a write whose proposal failed: when its wait is dropped.
         let _failed = machine.await_applied(SERVER, 2);
         machine.read_after((SERVER, 2), exists_root(session, 7, 13));
         assert_eq!(answers(&mut mailbox), []);
         machine.forget_waiter(SERVER, 2);
-        assert_eq!(answers(&mut mailbox), [(13, zxid)]);
+        assert_eq!(answers(&mut mailbox), [(13, zxid, Some(Code::Unavailable))]);
 
         // For a connection since replaced (another owner): dropped.
         machine.read_after((SERVER, 3), exists_root(session, 8, 14));
