@@ -13,8 +13,9 @@ use tracing_subscriber::EnvFilter;
 /// adds a header to each, and an aligned block costs it more, where
 /// jemalloc's size classes take them as they are. Holding 15,000 v1
 /// sessions: about 1,620 bytes of RSS a session with glibc, 1,460 with
-/// jemalloc, and no more CPU per ping. (mimalloc took 2,200.)
-#[cfg(not(target_env = "msvc"))]
+/// jemalloc, and no more CPU per ping. (mimalloc took 2,200.) Without the
+/// `jemalloc` feature (on by default), the system's allocator.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -53,6 +53,22 @@ const STEPS: &[Step] = &[
         },
     },
     Step {
+        name: "server without default features",
+        run: || {
+            // The library with the system allocator, as an embedder who
+            // turns the `jemalloc` feature off builds it.
+            let mut cmd = cargo();
+            cmd.args([
+                "check",
+                "-p",
+                "session-server",
+                "--no-default-features",
+                "--locked",
+            ]);
+            exec(cmd)
+        },
+    },
+    Step {
         name: "docs",
         run: || {
             let mut cmd = cargo();
