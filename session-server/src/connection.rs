@@ -1018,7 +1018,9 @@ impl<F: Frontend> Connection<'_, F> {
     /// wait for the replies before it: what came after that answer waits
     /// behind it.
     fn take_notices(&mut self) -> Result<(), End> {
-        while !self.read_answer_held() {
+        // The mailbox is looked at first: it is nearly always empty, and
+        // finding the first read walks the requests waiting.
+        while !self.mailbox.is_empty() && !self.read_answer_held() {
             let Some(notice) = self.mailbox.try_recv() else {
                 break;
             };

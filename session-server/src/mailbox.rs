@@ -123,6 +123,11 @@ impl Receiver {
         })
     }
 
+    /// Whether no notice is queued (without taking the lock).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.queued.load(Ordering::Acquire) == 0
+    }
+
     /// The next notice if one is queued.
     pub(crate) fn try_recv(&mut self) -> Option<Notice> {
         if self.0.queued.load(Ordering::Acquire) == 0 {
