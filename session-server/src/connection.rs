@@ -1029,15 +1029,18 @@ impl<F: Frontend> Connection<'_, F> {
         Ok(())
     }
 
-    /// Whether the first read waiting behind writes has its answer already.
-    fn read_answer_held(&self) -> bool {
+    /// Where in [`proposed`](Self::proposed) the first read waiting behind
+    /// writes is.
+    fn first_read(&self) -> Option<usize> {
         self.proposed
             .iter()
-            .find_map(|proposed| match &proposed.waits {
-                Waits::Read(answer) => Some(answer.is_some()),
-                Waits::Write(_) => None,
-            })
-            .unwrap_or(false)
+            .position(|proposed| matches!(proposed.waits, Waits::Read(_)))
+    }
+
+    /// Whether the first read waiting behind writes has its answer already.
+    fn read_answer_held(&self) -> bool {
+        self.first_read()
+            .is_some_and(|at| matches!(self.proposed[at].waits, Waits::Read(Some(_))))
     }
 
     /// A notice from outside: a watch event to write, a disconnect, or the
@@ -1046,15 +1049,13 @@ impl<F: Frontend> Connection<'_, F> {
     fn notice(&mut self, notice: Notice) -> Result<(), End> {
         match notice {
             Notice::Read(answer) => {
-                let waiting =
-                    self.proposed
-                        .iter_mut()
-                        .find_map(|proposed| match &mut proposed.waits {
-                            Waits::Read(held) => Some((proposed.xid, held)),
-                            Waits::Write(_) => None,
-                        });
-                match waiting {
-                    Some((xid, held)) if xid == answer.xid && held.is_none() => {
+                let first = self.first_read().map(|at| &mut self.proposed[at]);
+                match first {
+                    Some(Proposed {
+                        xid,
+                        waits: Waits::Read(held @ None),
+                        ..
+                    }) if *xid == answer.xid => {
                         *held = Some(answer);
                         Ok(())
                     }

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use openraft::{BasicNode, ChangeMembers, Raft, RaftMetrics, ServerState, SnapshotPolicy};
-use session_core::{Applied, ServerId, Txn};
+use session_core::{ServerId, Txn};
 use session_wire::admin::v1::{ClusterMember, ClusterStatusResponse, MemberRole};
 use session_wire::peer::v1::{
     ForwardRequest, ReadIndexRequest, StatusRequest, StatusResponse, TouchRequest,
@@ -47,7 +47,7 @@ use super::log_store::{LogStore, LogStoreOptions};
 use super::network::{self, Peers};
 use super::state_machine::{SnapshotError, StateMachineStore};
 use super::{Batch, Tagged, TypeConfig};
-use crate::engine::{Engine, EngineError, Proposal, Stopping, Synced, Tag};
+use crate::engine::{Engine, EngineError, Proposal, Stopping, Synced};
 use crate::frontend::Code;
 use crate::state::{Role, StateMachine};
 
@@ -821,7 +821,6 @@ impl Inner {
                 .map_err(|err| err.to_string())?,
         };
         let applied = propose(self, genesis)
-            .1
             .await
             .map_err(|err| err.to_string())?;
         match applied.result {
@@ -838,22 +837,16 @@ impl Inner {
 
 /// Proposes one transaction from this server: queues it for the proposer at
 /// once (so a connection's pipelined writes reach the proposer together and
-/// share an entry), and returns its tag and the wait for it to be applied
-/// here.
-fn propose(
-    inner: &Inner,
-    txn: Txn,
-) -> (
-    Tag,
-    impl Future<Output = Result<Applied, EngineError>> + use<>,
-) {
+/// share an entry), and returns the wait for it to be applied here, with
+/// its tag.
+fn propose(inner: &Inner, txn: Txn) -> Proposal {
     let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
     let origin = inner.machine.server().get();
     let applied = inner.machine.await_applied(origin, seq);
     let tagged = Tagged { origin, seq, txn };
     let ordered = inner.submit(vec![tagged], false);
     let machine = Arc::clone(&inner.machine);
-    let applied = async move {
+    let applied = Box::pin(async move {
         let stopped = || EngineError::Unavailable("the engine has stopped".to_owned());
         let ordered = match ordered {
             Ok(ordered) => ordered,
@@ -896,8 +889,11 @@ fn propose(
                 )))
             }
         }
-    };
-    ((origin, seq), applied)
+    });
+    Proposal {
+        tag: Some((origin, seq)),
+        applied,
+    }
 }
 
 impl std::fmt::Debug for RaftEngine {
@@ -1156,11 +1152,7 @@ impl Engine for RaftEngine {
     }
 
     fn propose(&self, txn: Txn) -> Proposal {
-        let (tag, applied) = propose(&self.inner, txn);
-        Proposal {
-            tag: Some(tag),
-            applied: Box::pin(applied),
-        }
+        propose(&self.inner, txn)
     }
 
     fn sync(&self) -> Synced {
